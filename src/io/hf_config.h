@@ -1,0 +1,45 @@
+/* The parts of a Hugging Face config.json that a Llama-family forward pass needs. */
+#ifndef GPTQ_IO_HF_CONFIG_H
+#define GPTQ_IO_HF_CONFIG_H
+
+#include "core/dtype.h"
+
+typedef enum { ROPE_DEFAULT = 0, ROPE_LLAMA3, ROPE_LINEAR } rope_kind;
+
+#define HF_MAX_EOS 8
+
+typedef struct {
+    char model_type[32];   /* "llama", "mistral", "qwen2" */
+    int dim;               /* hidden_size */
+    int hidden_dim;        /* intermediate_size */
+    int n_layers;          /* num_hidden_layers */
+    int n_heads;           /* num_attention_heads */
+    int n_kv_heads;        /* num_key_value_heads (GQA); = n_heads if absent */
+    int head_dim;          /* head_dim; = dim / n_heads if absent */
+    int vocab_size;
+    int max_pos;           /* max_position_embeddings */
+    float norm_eps;        /* rms_norm_eps */
+    float rope_theta;      /* top level or in rope_parameters */
+    rope_kind rope_type;
+    float rope_factor;               /* llama3 / linear scaling factor */
+    float rope_low_freq_factor;      /* llama3 */
+    float rope_high_freq_factor;     /* llama3 */
+    int rope_original_max_pos;       /* llama3: original_max_position_embeddings */
+    int tie_embeddings;    /* tie_word_embeddings */
+    int qkv_bias;          /* q/k/v projections have biases (qwen2, attention_bias) */
+    int o_bias;            /* o_proj has a bias (attention_bias) */
+    int mlp_bias;
+    int bos_id;            /* -1 if unknown */
+    int n_eos;
+    int eos_ids[HF_MAX_EOS];
+    gptq_dtype dtype;      /* torch_dtype / dtype, informational */
+} hf_config;
+
+/* Parses DIR/config.json-style text at `path`. Missing required keys, wrong types,
+ * non-positive sizes and unsupported architectures/activations are errors naming the file. */
+int hf_config_load(hf_config *c, const char *path);
+
+/* Builds a config.json text (heap string) for `c`, as transformers writes it. */
+char *hf_config_to_json(const hf_config *c);
+
+#endif

@@ -1,0 +1,89 @@
+/* The Llama-family model (llama, mistral, qwen2): weights and the forward pass.
+ *
+ * Weights stay in their file dtype, memory-mapped; compute is fp32.  One forward call
+ * processes n consecutive tokens at positions pos0..pos0+n-1 against the KV cache
+ * (n > 1: batched prefill through BLAS; n == 1: decode through GEMV). */
+#ifndef GPTQ_MODEL_LLAMA_H
+#define GPTQ_MODEL_LLAMA_H
+
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "model/linear.h"
+
+/* The seven Linear layers of a block, in the order the block uses them. */
+typedef enum { LIN_Q = 0, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_COUNT } llama_linear_id;
+/* "self_attn.q_proj", ..., "mlp.down_proj": the HF module name inside a layer. */
+const char *llama_linear_name(llama_linear_id id);
+
+typedef struct {
+    float *attn_norm; /* (dim) input_layernorm */
+    float *ffn_norm;  /* (dim) post_attention_layernorm */
+    linear lin[LIN_COUNT];
+    /* lin[LIN_Q]    (n_heads*head_dim, dim)
+     * lin[LIN_K]    (n_kv_heads*head_dim, dim)
+     * lin[LIN_V]    (n_kv_heads*head_dim, dim)
+     * lin[LIN_O]    (dim, n_heads*head_dim)
+     * lin[LIN_GATE] (hidden_dim, dim)
+     * lin[LIN_UP]   (hidden_dim, dim)
+     * lin[LIN_DOWN] (dim, hidden_dim) */
+} llama_layer;
+
+typedef struct {
+    hf_config cfg;
+    char *dir;
+    st_archive st;         /* keeps the memory maps alive */
+    const void *tok_embed; /* (vocab, dim) in embed_dtype, in the memory map */
+    gptq_dtype embed_dtype;
+    llama_layer *layers;   /* (n_layers) */
+    float *final_norm;     /* (dim) */
+    linear lm_head;        /* (vocab, dim); borrows tok_embed when tied */
+    float *rope_inv_freq;  /* (head_dim/2), scaling applied */
+    int64_t n_params;      /* parameters in the checkpoint (tied counted once) */
+} llama_model;
+
+/* Loads DIR/config.json and DIR's safetensors; every tensor's shape and dtype is checked
+ * against the config. */
+int llama_load(llama_model *m, const char *dir);
+void llama_free(llama_model *m);
+
+/* Called with the input of every Linear as the forward pass reaches it (x is (n, in)),
+ * so that calibration can accumulate Hessians. */
+typedef void (*llama_observer)(void *ctx, int layer, llama_linear_id id, const float *x, int n, int64_t in);
+
+typedef struct {
+    int max_seq;    /* KV cache positions */
+    int max_batch;  /* most tokens per forward call */
+    int n_threads;  /* attention scratch rows */
+    float *k_cache; /* (n_layers, max_seq, n_kv_heads*head_dim) */
+    float *v_cache; /* (n_layers, max_seq, n_kv_heads*head_dim) */
+    float *x;       /* (max_batch, dim) residual stream */
+    float *xn;      /* (max_batch, max(dim, hidden_dim)) normed input of a sub-block */
+    float *q;       /* (max_batch, n_heads*head_dim) */
+    float *kv;      /* (max_batch, 2*n_kv_heads*head_dim) new keys then values */
+    float *att_out; /* (max_batch, n_heads*head_dim) */
+    float *hb;      /* (max_batch, hidden_dim) gate */
+    float *hb2;     /* (max_batch, hidden_dim) up */
+    float *out;     /* (max_batch, max(dim, hidden_dim)) output of a Linear */
+    float *scores;  /* (n_threads, max_seq) attention scratch */
+    float *cos, *sin; /* (max_batch, head_dim/2) rotary table of the current call */
+    float *logits;  /* (max_batch, vocab) */
+    llama_observer observer;
+    void *observer_ctx;
+} llama_state;
+
+llama_state *llama_state_new(const llama_model *m, int max_seq, int max_batch);
+void llama_state_free(llama_state *s);
+
+/* Token embeddings of ids (n) into x (n, dim). Ids must be < vocab (checked by callers). */
+void llama_embed(const llama_model *m, const int *ids, int n, float *x);
+/* One decoder block on s->x (n rows) at positions pos0.., updating its KV cache. */
+void llama_block_forward(const llama_model *m, llama_state *s, int layer, float *x, int n, int pos0);
+/* Embeds, runs every block and the final norm: s->x holds (n, dim) normed hidden states. */
+void llama_forward_hidden(const llama_model *m, llama_state *s, const int *ids, int n, int pos0);
+/* Logits (n, vocab) of n hidden rows into out. */
+void llama_logits(const llama_model *m, const float *hidden, int n, float *out);
+/* Full step: returns s->logits with the logits of the last token (all_logits == 0) or of
+ * all n tokens (n, vocab). */
+const float *llama_forward(const llama_model *m, llama_state *s, const int *ids, int n, int pos0, int all_logits);
+
+#endif

@@ -1,0 +1,64 @@
+#include "model/perplexity.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
+
+/* Logits are produced this many rows at a time, so that a 128k vocabulary at ctx 2048
+ * needs 64 rows of logits in memory, not 2048. */
+#define LOGIT_ROWS 64
+
+double nll_of(const float *logits, int vocab, int target) {
+    float mx = logits[0];
+    for (int i = 1; i < vocab; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double sum = 0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
+    return log(sum) + mx - logits[target];
+}
+
+int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int max_windows, double *window_nll,
+                 ppl_result *r) {
+    if (ctx < 2) return gptq_fail("perplexity: context length must be at least 2");
+    long n_windows = n_ids / ctx;
+    if (n_windows < 1) return gptq_fail("perplexity: the text has %ld tokens, fewer than one window of %d", n_ids, ctx);
+    if (max_windows > 0 && n_windows > max_windows) n_windows = max_windows;
+    int vocab = m->cfg.vocab_size, dim = m->cfg.dim;
+    llama_state *s = llama_state_new(m, ctx, ctx);
+    float *logits = xaligned_alloc(sizeof(float) * LOGIT_ROWS * vocab);
+    double t0 = now_seconds(), total = 0;
+    progress pg;
+    progress_start(&pg, "perplexity: window", n_windows);
+    for (long w = 0; w < n_windows; w++) {
+        const int *win = ids + w * ctx;
+        llama_forward_hidden(m, s, win, ctx, 0);
+        double wsum = 0;
+        /* position t predicts token t+1, for t = 0 .. ctx-2 */
+        for (int t0r = 0; t0r < ctx - 1; t0r += LOGIT_ROWS) {
+            int rows = ctx - 1 - t0r < LOGIT_ROWS ? ctx - 1 - t0r : LOGIT_ROWS;
+            llama_logits(m, s->x + (size_t)t0r * dim, rows, logits);
+            double part = 0;
+#pragma omp parallel for reduction(+ : part)
+            for (int i = 0; i < rows; i++) part += nll_of(logits + (size_t)i * vocab, vocab, win[t0r + i + 1]);
+            wsum += part;
+        }
+        double wmean = wsum / (ctx - 1);
+        if (window_nll) window_nll[w] = wmean;
+        total += wmean;
+        progress_update(&pg, w + 1);
+    }
+    progress_end(&pg);
+    free(logits);
+    llama_state_free(s);
+    r->mean_nll = total / n_windows;
+    r->ppl = exp(r->mean_nll);
+    r->tokens = n_ids;
+    r->windows = (int)n_windows;
+    r->ctx = ctx;
+    r->scored = n_windows * (ctx - 1);
+    r->seconds = now_seconds() - t0;
+    return 0;
+}

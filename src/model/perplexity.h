@@ -1,0 +1,28 @@
+/* Perplexity with the GPTQ protocol: the text is tokenized once without BOS, cut into
+ * non-overlapping windows of ctx tokens (the remainder is dropped), and
+ * ppl = exp(mean NLL of predicting positions 1..ctx-1 of every window). */
+#ifndef GPTQ_MODEL_PERPLEXITY_H
+#define GPTQ_MODEL_PERPLEXITY_H
+
+#include "model/llama.h"
+
+typedef struct {
+    double ppl;
+    double mean_nll;
+    long tokens;   /* tokens in the whole text */
+    int windows;   /* windows evaluated */
+    int ctx;
+    long scored;   /* predictions scored: windows * (ctx - 1) */
+    double seconds;
+} ppl_result;
+
+/* Evaluates at most max_windows windows (<= 0: all).  window_nll, if not NULL, receives
+ * the mean NLL of each window evaluated (room for all windows).  Fails if the text is
+ * shorter than one window. */
+int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int max_windows, double *window_nll,
+                 ppl_result *r);
+
+/* NLL of `target` under logits (vocab): logsumexp(logits) - logits[target], in double. */
+double nll_of(const float *logits, int vocab, int target);
+
+#endif

@@ -1,0 +1,78 @@
+/* gptq perplexity: GPTQ-protocol perplexity of a model on a text file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "model/llama.h"
+#include "model/perplexity.h"
+#include "text/tokenizer.h"
+
+int cmd_perplexity(int argc, char **argv) {
+    const char *model_dir = NULL, *data = NULL;
+    int ctx = 512, max_windows = 0, json = 0;
+    const cli_opt opts[] = {
+        {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
+        {"--data", "-f", OPT_STR, &data, 0, -1, "text file to evaluate (UTF-8, read as is)"},
+        {"--ctx", "-c", OPT_INT, &ctx, 2, 1 << 20, "window length in tokens (default 512)"},
+        {"--max-windows", NULL, OPT_INT, &max_windows, 0, 1 << 30, "evaluate only the first N windows (0 = all)"},
+        {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
+        {0},
+    };
+    cli_command cmd = {"perplexity", "--model DIR --data FILE [--ctx 512] [--max-windows N] [--json]", opts, 0, {0}, 0};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc) return rc < 0 ? 2 : 0;
+    if (!model_dir) return cli_error(&cmd, "--model is required");
+    if (!data) return cli_error(&cmd, "--data is required");
+
+    size_t len;
+    char *text = fs_read_all(data, &len);
+    if (!text) return cli_fail();
+    llama_model m;
+    if (llama_load(&m, model_dir) != 0) {
+        free(text);
+        return cli_fail();
+    }
+    tokenizer *tok = tokenizer_load(model_dir);
+    int *ids = NULL;
+    if (!tok) {
+        rc = cli_fail();
+        goto out;
+    }
+    if (ctx > m.cfg.max_pos) gptq_warn("--ctx %d exceeds the model's max_position_embeddings (%d)", ctx, m.cfg.max_pos);
+    double t0 = now_seconds();
+    int n = tokenizer_encode(tok, text, len, 0, &ids);
+    if (n < 0) {
+        rc = cli_fail();
+        goto out;
+    }
+    double t_tok = now_seconds() - t0;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m.cfg.vocab_size) {
+            rc = cli_error(&cmd, "%s: token id %d is outside the model's vocabulary (%d)", data, ids[i], m.cfg.vocab_size);
+            goto out;
+        }
+    if (n < ctx) {
+        rc = cli_error(&cmd, "%s: %d tokens, fewer than one window of %d", data, n, ctx);
+        goto out;
+    }
+    ppl_result r;
+    if (ppl_evaluate(&m, ids, n, ctx, max_windows, NULL, &r) != 0) {
+        rc = cli_fail();
+        goto out;
+    }
+    printf("perplexity: %.4f  (%d windows x %d tokens, %ld tokens in the text, tokenized in %.2f s, evaluated in %.1f s, "
+           "%.0f tok/s)\n",
+           r.ppl, r.windows, ctx, r.tokens, t_tok, r.seconds, r.windows * (double)ctx / r.seconds);
+    if (json)
+        printf("{\"ppl\": %.6f, \"tokens\": %ld, \"windows\": %d, \"ctx\": %d, \"seconds\": %.3f}\n", r.ppl, r.tokens,
+               r.windows, r.ctx, r.seconds);
+out:
+    free(ids);
+    tokenizer_free(tok);
+    llama_free(&m);
+    free(text);
+    return rc;
+}
