@@ -9,10 +9,12 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
+    {"quantize", cmd_quantize, "quantize a model with GPTQ or RTN into a GPTQ checkpoint"},
     {"generate", cmd_generate, "generate text from a prompt"},
     {"perplexity", cmd_perplexity, "perplexity of a model on a text file"},
     {"inspect", cmd_inspect, "describe a model directory"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
+    {"bench", cmd_bench, "measure load, prefill and decode speed"},
     {"random-model", cmd_random_model, "write a random-weight checkpoint of a real shape"},
 };
 

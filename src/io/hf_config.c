@@ -98,6 +98,66 @@ static int parse_eos(hf_config *c, const cJSON *j, const char *path) {
     return 0;
 }
 
+/* Reads a GPTQ quantization config object. Unknown methods are errors, not silently
+ * treated as float checkpoints. */
+static int parse_quant(hf_quant_config *q, const cJSON *o, const char *path) {
+    memset(q, 0, sizeof *q);
+    if (!cJSON_IsObject(o)) return gptq_fail("%s: quantization_config must be an object", path);
+    const cJSON *m = get(o, "quant_method");
+    if (cJSON_IsString(m) && strcmp(m->valuestring, "gptq") != 0)
+        return gptq_fail("%s: quant_method \"%s\" is not supported (only gptq)", path, m->valuestring);
+    q->present = 1;
+    q->group_size = -1;
+    q->sym = 1;
+    q->true_sequential = 1;
+    q->damp = 0.01f;
+    if (req_int(o, "bits", &q->bits, path) || opt_int(o, "group_size", &q->group_size, path) ||
+        opt_bool(o, "desc_act", &q->desc_act, path) || opt_bool(o, "sym", &q->sym, path) ||
+        opt_bool(o, "static_groups", &q->static_groups, path) || opt_bool(o, "true_sequential", &q->true_sequential, path) ||
+        opt_bool(o, "lm_head", &q->lm_head, path) || opt_float(o, "damp_percent", &q->damp, path))
+        return -1;
+    if (q->bits != 2 && q->bits != 3 && q->bits != 4 && q->bits != 8)
+        return gptq_fail("%s: quantization bits %d is not supported (2, 3, 4, 8)", path, q->bits);
+    if (q->group_size == 0 || q->group_size < -1) return gptq_fail("%s: group_size %d is invalid", path, q->group_size);
+    const cJSON *f = get(o, "checkpoint_format");
+    if (cJSON_IsString(f)) {
+        if (strcmp(f->valuestring, "gptq_v2") == 0) q->format_v2 = 1;
+        else if (strcmp(f->valuestring, "gptq") != 0)
+            return gptq_fail("%s: checkpoint_format \"%s\" is not supported (gptq, gptq_v2)", path, f->valuestring);
+    }
+    const cJSON *dyn = get(o, "dynamic");
+    if (dyn && !cJSON_IsNull(dyn)) {
+        if (!cJSON_IsObject(dyn)) return gptq_fail("%s: \"dynamic\" must be an object", path);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, dyn) {
+            if (strncmp(it->string, "-:", 2) != 0)
+                return gptq_fail("%s: per-module overrides in \"dynamic\" (%s) are not supported yet; only \"-:\" skips", path,
+                                 it->string);
+            q->skip = xrealloc(q->skip, sizeof(char *) * (q->n_skip + 1));
+            q->skip[q->n_skip++] = xstrdup(it->string + 2);
+        }
+    }
+    return 0;
+}
+
+int hf_quant_config_load(hf_quant_config *q, const char *path) {
+    char *text = fs_read_all(path, NULL);
+    if (!text) return -1;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root) return gptq_fail("%s: not valid JSON", path);
+    int rc = parse_quant(q, root, path);
+    cJSON_Delete(root);
+    return rc;
+}
+
+void hf_config_free(hf_config *c) {
+    for (int i = 0; i < c->quant.n_skip; i++) free(c->quant.skip[i]);
+    free(c->quant.skip);
+    c->quant.skip = NULL;
+    c->quant.n_skip = 0;
+}
+
 int hf_config_load(hf_config *c, const char *path) {
     memset(c, 0, sizeof *c);
     char *text = fs_read_all(path, NULL);
@@ -154,6 +214,8 @@ int hf_config_load(hf_config *c, const char *path) {
         if (strcmp(dt->valuestring, "bfloat16") == 0) c->dtype = DT_BF16;
         else if (strcmp(dt->valuestring, "float16") == 0) c->dtype = DT_F16;
     }
+    const cJSON *qc = get(root, "quantization_config");
+    if (qc && !cJSON_IsNull(qc) && parse_quant(&c->quant, qc, path) != 0) goto done;
     if (c->head_dim <= 0) {
         gptq_fail("%s: hidden_size %d is not divisible by num_attention_heads %d and no head_dim is given", path, c->dim,
                   c->n_heads);
@@ -174,6 +236,7 @@ int hf_config_load(hf_config *c, const char *path) {
     rc = 0;
 done:
     cJSON_Delete(root);
+    if (rc) hf_config_free(c);
     return rc;
 }
 

@@ -8,6 +8,23 @@ typedef enum { ROPE_DEFAULT = 0, ROPE_LLAMA3, ROPE_LINEAR } rope_kind;
 
 #define HF_MAX_EOS 8
 
+/* quantization_config of a GPTQ checkpoint (config.json, or quantize_config.json of older
+ * AutoGPTQ checkpoints). */
+typedef struct {
+    int present;         /* a GPTQ quantization config was found */
+    int bits;            /* 2, 3, 4, 8 */
+    int group_size;      /* -1 or > 0 */
+    int desc_act;        /* act-order: g_idx is not monotonic */
+    int sym;
+    int static_groups;
+    int true_sequential;
+    int format_v2;       /* checkpoint_format "gptq_v2": zero points stored as is (v1: minus one) */
+    int lm_head;         /* lm_head is quantized too */
+    float damp;          /* damp_percent */
+    int n_skip;          /* modules kept in float (GPTQModel "dynamic" negative patterns) */
+    char **skip;         /* (n_skip) regular expressions, PCRE2 syntax, matched against module names */
+} hf_quant_config;
+
 typedef struct {
     char model_type[32];   /* "llama", "mistral", "qwen2" */
     int dim;               /* hidden_size */
@@ -33,11 +50,16 @@ typedef struct {
     int n_eos;
     int eos_ids[HF_MAX_EOS];
     gptq_dtype dtype;      /* torch_dtype / dtype, informational */
+    hf_quant_config quant; /* GPTQ checkpoints only */
 } hf_config;
 
 /* Parses DIR/config.json-style text at `path`. Missing required keys, wrong types,
  * non-positive sizes and unsupported architectures/activations are errors naming the file. */
 int hf_config_load(hf_config *c, const char *path);
+
+/* Parses a quantization config object from a JSON file (quantize_config.json) into q. */
+int hf_quant_config_load(hf_quant_config *q, const char *path);
+void hf_config_free(hf_config *c);
 
 /* Builds a config.json text (heap string) for `c`, as transformers writes it. */
 char *hf_config_to_json(const hf_config *c);

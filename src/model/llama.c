@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "io/gptq_checkpoint.h"
 
 static const char *const linear_names[LIN_COUNT] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -42,11 +43,20 @@ static float *load_vector(llama_model *m, const char *name, int64_t n) {
 
 static int load_linear(llama_model *m, linear *l, const char *prefix, int64_t out, int64_t in, int has_bias) {
     char name[256];
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    const st_tensor *t = need(m, name, 2, out, in);
-    if (!t) return -1;
     memset(l, 0, sizeof *l);
-    l->out = out, l->in = in, l->dtype = t->dtype, l->w = t->data;
+    l->out = out, l->in = in;
+    /* A GPTQ checkpoint's quantized layers are dequantized on load. */
+    float *wq = NULL;
+    int q = m->cfg.quant.present ? gptq_ckpt_load_linear(&m->st, &m->cfg.quant, prefix, out, in, &wq) : 0;
+    if (q < 0) return -1;
+    if (q == 1) {
+        linear_set_f32(l, wq);
+    } else {
+        snprintf(name, sizeof name, "%s.weight", prefix);
+        const st_tensor *t = need(m, name, 2, out, in);
+        if (!t) return -1;
+        l->dtype = t->dtype, l->w = t->data;
+    }
     if (has_bias) {
         snprintf(name, sizeof name, "%s.bias", prefix);
         if (!(l->bias = load_vector(m, name, out))) return -1;
@@ -86,7 +96,13 @@ int llama_load(llama_model *m, const char *dir) {
     int rc = hf_config_load(&m->cfg, cfg_path);
     free(cfg_path);
     if (rc != 0) return -1;
-    if (st_open_dir(&m->st, dir) != 0) return -1;
+    char *qc_path = fs_join(dir, "quantize_config.json");
+    if (!m->cfg.quant.present && fs_exists(qc_path)) rc = hf_quant_config_load(&m->cfg.quant, qc_path);
+    free(qc_path);
+    if (rc != 0 || st_open_dir(&m->st, dir) != 0) {
+        hf_config_free(&m->cfg);
+        return -1;
+    }
     m->dir = xstrdup(dir);
     const hf_config *c = &m->cfg;
     int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
@@ -118,8 +134,12 @@ int llama_load(llama_model *m, const char *dir) {
     } else if (load_linear(m, &m->lm_head, "lm_head", c->vocab_size, c->dim, 0) != 0) {
         goto fail;
     }
-    for (int i = 0; i < m->st.n_tensors; i++)
-        if (!(c->tie_embeddings && strcmp(m->st.tensors[i].name, "lm_head.weight") == 0)) m->n_params += m->st.tensors[i].numel;
+    for (int i = 0; i < c->n_layers; i++)
+        for (int j = 0; j < LIN_COUNT; j++) {
+            const linear *l = &m->layers[i].lin[j];
+            m->n_params += l->out * l->in + (l->bias ? l->out : 0);
+        }
+    m->n_params += (int64_t)c->vocab_size * c->dim * (c->tie_embeddings ? 1 : 2) + (int64_t)c->dim * (2 * c->n_layers + 1);
     init_rope(m);
     return 0;
 fail:
@@ -141,14 +161,20 @@ void llama_free(llama_model *m) {
     free(m->rope_inv_freq);
     free(m->dir);
     st_close(&m->st);
+    hf_config_free(&m->cfg);
     memset(m, 0, sizeof *m);
 }
 
 /* ---------------- state ---------------- */
 
 llama_state *llama_state_new(const llama_model *m, int max_seq, int max_batch) {
+    return llama_state_new_ex(m, max_seq, max_batch, m->cfg.n_layers);
+}
+
+llama_state *llama_state_new_ex(const llama_model *m, int max_seq, int max_batch, int cache_layers) {
     const hf_config *c = &m->cfg;
     llama_state *s = xcalloc(1, sizeof *s);
+    s->cache_layers = cache_layers;
     s->max_seq = max_seq;
     s->max_batch = max_batch;
     s->n_threads = omp_get_max_threads();
@@ -156,8 +182,8 @@ llama_state *llama_state_new(const llama_model *m, int max_seq, int max_batch) {
     size_t wide = (size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim);
     if (wide < qd) wide = qd;
     size_t B = (size_t)max_batch;
-    s->k_cache = xaligned_alloc(sizeof(float) * c->n_layers * max_seq * kvd);
-    s->v_cache = xaligned_alloc(sizeof(float) * c->n_layers * max_seq * kvd);
+    s->k_cache = xaligned_alloc(sizeof(float) * cache_layers * max_seq * kvd);
+    s->v_cache = xaligned_alloc(sizeof(float) * cache_layers * max_seq * kvd);
     s->x = xaligned_alloc(sizeof(float) * B * c->dim);
     s->xn = xaligned_alloc(sizeof(float) * B * wide);
     s->q = xaligned_alloc(sizeof(float) * B * qd);
@@ -189,7 +215,7 @@ void llama_embed(const llama_model *m, const int *ids, int n, float *x) {
 }
 
 /* out = x / sqrt(mean(x²) + eps) * w, row by row (n rows of dim). */
-static void rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps) {
+void llama_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps) {
 #pragma omp parallel for schedule(static) if (n > 8)
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * dim;
@@ -231,22 +257,25 @@ static void rope_tables(const llama_model *m, llama_state *s, int n, int pos0) {
         }
 }
 
-static void attention(const llama_model *m, llama_state *s, int layer, int n, int pos0) {
+/* Causal attention of n queries (s->q, positions pos0..) over cached keys/values kc/vc
+ * (positions 0..pos0+n-1) into out (n, n_heads*head_dim). */
+static void attention(const llama_model *m, llama_state *s, const float *kc, const float *vc, int n, int pos0, float *out,
+                      size_t seq_stride) {
     const hf_config *c = &m->cfg;
     int hd = c->head_dim, nh = c->n_heads, group = c->n_heads / c->n_kv_heads;
     size_t kvd = (size_t)c->n_kv_heads * hd, qd = (size_t)nh * hd;
-    const float *kc = s->k_cache + (size_t)layer * s->max_seq * kvd;
-    const float *vc = s->v_cache + (size_t)layer * s->max_seq * kvd;
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for collapse(2) schedule(dynamic, 4)
     for (int t = 0; t < n; t++) {
         for (int h = 0; h < nh; h++) {
             float *sc = s->scores + (size_t)omp_get_thread_num() * s->max_seq;
             const float *qv = s->q + t * qd + (size_t)h * hd;
-            int kvh = h / group, len = pos0 + t + 1;
+            /* lock-step rows are separate sequences, each at position pos0 with its own cache */
+            int kvh = h / group, len = seq_stride ? pos0 + 1 : pos0 + t + 1;
+            const float *kct = kc + t * seq_stride, *vct = vc + t * seq_stride;
             float mx = -INFINITY;
             for (int p = 0; p < len; p++) {
-                const float *kv = kc + p * kvd + (size_t)kvh * hd;
+                const float *kv = kct + p * kvd + (size_t)kvh * hd;
                 float d = 0;
 #pragma omp simd reduction(+ : d)
                 for (int i = 0; i < hd; i++) d += qv[i] * kv[i];
@@ -256,10 +285,10 @@ static void attention(const llama_model *m, llama_state *s, int layer, int n, in
             float sum = 0;
             for (int p = 0; p < len; p++) sum += sc[p] = expf(sc[p] - mx);
             float inv = 1.0f / sum;
-            float *o = s->att_out + t * qd + (size_t)h * hd;
+            float *o = out + t * qd + (size_t)h * hd;
             for (int i = 0; i < hd; i++) o[i] = 0;
             for (int p = 0; p < len; p++) {
-                const float *vv = vc + p * kvd + (size_t)kvh * hd;
+                const float *vv = vct + p * kvd + (size_t)kvh * hd;
                 float w = sc[p] * inv;
 #pragma omp simd
                 for (int i = 0; i < hd; i++) o[i] += w * vv[i];
@@ -268,41 +297,71 @@ static void attention(const llama_model *m, llama_state *s, int layer, int n, in
     }
 }
 
+/* KV cache rows of `layer` (a state with one cache layer shares it between all layers). */
+static float *cache_k(llama_state *s, int layer, size_t kvd) {
+    return s->k_cache + (size_t)(s->cache_layers == 1 ? 0 : layer) * s->max_seq * kvd;
+}
+static float *cache_v(llama_state *s, int layer, size_t kvd) {
+    return s->v_cache + (size_t)(s->cache_layers == 1 ? 0 : layer) * s->max_seq * kvd;
+}
+
+void llama_attention(const llama_model *m, llama_state *s, int layer, const float *xn, int n, int pos0, float *att_out) {
+    const hf_config *c = &m->cfg;
+    const llama_layer *L = &m->layers[layer];
+    int hd = c->head_dim;
+    size_t kvd = (size_t)c->n_kv_heads * hd;
+    rope_tables(m, s, n, pos0);
+    linear_forward(&L->lin[LIN_Q], s->q, xn, n);
+    float *kn = s->kv, *vn = s->kv + (size_t)n * kvd;
+    linear_forward(&L->lin[LIN_K], kn, xn, n);
+    linear_forward(&L->lin[LIN_V], vn, xn, n);
+    rope(s->q, n, c->n_heads, hd, s->cos, s->sin);
+    rope(kn, n, c->n_kv_heads, hd, s->cos, s->sin);
+    float *kc = cache_k(s, layer, kvd), *vc = cache_v(s, layer, kvd);
+    size_t stride = 0;
+    if (s->lockstep) {
+        stride = (size_t)m->cfg.n_layers * s->max_seq * kvd;
+        for (int t = 0; t < n; t++) {
+            memcpy(kc + t * stride + (size_t)pos0 * kvd, kn + t * kvd, sizeof(float) * kvd);
+            memcpy(vc + t * stride + (size_t)pos0 * kvd, vn + t * kvd, sizeof(float) * kvd);
+        }
+    } else {
+        memcpy(kc + (size_t)pos0 * kvd, kn, sizeof(float) * n * kvd);
+        memcpy(vc + (size_t)pos0 * kvd, vn, sizeof(float) * n * kvd);
+    }
+    attention(m, s, kc, vc, n, pos0, att_out, stride);
+}
+
+void llama_mlp_act(const llama_model *m, llama_state *s, int layer, const float *xn, int n, float *act) {
+    const llama_layer *L = &m->layers[layer];
+    size_t hid = (size_t)m->cfg.hidden_dim;
+    linear_forward(&L->lin[LIN_GATE], act, xn, n);
+    linear_forward(&L->lin[LIN_UP], s->hb2, xn, n);
+    for (size_t i = 0; i < (size_t)n * hid; i++) {
+        float g = act[i];
+        act[i] = g / (1.0f + expf(-g)) * s->hb2[i];
+    }
+}
+
 void llama_block_forward(const llama_model *m, llama_state *s, int layer, float *x, int n, int pos0) {
     const hf_config *c = &m->cfg;
     const llama_layer *L = &m->layers[layer];
-    int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim;
-    size_t kvd = (size_t)c->n_kv_heads * hd, qd = (size_t)c->n_heads * hd;
+    int dim = c->dim;
+    size_t qd = (size_t)c->n_heads * c->head_dim;
 
-    /* attention */
-    rope_tables(m, s, n, pos0);
-    rmsnorm(s->xn, x, L->attn_norm, n, dim, c->norm_eps);
+    /* attention: x += o(attn(norm(x))) */
+    llama_rmsnorm(s->xn, x, L->attn_norm, n, dim, c->norm_eps);
     notify(s, layer, LIN_Q, s->xn, n, dim);
-    linear_forward(&L->lin[LIN_Q], s->q, s->xn, n);
-    float *kn = s->kv, *vn = s->kv + (size_t)n * kvd;
-    linear_forward(&L->lin[LIN_K], kn, s->xn, n);
-    linear_forward(&L->lin[LIN_V], vn, s->xn, n);
-    rope(s->q, n, c->n_heads, hd, s->cos, s->sin);
-    rope(kn, n, c->n_kv_heads, hd, s->cos, s->sin);
-    float *kc = s->k_cache + ((size_t)layer * s->max_seq + pos0) * kvd;
-    float *vc = s->v_cache + ((size_t)layer * s->max_seq + pos0) * kvd;
-    memcpy(kc, kn, sizeof(float) * n * kvd);
-    memcpy(vc, vn, sizeof(float) * n * kvd);
-    attention(m, s, layer, n, pos0);
+    llama_attention(m, s, layer, s->xn, n, pos0, s->att_out);
     notify(s, layer, LIN_O, s->att_out, n, (int64_t)qd);
     linear_forward(&L->lin[LIN_O], s->out, s->att_out, n);
     for (size_t i = 0; i < (size_t)n * dim; i++) x[i] += s->out[i];
 
-    /* MLP: down(silu(gate(x)) * up(x)) */
-    rmsnorm(s->xn, x, L->ffn_norm, n, dim, c->norm_eps);
+    /* MLP: x += down(silu(gate(norm(x))) * up(norm(x))) */
+    llama_rmsnorm(s->xn, x, L->ffn_norm, n, dim, c->norm_eps);
     notify(s, layer, LIN_GATE, s->xn, n, dim);
-    linear_forward(&L->lin[LIN_GATE], s->hb, s->xn, n);
-    linear_forward(&L->lin[LIN_UP], s->hb2, s->xn, n);
-    for (size_t i = 0; i < (size_t)n * hid; i++) {
-        float g = s->hb[i];
-        s->hb[i] = g / (1.0f + expf(-g)) * s->hb2[i];
-    }
-    notify(s, layer, LIN_DOWN, s->hb, n, hid);
+    llama_mlp_act(m, s, layer, s->xn, n, s->hb);
+    notify(s, layer, LIN_DOWN, s->hb, n, c->hidden_dim);
     linear_forward(&L->lin[LIN_DOWN], s->out, s->hb, n);
     for (size_t i = 0; i < (size_t)n * dim; i++) x[i] += s->out[i];
 }
@@ -310,10 +369,17 @@ void llama_block_forward(const llama_model *m, llama_state *s, int layer, float 
 void llama_forward_hidden(const llama_model *m, llama_state *s, const int *ids, int n, int pos0) {
     llama_embed(m, ids, n, s->x);
     for (int l = 0; l < m->cfg.n_layers; l++) llama_block_forward(m, s, l, s->x, n, pos0);
-    rmsnorm(s->x, s->x, m->final_norm, n, m->cfg.dim, m->cfg.norm_eps);
+    llama_rmsnorm(s->x, s->x, m->final_norm, n, m->cfg.dim, m->cfg.norm_eps);
 }
 
 void llama_logits(const llama_model *m, const float *hidden, int n, float *out) { linear_forward(&m->lm_head, out, hidden, n); }
+
+const float *llama_forward_lockstep(const llama_model *m, llama_state *s, const int *ids, int n, int pos) {
+    s->lockstep = 1;
+    const float *lg = llama_forward(m, s, ids, n, pos, 1);
+    s->lockstep = 0;
+    return lg;
+}
 
 const float *llama_forward(const llama_model *m, llama_state *s, const int *ids, int n, int pos0, int all_logits) {
     llama_forward_hidden(m, s, ids, n, pos0);

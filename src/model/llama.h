@@ -54,8 +54,11 @@ typedef struct {
     int max_seq;    /* KV cache positions */
     int max_batch;  /* most tokens per forward call */
     int n_threads;  /* attention scratch rows */
-    float *k_cache; /* (n_layers, max_seq, n_kv_heads*head_dim) */
-    float *v_cache; /* (n_layers, max_seq, n_kv_heads*head_dim) */
+    int cache_layers; /* n_layers, or 1: one cache shared by all layers (layer-by-layer work),
+                       * or n_layers*B: B sequences advanced in lock-step (llama_forward_lockstep) */
+    int lockstep;     /* set during llama_forward_lockstep */
+    float *k_cache; /* (cache_layers, max_seq, n_kv_heads*head_dim) */
+    float *v_cache; /* (cache_layers, max_seq, n_kv_heads*head_dim) */
     float *x;       /* (max_batch, dim) residual stream */
     float *xn;      /* (max_batch, max(dim, hidden_dim)) normed input of a sub-block */
     float *q;       /* (max_batch, n_heads*head_dim) */
@@ -72,11 +75,22 @@ typedef struct {
 } llama_state;
 
 llama_state *llama_state_new(const llama_model *m, int max_seq, int max_batch);
+/* With cache_layers == 1 every layer uses the same KV cache rows: enough when a whole
+ * sequence goes through one layer before the next (calibration), at 1/n_layers the memory. */
+llama_state *llama_state_new_ex(const llama_model *m, int max_seq, int max_batch, int cache_layers);
 void llama_state_free(llama_state *s);
 
 /* Token embeddings of ids (n) into x (n, dim). Ids must be < vocab (checked by callers). */
 void llama_embed(const llama_model *m, const int *ids, int n, float *x);
-/* One decoder block on s->x (n rows) at positions pos0.., updating its KV cache. */
+/* out (n, dim) = x / rms(x) * w, row by row; out may be x. */
+void llama_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps);
+/* Attention core of a block: from normed input xn (n, dim) at positions pos0.., projects
+ * q/k/v, applies RoPE, appends k/v to the cache and writes the attention output (before
+ * o_proj) to att_out (n, n_heads*head_dim). */
+void llama_attention(const llama_model *m, llama_state *s, int layer, const float *xn, int n, int pos0, float *att_out);
+/* MLP activation: act (n, hidden_dim) = silu(gate(xn)) * up(xn) (the input of down_proj). */
+void llama_mlp_act(const llama_model *m, llama_state *s, int layer, const float *xn, int n, float *act);
+/* One decoder block on x (n rows) at positions pos0.., updating its KV cache. */
 void llama_block_forward(const llama_model *m, llama_state *s, int layer, float *x, int n, int pos0);
 /* Embeds, runs every block and the final norm: s->x holds (n, dim) normed hidden states. */
 void llama_forward_hidden(const llama_model *m, llama_state *s, const int *ids, int n, int pos0);
@@ -85,5 +99,10 @@ void llama_logits(const llama_model *m, const float *hidden, int n, float *out);
 /* Full step: returns s->logits with the logits of the last token (all_logits == 0) or of
  * all n tokens (n, vocab). */
 const float *llama_forward(const llama_model *m, llama_state *s, const int *ids, int n, int pos0, int all_logits);
+
+/* B = n independent sequences, one new token each, all at position pos (sampling many
+ * sequences from BOS at once: the weights are read once per step for all of them).
+ * s must come from llama_state_new_ex(m, max_seq, B, n_layers * B). Returns (n, vocab) logits. */
+const float *llama_forward_lockstep(const llama_model *m, llama_state *s, const int *ids, int n, int pos);
 
 #endif

@@ -1,0 +1,306 @@
+#include "quant/pipeline.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/progress.h"
+#include "quant/hessian.h"
+#include "quant/rtn.h"
+
+/* The original weight of a Linear, put back after its block when the dequantized one is
+ * not to be kept. */
+typedef struct {
+    const void *w;
+    gptq_dtype dtype;
+    void *owned;
+    int active;
+} saved_weight;
+
+static void linear_name(char *buf, size_t n, int layer, llama_linear_id id) {
+    if (layer < 0) snprintf(buf, n, "lm_head");
+    else snprintf(buf, n, "model.layers.%d.%s", layer, llama_linear_name(id));
+}
+
+/* fp32 copy of a Linear's weight (out, in). */
+static float *weight_f32(const linear *l) {
+    float *w = xaligned_alloc(sizeof(float) * l->out * l->in);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < l->out; r++) linear_row_f32(l, r, w + r * l->in);
+    return w;
+}
+
+/* Quantizes one Linear with Hessian h (NULL for RTN), installs the dequantized weight in
+ * the model and packs it for the checkpoint when the format can hold it. */
+static int quantize_linear(linear *l, const float *h, const quant_options *o, quant_layer_report *rep, gptq_packed *pk,
+                           saved_weight *sv) {
+    double t0 = now_seconds();
+    rep->out = l->out, rep->in = l->in;
+    rep->loss = rep->rel_err = NAN;
+    if (o->for_checkpoint && gptq_pack_check(l->out, l->in, o->gp.bits) != 0) {
+        snprintf(rep->skip_reason, sizeof rep->skip_reason, "%s", gptq_last_error());
+        gptq_warn("%s kept in float: %s", rep->name, rep->skip_reason);
+        return 0;
+    }
+    float *w = weight_f32(l);
+    quant_layer q;
+    memset(&q, 0, sizeof q);
+    int rc;
+    if (o->method == QMETHOD_GPTQ) {
+        gptq_result res;
+        gptq_params gp = o->gp;
+        gp.want_rel_err = 1;
+        rc = gptq_quantize(w, h, l->out, l->in, &gp, &res);
+        if (rc == 0) {
+            q = res.q;
+            memset(&res.q, 0, sizeof res.q);
+            rep->loss = res.loss;
+            rep->rel_err = res.rel_err;
+            rep->damp_retries = res.damp_retries;
+            rep->dead = res.dead;
+            if (res.damp_retries)
+                gptq_warn("%s: Hessian not positive definite; damping raised to %g", rep->name, res.damp_used);
+            gptq_result_free(&res);
+        }
+    } else {
+        quant_grid g = {o->gp.bits, o->gp.sym, o->gp.v1_zero};
+        rc = rtn_quantize(w, l->out, l->in, &g, o->gp.group_size, &q);
+    }
+    if (rc != 0) {
+        free(w);
+        return gptq_fail_context("%s", rep->name);
+    }
+    double se = 0;
+#pragma omp parallel for reduction(+ : se) schedule(static)
+    for (int64_t i = 0; i < l->out * l->in; i++) se += (double)(w[i] - q.wq[i]) * (w[i] - q.wq[i]);
+    rep->weight_rmse = sqrt(se / (double)(l->out * l->in));
+    free(w);
+    rep->bpw = gptq_bits_per_weight(l->out, l->in, o->gp.bits, o->gp.group_size, 1);
+    if (gptq_pack_check(l->out, l->in, o->gp.bits) == 0) {
+        if (gptq_pack(&q, pk) != 0) {
+            quant_layer_free(&q);
+            return gptq_fail_context("%s", rep->name);
+        }
+    }
+    /* install the dequantized weight, remembering the original */
+    sv->w = l->w, sv->dtype = l->dtype, sv->owned = l->owned, sv->active = 1;
+    l->owned = NULL;
+    linear_set_f32(l, q.wq);
+    q.wq = NULL;
+    quant_layer_free(&q);
+    rep->quantized = 1;
+    rep->seconds = now_seconds() - t0;
+    return 0;
+}
+
+static void finish_weight(linear *l, saved_weight *sv, int keep) {
+    if (!sv->active) return;
+    if (keep) {
+        free(sv->owned);
+    } else {
+        free(l->owned);
+        l->owned = sv->owned, l->w = sv->w, l->dtype = sv->dtype;
+    }
+    sv->active = 0;
+}
+
+/* Finalizes a Hessian and checks it is finite (NaN/Inf activations would poison GPTQ). */
+static int finalize_hessian(hessian_acc *a, int layer, const char *what) {
+    char where[96];
+    if (layer >= 0) snprintf(where, sizeof where, "model.layers.%d.%s", layer, what);
+    else snprintf(where, sizeof where, "%s", what);
+    if (hessian_finalize(a) != 0) return gptq_fail_context("%s", where);
+    for (int64_t i = 0; i < a->in; i++)
+        if (!isfinite(a->h[i * a->in + i]))
+            return gptq_fail("%s: calibration activations are not finite (NaN/Inf)", where);
+    return 0;
+}
+
+int quantize_model(llama_model *m, const calib_set *calib, const quant_options *o, quant_result *r) {
+    const hf_config *c = &m->cfg;
+    memset(r, 0, sizeof *r);
+    double t_start = now_seconds();
+    if (quant_check_bits(o->gp.bits) != 0) return -1;
+    if (o->gp.group_size == 0 || o->gp.group_size < -1) return gptq_fail("group size must be -1 or positive, got %d", o->gp.group_size);
+    if (o->quantize_lm_head && c->tie_embeddings)
+        return gptq_fail("--quantize-lm-head: this model ties lm_head to the embeddings; quantizing it is not supported");
+    if (o->method == QMETHOD_GPTQ && (!calib || calib->n < 1)) return gptq_fail("GPTQ needs calibration data");
+
+    int n_lin = c->n_layers * LIN_COUNT + 1;
+    r->n_rows = n_lin;
+    r->rows = xcalloc(n_lin, sizeof(quant_layer_report));
+    r->packed = xcalloc(n_lin, sizeof(gptq_packed));
+    saved_weight *saved = xcalloc(n_lin, sizeof(saved_weight));
+    for (int l = 0; l < c->n_layers; l++)
+        for (int j = 0; j < LIN_COUNT; j++) {
+            quant_layer_report *rep = &r->rows[l * LIN_COUNT + j];
+            rep->layer = l, rep->id = (llama_linear_id)j;
+            linear_name(rep->name, sizeof rep->name, l, (llama_linear_id)j);
+        }
+    quant_layer_report *head_rep = &r->rows[n_lin - 1];
+    head_rep->layer = -1;
+    linear_name(head_rep->name, sizeof head_rep->name, -1, 0);
+
+    int rc = 0;
+    progress pg;
+    if (o->method == QMETHOD_RTN) {
+        progress_start(&pg, "rtn: layer", c->n_layers);
+        for (int l = 0; l < c->n_layers && rc == 0; l++) {
+            for (int j = 0; j < LIN_COUNT && rc == 0; j++) {
+                int k = l * LIN_COUNT + j;
+                rc = quantize_linear(&m->layers[l].lin[j], NULL, o, &r->rows[k], &r->packed[k], &saved[k]);
+                finish_weight(&m->layers[l].lin[j], &saved[k], o->keep_dequantized);
+            }
+            progress_update(&pg, l + 1);
+        }
+        if (rc == 0 && o->quantize_lm_head) {
+            rc = quantize_linear(&m->lm_head, NULL, o, head_rep, &r->packed[n_lin - 1], &saved[n_lin - 1]);
+            finish_weight(&m->lm_head, &saved[n_lin - 1], o->keep_dequantized);
+        }
+        progress_end(&pg);
+        goto done;
+    }
+
+    /* ---- GPTQ: calibration activations through the blocks ---- */
+    int N = calib->n, S = calib->seqlen, dim = c->dim, hid = c->hidden_dim;
+    size_t qd = (size_t)c->n_heads * c->head_dim, wa = qd > (size_t)dim ? qd : (size_t)dim;
+    size_t rows = (size_t)N * S;
+    float *X = xaligned_alloc(sizeof(float) * rows * dim); /* block inputs, then outputs */
+    float *A = xaligned_alloc(sizeof(float) * rows * wa);  /* attention outputs, then X + o(A) */
+    llama_state *s = llama_state_new_ex(m, S, S, 1);
+    for (int w = 0; w < N; w++) {
+        const int *ids = calib->ids + (size_t)w * S;
+        for (int t = 0; t < S; t++)
+            if (ids[t] < 0 || ids[t] >= c->vocab_size) {
+                rc = gptq_fail("calibration token id %d is outside the vocabulary (%d)", ids[t], c->vocab_size);
+                goto gptq_done;
+            }
+        llama_embed(m, ids, S, X + (size_t)w * S * dim);
+    }
+    progress_start(&pg, "gptq: block", c->n_layers);
+    for (int l = 0; l < c->n_layers && rc == 0; l++) {
+        llama_layer *L = &m->layers[l];
+        quant_layer_report *rep = &r->rows[l * LIN_COUNT];
+        gptq_packed *pk = &r->packed[l * LIN_COUNT];
+        saved_weight *sv = &saved[l * LIN_COUNT];
+        hessian_acc h;
+
+        /* 1. q, k, v from rmsnorm(X) */
+        hessian_init(&h, dim);
+        for (int w = 0; w < N; w++) {
+            llama_rmsnorm(s->xn, X + (size_t)w * S * dim, L->attn_norm, S, dim, c->norm_eps);
+            hessian_add(&h, s->xn, S, 1);
+        }
+        rc = finalize_hessian(&h, l, "self_attn.q_proj input");
+        for (int j = LIN_Q; j <= LIN_V && rc == 0; j++) rc = quantize_linear(&L->lin[j], h.h, o, &rep[j], &pk[j], &sv[j]);
+        hessian_free(&h);
+        if (rc) break;
+
+        /* 2. o from the attention outputs */
+        hessian_init(&h, (int64_t)qd);
+        for (int w = 0; w < N; w++) {
+            float *aw = A + (size_t)w * S * wa;
+            llama_rmsnorm(s->xn, X + (size_t)w * S * dim, L->attn_norm, S, dim, c->norm_eps);
+            llama_attention(m, s, l, s->xn, S, 0, s->att_out);
+            for (int t = 0; t < S; t++) memcpy(aw + (size_t)t * wa, s->att_out + (size_t)t * qd, sizeof(float) * qd);
+            hessian_add(&h, s->att_out, S, 1);
+        }
+        rc = finalize_hessian(&h, l, "self_attn.o_proj input");
+        if (rc == 0) rc = quantize_linear(&L->lin[LIN_O], h.h, o, &rep[LIN_O], &pk[LIN_O], &sv[LIN_O]);
+        hessian_free(&h);
+        if (rc) break;
+
+        /* 3. gate, up from rmsnorm(X + o(A)); the residual sum replaces A */
+        hessian_init(&h, dim);
+        for (int w = 0; w < N; w++) {
+            float *aw = A + (size_t)w * S * wa;
+            const float *xw = X + (size_t)w * S * dim;
+            for (int t = 0; t < S; t++) memcpy(s->att_out + (size_t)t * qd, aw + (size_t)t * wa, sizeof(float) * qd);
+            linear_forward(&L->lin[LIN_O], s->out, s->att_out, S);
+            for (int t = 0; t < S; t++)
+                for (int i = 0; i < dim; i++) aw[(size_t)t * wa + i] = xw[(size_t)t * dim + i] + s->out[(size_t)t * dim + i];
+            for (int t = 0; t < S; t++) memcpy(s->x + (size_t)t * dim, aw + (size_t)t * wa, sizeof(float) * dim);
+            llama_rmsnorm(s->xn, s->x, L->ffn_norm, S, dim, c->norm_eps);
+            hessian_add(&h, s->xn, S, 1);
+        }
+        rc = finalize_hessian(&h, l, "mlp.gate_proj input");
+        for (int j = LIN_GATE; j <= LIN_UP && rc == 0; j++) rc = quantize_linear(&L->lin[j], h.h, o, &rep[j], &pk[j], &sv[j]);
+        hessian_free(&h);
+        if (rc) break;
+
+        /* 4. down from the MLP activation; 5. the block output */
+        hessian_init(&h, hid);
+        for (int pass = 0; pass < 2 && rc == 0; pass++) {
+            for (int w = 0; w < N; w++) {
+                float *aw = A + (size_t)w * S * wa;
+                for (int t = 0; t < S; t++) memcpy(s->x + (size_t)t * dim, aw + (size_t)t * wa, sizeof(float) * dim);
+                llama_rmsnorm(s->xn, s->x, L->ffn_norm, S, dim, c->norm_eps);
+                llama_mlp_act(m, s, l, s->xn, S, s->hb);
+                if (pass == 0) {
+                    hessian_add(&h, s->hb, S, 1);
+                    continue;
+                }
+                linear_forward(&L->lin[LIN_DOWN], s->out, s->hb, S);
+                float *xw = X + (size_t)w * S * dim;
+                for (size_t i = 0; i < (size_t)S * dim; i++) xw[i] = s->x[i] + s->out[i];
+            }
+            if (pass == 0) {
+                rc = finalize_hessian(&h, l, "mlp.down_proj input");
+                if (rc == 0) rc = quantize_linear(&L->lin[LIN_DOWN], h.h, o, &rep[LIN_DOWN], &pk[LIN_DOWN], &sv[LIN_DOWN]);
+                hessian_free(&h);
+            }
+        }
+        for (int j = 0; j < LIN_COUNT; j++) finish_weight(&L->lin[j], &sv[j], o->keep_dequantized);
+        progress_update(&pg, l + 1);
+    }
+    progress_end(&pg);
+
+    /* lm_head from the final norm of the last block's outputs */
+    if (rc == 0 && o->quantize_lm_head) {
+        hessian_acc h;
+        hessian_init(&h, dim);
+        for (int w = 0; w < N; w++) {
+            llama_rmsnorm(s->xn, X + (size_t)w * S * dim, m->final_norm, S, dim, c->norm_eps);
+            hessian_add(&h, s->xn, S, 1);
+        }
+        rc = finalize_hessian(&h, -1, "lm_head input");
+        if (rc == 0) rc = quantize_linear(&m->lm_head, h.h, o, head_rep, &r->packed[n_lin - 1], &saved[n_lin - 1]);
+        hessian_free(&h);
+    }
+gptq_done:
+    llama_state_free(s);
+    free(A);
+    free(X);
+
+done:
+    for (int k = 0; k < n_lin; k++) {
+        if (k < n_lin - 1) finish_weight(&m->layers[k / LIN_COUNT].lin[k % LIN_COUNT], &saved[k], o->keep_dequantized && rc == 0);
+        else finish_weight(&m->lm_head, &saved[k], o->keep_dequantized && rc == 0);
+    }
+    free(saved);
+    if (rc != 0) {
+        quant_result_free(r);
+        return -1;
+    }
+    double bits = 0;
+    for (int k = 0; k < n_lin; k++)
+        if (r->rows[k].quantized) {
+            double n = (double)r->rows[k].out * r->rows[k].in;
+            bits += r->rows[k].bpw * n;
+            r->quantized_params += (int64_t)n;
+        }
+    r->bpw = r->quantized_params ? bits / r->quantized_params : 0;
+    r->seconds = now_seconds() - t_start;
+    return 0;
+}
+
+void quant_result_free(quant_result *r) {
+    if (r->packed)
+        for (int k = 0; k < r->n_rows; k++) gptq_packed_free(&r->packed[k]);
+    free(r->packed);
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,68 @@
+/* Whole-model quantization: calibration activations flow through the model block by
+ * block, each block's Linear layers are quantized in true-sequential order (q/k/v; o;
+ * gate/up; down) from Hessians of inputs that already carry the quantization of
+ * everything before them, and the block's outputs — recomputed with the quantized
+ * weights — become the next block's inputs.
+ *
+ * Per block, for all calibration windows (X = block inputs, kept for all windows):
+ *   1. H_qkv  from rmsnorm(X)                              -> quantize q, k, v
+ *   2. A = attention(rmsnorm(X)), H_o from A               -> quantize o
+ *   3. Hres = X + o(A) (stored over A), H_mlp from rmsnorm(Hres) -> quantize gate, up
+ *   4. act = silu(gate)·up of rmsnorm(Hres), H_down from act    -> quantize down
+ *   5. X = Hres + down(act)                                (the next block's input)
+ * so each Linear runs about once per window (gate/up twice) and attention once, and only
+ * two activation buffers of (windows·seqlen, dim) are resident besides one block's
+ * Hessians: a 7B model at 128×2048 needs ~9 GB of activations.
+ *
+ * RTN needs no calibration: each weight is rounded on its own grid. */
+#ifndef GPTQ_QUANT_PIPELINE_H
+#define GPTQ_QUANT_PIPELINE_H
+
+#include "model/llama.h"
+#include "quant/gptq.h"
+#include "quant/pack.h"
+#include "text/calib.h"
+
+typedef enum { QMETHOD_GPTQ = 0, QMETHOD_RTN } quant_method;
+
+typedef struct {
+    quant_method method;
+    gptq_params gp;        /* bits, group size, sym, act-order, static groups, damp, block */
+    int quantize_lm_head;  /* lm_head too (needs untied embeddings) */
+    int for_checkpoint;    /* skip (keep in float) layers the HF GPTQ format cannot hold */
+    int keep_dequantized;  /* leave the dequantized weights in the model (in-memory eval) */
+} quant_options;
+
+/* What happened to one Linear. */
+typedef struct {
+    int layer;             /* block index, or -1 for lm_head */
+    llama_linear_id id;    /* LIN_* (unused for lm_head) */
+    char name[64];         /* "model.layers.3.mlp.down_proj" */
+    int64_t out, in;
+    int quantized;         /* 0: kept in float (see skip_reason) */
+    char skip_reason[96];
+    double loss;           /* GPTQ loss (NAN for RTN) */
+    double rel_err;        /* ‖(W−Ŵ)X‖/‖WX‖ on the calibration set (NAN for RTN) */
+    double weight_rmse;    /* sqrt(mean((W−Ŵ)²)) */
+    double bpw;            /* storage bits per weight of this layer */
+    double seconds;
+    int damp_retries;
+    int dead;              /* dead input columns */
+} quant_layer_report;
+
+typedef struct {
+    int n_rows;
+    quant_layer_report *rows; /* (n_layers*LIN_COUNT + 1) */
+    gptq_packed *packed;      /* (n_layers*LIN_COUNT + 1): [layer*LIN_COUNT + id], lm_head last; qweight NULL if not quantized */
+    double bpw;               /* over the quantized layers, scales/zeros/g_idx included */
+    int64_t quantized_params;
+    double seconds;
+} quant_result;
+
+/* Quantizes m in place (its Linear layers end up holding dequantized fp32 weights if
+ * keep_dequantized, else their original weights) and returns the packed layers and a
+ * per-layer report.  calib may be NULL for RTN. */
+int quantize_model(llama_model *m, const calib_set *calib, const quant_options *o, quant_result *r);
+void quant_result_free(quant_result *r);
+
+#endif

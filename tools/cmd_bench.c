@@ -1,0 +1,68 @@
+/* gptq bench: load time, prefill throughput, decode latency and peak memory of a model,
+ * on random token ids (the speed of a forward pass does not depend on which tokens). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "kernels/cpu/cpu_features.h"
+#include "model/llama.h"
+#include <omp.h>
+
+int cmd_bench(int argc, char **argv) {
+    const char *model_dir = NULL;
+    int prompt_len = 512, gen = 128, json = 0, reps = 1;
+    const cli_opt opts[] = {
+        {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
+        {"--prompt-len", NULL, OPT_INT, &prompt_len, 1, 1 << 20, "prompt tokens to prefill (default 512)"},
+        {"--gen", NULL, OPT_INT, &gen, 0, 1 << 20, "tokens to decode after the prompt (default 128)"},
+        {"--reps", NULL, OPT_INT, &reps, 1, 100, "repeat prefill+decode and keep the best (default 1)"},
+        {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
+        {0},
+    };
+    cli_command cmd = {"bench", "--model DIR [--prompt-len 512] [--gen 128] [--json]", opts, 0, {0}, 0};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc) return rc < 0 ? 2 : 0;
+    if (!model_dir) return cli_error(&cmd, "--model is required");
+
+    double t0 = now_seconds();
+    llama_model m;
+    if (llama_load(&m, model_dir) != 0) return cli_fail();
+    double load_s = now_seconds() - t0;
+    int total = prompt_len + gen;
+    int *ids = xmalloc(sizeof(int) * total);
+    uint64_t r = 88172645463325252ull;
+    for (int i = 0; i < total; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        ids[i] = (int)(r % (uint64_t)m.cfg.vocab_size);
+    }
+    llama_state *s = llama_state_new(&m, total, prompt_len);
+    double best_prefill = 1e30, best_decode = 1e30;
+    for (int rep = 0; rep < reps; rep++) {
+        t0 = now_seconds();
+        llama_forward(&m, s, ids, prompt_len, 0, 0);
+        double p = now_seconds() - t0;
+        t0 = now_seconds();
+        for (int i = 0; i < gen; i++) llama_forward(&m, s, &ids[prompt_len + i], 1, prompt_len + i, 0);
+        double d = now_seconds() - t0;
+        if (p < best_prefill) best_prefill = p;
+        if (d < best_decode) best_decode = d;
+    }
+    double prefill_tok_s = prompt_len / best_prefill;
+    double ms_tok = gen ? 1000.0 * best_decode / gen : 0, decode_tok_s = gen ? gen / best_decode : 0;
+    printf("model:    %s (%.1f M parameters)\n", model_dir, m.n_params / 1e6);
+    printf("threads:  %d, cpu path %s\n", omp_get_max_threads(), cpu_path_name());
+    printf("load:     %.3f s\n", load_s);
+    printf("prefill:  %d tokens in %.3f s = %.1f tok/s\n", prompt_len, best_prefill, prefill_tok_s);
+    if (gen) printf("decode:   %d tokens in %.3f s = %.2f ms/token, %.2f tok/s\n", gen, best_decode, ms_tok, decode_tok_s);
+    printf("peak RSS: %.1f MiB\n", peak_rss_mb());
+    if (json)
+        printf("{\"load_s\": %.4f, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.3f, \"decode_ms_per_token\": %.3f, "
+               "\"peak_rss_mb\": %.1f, \"threads\": %d, \"prompt_len\": %d, \"gen\": %d}\n",
+               load_s, prefill_tok_s, decode_tok_s, ms_tok, peak_rss_mb(), omp_get_max_threads(), prompt_len, gen);
+    llama_state_free(s);
+    free(ids);
+    llama_free(&m);
+    return 0;
+}

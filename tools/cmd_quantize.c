@@ -1,0 +1,168 @@
+/* gptq quantize: GPTQ or RTN quantization of a model into a Hugging Face GPTQ checkpoint. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "io/gptq_checkpoint.h"
+#include "model/llama.h"
+#include "model/perplexity.h"
+#include "quant/calib_auto.h"
+#include "quant/pipeline.h"
+#include "quant/report.h"
+#include "text/calib.h"
+#include "text/tokenizer.h"
+
+int cmd_quantize(int argc, char **argv) {
+    const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
+    int bits = 4, group = 128, act_order = 1, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
+    int lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
+    float damp = 0.01f;
+    const cli_opt opts[] = {
+        {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory (Hugging Face layout)"},
+        {"--out", "-o", OPT_STR, &out, 0, -1, "output directory for the GPTQ checkpoint"},
+        {"--method", NULL, OPT_STR, &method, 0, -1, "gptq (default) or rtn"},
+        {"--bits", "-b", OPT_INT, &bits, -1000, 1000, "2, 3, 4 (default) or 8"},
+        {"--group", "-g", OPT_INT, &group, -1000000, 1000000, "columns per group, -1 = whole row (default 128)"},
+        {"--act-order", NULL, OPT_FLAG, &act_order, 0, -1, "process columns by descending Hessian diagonal (default)"},
+        {"--no-act-order", NULL, OPT_FLAG, &no_act_order, 0, -1, "process columns left to right"},
+        {"--static-groups", NULL, OPT_FLAG, &static_groups, 0, -1, "group grids fixed before act-order (monotonic g_idx)"},
+        {"--sym", NULL, OPT_FLAG, &sym, 0, -1, "symmetric grid (default)"},
+        {"--asym", NULL, OPT_FLAG, &asym, 0, -1, "grid with zero points"},
+        {"--damp", NULL, OPT_FLOAT, &damp, 0, 1, "Hessian damping as a fraction of its mean diagonal (0.01)"},
+        {"--block", NULL, OPT_INT, &block, 1, 1 << 16, "columns per lazy-update block (128)"},
+        {"--quantize-lm-head", NULL, OPT_FLAG, &lm_head, 0, -1, "quantize lm_head too"},
+        {"--calib", NULL, OPT_STR, &calib_arg, 0, -1, "calibration text (.txt, .jsonl) or 'auto' (model-written, default)"},
+        {"--nsamples", NULL, OPT_INT, &nsamples, 1, 1 << 20, "calibration windows (128)"},
+        {"--seqlen", NULL, OPT_INT, &seqlen, 2, 1 << 20, "tokens per calibration window (512)"},
+        {"--seed", NULL, OPT_INT, &seed, 0, 2147483647, "calibration sampling seed (0)"},
+        {"--report", NULL, OPT_STR, &report, 0, -1, "write per-layer errors (CSV, JSON, SVG) to this directory"},
+        {"--eval", NULL, OPT_STR, &eval, 0, -1, "after quantizing, report perplexity on this text (in memory)"},
+        {"--eval-ctx", NULL, OPT_INT, &eval_ctx, 2, 1 << 20, "window length for --eval (512)"},
+        {"--eval-windows", NULL, OPT_INT, &eval_windows, 0, 1 << 30, "windows for --eval (0 = all)"},
+        {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory"},
+        {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
+        {0},
+    };
+    cli_command cmd = {"quantize", "--model DIR --out DIR [options]", opts, 0, {0}, 0};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc) return rc < 0 ? 2 : 0;
+    if (!model_dir) return cli_error(&cmd, "--model is required");
+    if (!out && !eval) return cli_error(&cmd, "give --out DIR (and/or --eval FILE to measure in memory)");
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8) return cli_error(&cmd, "--bits must be 2, 3, 4 or 8, got %d", bits);
+    if (group == 0 || group < -1) return cli_error(&cmd, "--group must be -1 (whole row) or a positive size, got %d", group);
+    if (asym) sym = 0;
+    if (no_act_order) act_order = 0;
+    quant_options qo = {0};
+    if (strcmp(method, "gptq") == 0) qo.method = QMETHOD_GPTQ;
+    else if (strcmp(method, "rtn") == 0) qo.method = QMETHOD_RTN;
+    else return cli_error(&cmd, "--method must be gptq or rtn, got '%s'", method);
+    if (qo.method == QMETHOD_RTN) act_order = 0, static_groups = 0;
+    if (out && fs_exists(out) && !force) return cli_error(&cmd, "%s already exists (pass --force to replace it)", out);
+
+    double t0 = now_seconds();
+    llama_model m;
+    if (llama_load(&m, model_dir) != 0) return cli_fail();
+    if (m.cfg.quant.present) {
+        llama_free(&m);
+        return cli_error(&cmd, "%s is already a GPTQ checkpoint", model_dir);
+    }
+    tokenizer *tok = tokenizer_load(model_dir);
+    calib_set calib = {0};
+    quant_result res = {0};
+    char *eval_text = NULL;
+    size_t eval_len = 0;
+    if (!tok) {
+        rc = cli_fail();
+        goto out;
+    }
+    if (eval && !(eval_text = fs_read_all(eval, &eval_len))) {
+        rc = cli_fail();
+        goto out;
+    }
+    if (qo.method == QMETHOD_GPTQ) {
+        int crc = strcmp(calib_arg, "auto") == 0
+                      ? calib_generate(&calib, &m, tok, nsamples, seqlen, (uint64_t)seed)
+                      : calib_from_file(&calib, tok, calib_arg, nsamples, seqlen, (uint64_t)seed);
+        if (crc != 0) {
+            rc = cli_fail();
+            goto out;
+        }
+    }
+    qo.gp = gptq_default_params();
+    qo.gp.bits = bits, qo.gp.group_size = group, qo.gp.sym = sym, qo.gp.act_order = act_order;
+    qo.gp.static_groups = static_groups, qo.gp.damp = damp, qo.gp.block_size = block;
+    qo.quantize_lm_head = lm_head;
+    qo.for_checkpoint = out != NULL;
+    qo.keep_dequantized = eval != NULL;
+    if (quantize_model(&m, qo.method == QMETHOD_GPTQ ? &calib : NULL, &qo, &res) != 0) {
+        rc = cli_fail();
+        goto out;
+    }
+    int n_q = 0, n_kept = 0;
+    for (int k = 0; k < res.n_rows; k++) {
+        if (res.rows[k].quantized) n_q++;
+        else if (res.rows[k].out && res.rows[k].layer >= 0) n_kept++;
+    }
+    fprintf(stderr, "gptq: quantized %d layers (%d kept in float) in %.1f s, %.3f bits per weight\n", n_q, n_kept,
+            res.seconds, res.bpw);
+
+    char settings[1024];
+    snprintf(settings, sizeof settings,
+             "{\"model\": \"%s\", \"method\": \"%s\", \"bits\": %d, \"group_size\": %d, \"act_order\": %s, "
+             "\"static_groups\": %s, \"sym\": %s, \"damp\": %g, \"block\": %d, \"calib\": \"%s\", \"nsamples\": %d, "
+             "\"seqlen\": %d, \"seed\": %d}",
+             model_dir, method, bits, group, act_order ? "true" : "false", static_groups ? "true" : "false",
+             sym ? "true" : "false", damp, block, qo.method == QMETHOD_GPTQ ? calib_arg : "", nsamples, seqlen, seed);
+    if (report && quant_report_write(&res, m.cfg.n_layers, settings, report) != 0) {
+        rc = cli_fail();
+        goto out;
+    }
+    if (out) {
+        char **names = xcalloc(res.n_rows, sizeof(char *));
+        for (int k = 0; k < res.n_rows; k++) names[k] = res.rows[k].name;
+        gptq_ckpt_meta meta = {bits, group, act_order, sym, static_groups, 1,
+                               lm_head, damp};
+        int wrc = gptq_ckpt_write(model_dir, &m.st, res.packed, names, res.n_rows, &meta, out, force);
+        free(names);
+        if (wrc != 0) {
+            rc = cli_fail();
+            goto out;
+        }
+        fprintf(stderr, "gptq: wrote %s\n", out);
+    }
+    double ppl = NAN;
+    if (eval) {
+        int *ids = NULL;
+        int n = tokenizer_encode(tok, eval_text, eval_len, 0, &ids);
+        ppl_result pr;
+        if (n < 0 || ppl_evaluate(&m, ids, n, eval_ctx, eval_windows, NULL, &pr) != 0) {
+            free(ids);
+            rc = cli_fail();
+            goto out;
+        }
+        free(ids);
+        ppl = pr.ppl;
+        printf("perplexity (quantized, in memory): %.4f  (%d windows x %d tokens of %s)\n", ppl, pr.windows, eval_ctx, eval);
+    }
+    double secs = now_seconds() - t0;
+    printf("quantized %s in %.1f s, peak RSS %.0f MiB, %.3f bits per weight%s%s\n", model_dir, secs, peak_rss_mb(), res.bpw,
+           out ? ", written to " : "", out ? out : "");
+    if (json) {
+        printf("{\"seconds\": %.3f, \"peak_rss_mb\": %.1f, \"bpw\": %.4f, \"out\": ", secs, peak_rss_mb(), res.bpw);
+        if (out) printf("\"%s\"", out);
+        else printf("null");
+        if (eval) printf(", \"ppl\": %.6f", ppl);
+        printf("}\n");
+    }
+out:
+    free(eval_text);
+    quant_result_free(&res);
+    calib_free(&calib);
+    tokenizer_free(tok);
+    llama_free(&m);
+    return rc;
+}
