@@ -62,8 +62,9 @@ int gptq_ckpt_load_linear(const st_archive *st, const hf_quant_config *qc, const
     }
     for (int64_t i = 0; i < in; i++)
         if (g_idx[i] < 0 || g_idx[i] >= groups) {
+            int32_t bad = g_idx[i];
             free(g_idx);
-            return gptq_fail("%s: '%s.g_idx'[%lld] = %d is outside 0..%lld", file, prefix, (long long)i, g_idx[i],
+            return gptq_fail("%s: '%s.g_idx'[%lld] = %d is outside 0..%lld", file, prefix, (long long)i, bad,
                              (long long)groups - 1);
         }
     uint8_t *codes = xmalloc((size_t)out * in);

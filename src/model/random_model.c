@@ -1,6 +1,7 @@
 #include "model/random_model.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -445,6 +446,22 @@ static int write_all(const hf_config *c, const random_model_opts *o, const char 
     return rc;
 }
 
+/* An empty directory, or one holding a config.json. */
+static int looks_replaceable(const char *dir) {
+    if (!fs_is_dir(dir)) return 0;
+    char *cfg = fs_join(dir, "config.json");
+    int ok = fs_exists(cfg);
+    free(cfg);
+    if (ok) return 1;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int empty = 1;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
+    closedir(d);
+    return empty;
+}
+
 int random_model_write(const hf_config *cfg, const random_model_opts *o, const char *dir_in, random_model_info *info) {
     hf_config c = *cfg;
     resolve_specials(&c);
@@ -461,6 +478,13 @@ int random_model_write(const hf_config *cfg, const random_model_opts *o, const c
     dir[len] = 0;
     if (fs_exists(dir) && !o->force) {
         gptq_fail("%s: already exists (use --force to replace it)", dir);
+        free(dir);
+        return -1;
+    }
+    /* --force replaces model directories (or empty ones) only: a typo in --out must not
+     * delete unrelated data. */
+    if (fs_exists(dir) && !looks_replaceable(dir)) {
+        gptq_fail("%s: exists and is not a model directory (no config.json); not replacing it", dir);
         free(dir);
         return -1;
     }

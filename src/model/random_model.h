@@ -56,7 +56,8 @@ typedef struct {
     gptq_dtype dtype;                /* F16, BF16 or F32 */
     uint64_t seed;
     double max_shard_bytes;          /* <= 0: 5e9, as transformers' default max_shard_size */
-    int force;                       /* replace DIR if it exists */
+    int force;                       /* replace DIR if it exists (only a model directory, i.e.
+                                      * one with a config.json, or an empty one) */
     volatile sig_atomic_t *cancel;   /* optional: set non-zero to abort (e.g. from SIGINT) */
     int progress;                    /* draw a progress line on a terminal */
 } random_model_opts;
