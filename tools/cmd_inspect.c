@@ -62,7 +62,10 @@ int cmd_inspect(int argc, char **argv) {
 
     tokenizer *tok = tokenizer_load(dir);
     if (tok) {
-        printf("tokenizer:    %s, %d tokens, BOS %d\n", tokenizer_kind_name(tok), tokenizer_vocab_size(tok), tokenizer_bos(tok));
+        int base = tokenizer_model_vocab_size(tok), all = tokenizer_vocab_size(tok);
+        printf("tokenizer:    %s, %d tokens", tokenizer_kind_name(tok), base);
+        if (all > base) printf(" (+%d added)", all - base);
+        printf(", BOS %d\n", tokenizer_bos(tok));
     } else {
         printf("tokenizer:    unusable (%s)\n", gptq_last_error());
         rc = 1;

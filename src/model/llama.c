@@ -6,9 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "core/error.h"
 #include "core/fs.h"
 #include "io/gptq_checkpoint.h"
+
+/* From this many query rows on, attention goes through sgemm (decode uses loops). */
+#define ATT_GEMM_MIN 16
 
 static const char *const linear_names[LIN_COUNT] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -192,7 +197,7 @@ llama_state *llama_state_new_ex(const llama_model *m, int max_seq, int max_batch
     s->hb = xaligned_alloc(sizeof(float) * B * c->hidden_dim);
     s->hb2 = xaligned_alloc(sizeof(float) * B * c->hidden_dim);
     s->out = xaligned_alloc(sizeof(float) * B * wide);
-    s->scores = xaligned_alloc(sizeof(float) * s->n_threads * max_seq);
+    s->scores = xaligned_alloc(sizeof(float) * (s->n_threads > max_batch ? s->n_threads : max_batch) * max_seq);
     s->cos = xaligned_alloc(sizeof(float) * B * (c->head_dim / 2));
     s->sin = xaligned_alloc(sizeof(float) * B * (c->head_dim / 2));
     s->logits = xaligned_alloc(sizeof(float) * B * c->vocab_size);
@@ -265,6 +270,31 @@ static void attention(const llama_model *m, llama_state *s, const float *kc, con
     int hd = c->head_dim, nh = c->n_heads, group = c->n_heads / c->n_kv_heads;
     size_t kvd = (size_t)c->n_kv_heads * hd, qd = (size_t)nh * hd;
     float scale = 1.0f / sqrtf((float)hd);
+    if (!seq_stride && n >= ATT_GEMM_MIN) {
+        /* Prefill: per head, scores = Q·Kᵀ and out = P·V through (multi-threaded) sgemm,
+         * each row's causal part softmaxed in parallel and the rest zeroed. */
+        int len = pos0 + n;
+        float *sc = s->scores;
+        for (int h = 0; h < nh; h++) {
+            int kvh = h / group;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, len, hd, scale, s->q + (size_t)h * hd, (int)qd,
+                        kc + (size_t)kvh * hd, (int)kvd, 0.0f, sc, len);
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < n; r++) {
+                float *row = sc + (size_t)r * len;
+                int valid = pos0 + r + 1;
+                float mx = -INFINITY, sum = 0;
+                for (int p = 0; p < valid; p++) mx = row[p] > mx ? row[p] : mx;
+                for (int p = 0; p < valid; p++) sum += row[p] = expf(row[p] - mx);
+                float inv = 1.0f / sum;
+                for (int p = 0; p < valid; p++) row[p] *= inv;
+                for (int p = valid; p < len; p++) row[p] = 0;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, len, 1.0f, sc, len, vc + (size_t)kvh * hd, (int)kvd,
+                        0.0f, out + (size_t)h * hd, (int)qd);
+        }
+        return;
+    }
 #pragma omp parallel for collapse(2) schedule(dynamic, 4)
     for (int t = 0; t < n; t++) {
         for (int h = 0; h < nh; h++) {

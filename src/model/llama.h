@@ -67,7 +67,7 @@ typedef struct {
     float *hb;      /* (max_batch, hidden_dim) gate */
     float *hb2;     /* (max_batch, hidden_dim) up */
     float *out;     /* (max_batch, max(dim, hidden_dim)) output of a Linear */
-    float *scores;  /* (n_threads, max_seq) attention scratch */
+    float *scores;  /* (max(n_threads, max_batch), max_seq) attention scores */
     float *cos, *sin; /* (max_batch, head_dim/2) rotary table of the current call */
     float *logits;  /* (max_batch, vocab) */
     llama_observer observer;

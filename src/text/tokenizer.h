@@ -19,6 +19,17 @@ typedef struct tokenizer tokenizer;
 /* Loads DIR/tokenizer.json (and DIR/tokenizer_config.json, DIR/config.json when present,
  * for BOS/EOS and add_bos_token).  NULL + gptq_last_error() on failure. */
 tokenizer *tokenizer_load(const char *dir);
+
+/* tokenizer_load reproduces what transformers' AutoTokenizer.from_pretrained(dir) builds:
+ * for tokenizer_class LlamaTokenizer(Fast) over a non-byte-level tokenizer.json that means
+ * transformers 5's rebuild (no normalizer, Metaspace pre-tokenizer with prepend_scheme
+ * "first" unless legacy, no unk token), and the bos/eos/unk/pad/... tokens named in
+ * tokenizer_config.json become special added tokens (new ids past the vocabulary when the
+ * vocabulary lacks them).  With TOKENIZER_LOAD_RAW, tokenizer.json is read exactly as the
+ * `tokenizers` library's Tokenizer.from_file does; the other files then only supply BOS/EOS
+ * ids and add_bos_token. */
+#define TOKENIZER_LOAD_RAW 1
+tokenizer *tokenizer_load_ex(const char *dir, int flags);
 void tokenizer_free(tokenizer *t);
 
 /* Encodes `len` bytes of UTF-8 text.  With add_bos, prepends BOS when the tokenizer's
@@ -29,8 +40,16 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
 /* Decodes ids to a NUL-terminated heap string (free()), as transformers' decode with
  * skip_special_tokens=False.  Invalid ids give NULL + error. */
 char *tokenizer_decode(const tokenizer *t, const int *ids, int n);
+/* The same, with the length in bytes (the text may hold NUL bytes). */
+char *tokenizer_decode_n(const tokenizer *t, const int *ids, int n, size_t *len_out);
 
+/* Number of ids: model vocabulary plus added tokens (transformers' len(tokenizer)).  Can
+ * exceed the model's embedding rows: stories260K gives 514, its "<s>"/"</s>" (ids 512/513,
+ * added by transformers from tokenizer_config.json) having no embedding. */
 int tokenizer_vocab_size(const tokenizer *t);
+/* Size of the BPE model's own vocabulary, without added tokens past it (transformers'
+ * tokenizer.vocab_size): 512 for stories260K. */
+int tokenizer_model_vocab_size(const tokenizer *t);
 tokenizer_kind tokenizer_get_kind(const tokenizer *t);
 const char *tokenizer_kind_name(const tokenizer *t); /* "byte-level BPE" / "SentencePiece BPE" */
 int tokenizer_bos(const tokenizer *t);               /* -1 if none */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bad input: every malformed model directory gives a one-line error naming the file and
 # the problem, and a non-zero exit — never a crash.
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/common.bash"
 need_shared
 W=$TMP/bad_input
 rm -rf "$W" && mkdir -p "$W"
