@@ -41,8 +41,9 @@ static int quantize_linear(linear *l, const float *h, const quant_options *o, qu
     rep->out = l->out, rep->in = l->in;
     rep->loss = rep->rel_err = NAN;
     if (o->for_checkpoint && gptq_pack_check(l->out, l->in, o->gp.bits) != 0) {
-        snprintf(rep->skip_reason, sizeof rep->skip_reason, "%s", gptq_last_error());
-        gptq_warn("%s kept in float: %s", rep->name, rep->skip_reason);
+        const char *why = gptq_last_error();
+        if (strncmp(why, "gptq pack: ", 11) == 0) why += 11;
+        snprintf(rep->skip_reason, sizeof rep->skip_reason, "%s", why);
         return 0;
     }
     float *w = weight_f32(l);
@@ -119,6 +120,44 @@ static int finalize_hessian(hessian_acc *a, int layer, const char *what) {
     return 0;
 }
 
+/* NaN/Inf anywhere in a weight to be quantized is an error naming the layer, found before
+ * any work is done. */
+static int check_finite(const linear *l, const char *name) {
+    int64_t bad = -1;
+#pragma omp parallel
+    {
+        float *row = xmalloc(sizeof(float) * l->in);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < l->out; r++) {
+            linear_row_f32(l, r, row);
+            for (int64_t i = 0; i < l->in; i++)
+                if (!isfinite(row[i])) {
+#pragma omp critical
+                    if (bad < 0 || r * l->in + i < bad) bad = r * l->in + i;
+                    break;
+                }
+        }
+        free(row);
+    }
+    if (bad >= 0)
+        return gptq_fail("%s: weight [%lld, %lld] is not finite (NaN/Inf)", name, (long long)(bad / l->in),
+                         (long long)(bad % l->in));
+    return 0;
+}
+
+/* One warning for all the layers the checkpoint format could not hold. */
+static void warn_kept_in_float(const quant_result *r) {
+    int n = 0, first = -1;
+    for (int k = 0; k < r->n_rows; k++)
+        if (r->rows[k].skip_reason[0]) {
+            if (first < 0) first = k;
+            n++;
+        }
+    if (n)
+        gptq_warn("%d layer%s kept in float (the GPTQ format cannot pack them), e.g. %s: %s", n, n == 1 ? "" : "s",
+                  r->rows[first].name, r->rows[first].skip_reason);
+}
+
 int quantize_model(llama_model *m, const calib_set *calib, const quant_options *o, quant_result *r) {
     const hf_config *c = &m->cfg;
     memset(r, 0, sizeof *r);
@@ -145,6 +184,13 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
     linear_name(head_rep->name, sizeof head_rep->name, -1, 0);
 
     int rc = 0;
+    for (int k = 0; k < n_lin - 1 && rc == 0; k++) rc = check_finite(&m->layers[k / LIN_COUNT].lin[k % LIN_COUNT], r->rows[k].name);
+    if (rc == 0 && o->quantize_lm_head) rc = check_finite(&m->lm_head, head_rep->name);
+    if (rc != 0) {
+        free(saved);
+        quant_result_free(r);
+        return -1;
+    }
     progress pg;
     if (o->method == QMETHOD_RTN) {
         progress_start(&pg, "rtn: layer", c->n_layers);
@@ -293,6 +339,7 @@ done:
             r->quantized_params += (int64_t)n;
         }
     r->bpw = r->quantized_params ? bits / r->quantized_params : 0;
+    warn_kept_in_float(r);
     r->seconds = now_seconds() - t_start;
     return 0;
 }

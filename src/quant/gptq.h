@@ -1,0 +1,91 @@
+/* GPTQ quantization of one Linear layer (Frantar et al. 2022, "GPTQ: Accurate Post-Training
+ * Quantization for Generative Pre-trained Transformers"), following the reference
+ * implementation's fasterquant() step for step so results match AutoGPTQ's up to the
+ * documented choices below.
+ *
+ * Algorithm, for W (out, in) and H (in, in):
+ *  1. Whole-row grid (group_size -1): computed from the original W, before step 2 (as the
+ *     reference does: its quantizer is set up before dead columns are zeroed).
+ *  2. Dead inputs (H[i][i] == 0): H[i][i] = 1 and W[:, i] = 0.
+ *  3. static_groups: the grid of every group is computed up front from this W, in original
+ *     column order.
+ *  4. act_order (desc_act): columns are processed in order of descending diag(H).  Ties are
+ *     broken by ascending original column index (a stable sort), so the order is fully
+ *     deterministic (torch.argsort(descending=True) gives no guarantee for ties).
+ *  5. Damping: λ = damp · mean(diag H) is added to the diagonal.
+ *  6. U = upper Cholesky factor of H⁻¹ (H⁻¹ = UᵀU).  Computed in double: with J the
+ *     reversal permutation, chol(J H J) = L gives H = R Rᵀ with R = J L J upper, and
+ *     U = R⁻¹ = J L⁻¹ J is exactly the (unique) upper Cholesky factor of H⁻¹.  So one
+ *     dpotrf + one dtrtri (2/3·in³ flops) replace the reference's cholesky,
+ *     cholesky_inverse, cholesky (4/3·in³), without ever forming H⁻¹.  Double rather than
+ *     fp32 because Llama Hessians are badly conditioned (outlier features) and the
+ *     reference's fp32 route loses digits in H⁻¹; in double it costs about what the
+ *     reference's fp32 route costs.  U is then rounded to fp32 for the column loop.
+ *     If H + λI is not positive definite, the factorization is retried with the damping
+ *     fraction ×10 (0 becomes 0.01) up to 3 times; damp_retries says how many were
+ *     needed (the caller should warn, naming the layer); after that it fails.
+ *  7. Columns in blocks of block_size with lazy batch updates: inside a block each row is
+ *     quantized column by column (err = (w − q)/U[j][j], the rest of the block's row
+ *     updated by −err·U[j][j+1:]); then W[:, i2:] −= Err · U[i1:i2, i2:] (cblas_sgemm).
+ *     Group grids (group_size > 0, not static) are computed at the first column of each
+ *     group (in processing order) from W[:, j : j + group_size] *as the reference reads
+ *     it*: that W carries the updates of all finished blocks but not those of earlier
+ *     columns of the current block (the reference updates a copy of the block).
+ *     loss = Σ (w − q)²/U[j][j]² / 2, the reference's Losses.sum().
+ * All quantization uses fp16-exact scales (quantizer.h).
+ *
+ * Output error for free: with E the matrix of err values, W − Ŵ = E·U exactly (in the
+ * processed order), so tr(ΔW (H + λI) ΔWᵀ) = ‖E‖² = 2·loss and
+ * err_sq = tr(ΔW H ΔWᵀ) = 2·loss − λ‖ΔW‖² (ΔW against the dead-zeroed W; dead columns
+ * of a PSD H are zero so they do not count).  It is exact up to fp32 rounding of the
+ * updates; hessian_rel_error() computes the same from scratch for any pair of weights.
+ *
+ * Threads: rows of a block run in an OpenMP loop, the updates and the factorization in
+ * OpenBLAS's pool; small layers run on the calling thread only.  OpenBLAS's parallel and
+ * serial dpotrf round differently, so results can differ in the last bits (rarely a code)
+ * with the thread count; for a fixed thread count they are deterministic. */
+#ifndef GPTQ_QUANT_GPTQ_H
+#define GPTQ_QUANT_GPTQ_H
+
+#include <stdint.h>
+
+#include "quant/quantizer.h"
+
+typedef struct {
+    int bits;          /* 2, 3, 4 or 8 */
+    int group_size;    /* columns per group, or -1 for one group per row */
+    int sym;           /* symmetric grid */
+    int act_order;     /* desc_act: process columns by descending diag(H) */
+    int static_groups; /* group grids from the original W up front (no-op with group_size -1) */
+    int v1_zero;       /* clamp asym zero points to >= 1 for the v1 checkpoint (quantizer.h) */
+    float damp;        /* damping as a fraction of mean(diag H) (AutoGPTQ's damp_percent), >= 0 */
+    int block_size;    /* columns per lazy-update block (128) */
+    int want_rel_err;  /* also compute rel_err (one extra 2·out·in² flop product) */
+} gptq_params;
+
+/* bits 4, group 128, asym, no act-order, no static groups, v1_zero 1, damp 0.01, block 128,
+ * want_rel_err 0. */
+gptq_params gptq_default_params(void);
+
+typedef struct {
+    quant_layer q;    /* codes, scales, zeros, g_idx, wq: all in ORIGINAL column order.
+                       * g_idx: i / g without act-order or with static groups; with act-order
+                       * g_idx[perm[j]] = j / g (groups numbered in processing order). */
+    int32_t *perm;    /* (in) processing order: perm[j] = original column processed j-th */
+    double loss;      /* Σ (w − q)² / U[j][j]² / 2 (the reference's loss) */
+    double err_sq;    /* tr(ΔW H ΔWᵀ) = ‖(W − Ŵ)X‖²·2/N, from the identity above */
+    double energy;    /* tr(W H Wᵀ), or NAN unless want_rel_err */
+    double rel_err;   /* sqrt(err_sq / energy), or NAN unless want_rel_err */
+    int damp_retries; /* 0 normally; 1..3 if the damping had to be raised */
+    double damp_used; /* the damping fraction finally used */
+    double lambda;    /* the absolute damping added to diag H */
+    int dead;         /* number of dead input columns */
+} gptq_result;
+
+/* Quantizes w (out, in) row-major fp32 with the Hessian h (in, in) symmetric-full fp32
+ * (only read).  Fills *res (free with gptq_result_free).  Returns 0, or -1 with an error:
+ * bad parameters, non-finite input, or H not positive definite even after the retries. */
+int gptq_quantize(const float *w, const float *h, int64_t out, int64_t in, const gptq_params *p, gptq_result *res);
+void gptq_result_free(gptq_result *res);
+
+#endif
