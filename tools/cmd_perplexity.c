@@ -8,16 +8,18 @@
 #include "core/fs.h"
 #include "model/llama.h"
 #include "model/perplexity.h"
+#include "text/textfile.h"
 #include "text/tokenizer.h"
 
 int cmd_perplexity(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL;
-    int ctx = 512, max_windows = 0, json = 0;
+    int ctx = 512, max_windows = 0, json = 0, raw = 0;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
         {"--data", "-f", OPT_STR, &data, 0, -1, "text file to evaluate (UTF-8, read as is)"},
         {"--ctx", "-c", OPT_INT, &ctx, 2, 1 << 20, "window length in tokens (default 512)"},
         {"--max-windows", NULL, OPT_INT, &max_windows, 0, 1 << 30, "evaluate only the first N windows (0 = all)"},
+        {"--raw-bytes", NULL, OPT_FLAG, &raw, 0, -1, "keep CRLF line endings (default: read as text, CRLF -> LF)"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -28,7 +30,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (!data) return cli_error(&cmd, "--data is required");
 
     size_t len;
-    char *text = fs_read_all(data, &len);
+    char *text = text_file_read(data, &len, raw);
     if (!text) return cli_fail();
     llama_model m;
     if (llama_load(&m, model_dir) != 0) {

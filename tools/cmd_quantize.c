@@ -14,10 +14,12 @@
 #include "quant/pipeline.h"
 #include "quant/report.h"
 #include "text/calib.h"
+#include "text/textfile.h"
 #include "text/tokenizer.h"
 
 int cmd_quantize(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
+    const char *dump = NULL;
     int bits = 4, group = 128, act_order = 1, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
     int lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
     float damp = 0.01f;
@@ -43,6 +45,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--eval", NULL, OPT_STR, &eval, 0, -1, "after quantizing, report perplexity on this text (in memory)"},
         {"--eval-ctx", NULL, OPT_INT, &eval_ctx, 2, 1 << 20, "window length for --eval (512)"},
         {"--eval-windows", NULL, OPT_INT, &eval_windows, 0, 1 << 30, "windows for --eval (0 = all)"},
+        {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
         {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
@@ -51,7 +54,7 @@ int cmd_quantize(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 2 : 0;
     if (!model_dir) return cli_error(&cmd, "--model is required");
-    if (!out && !eval) return cli_error(&cmd, "give --out DIR (and/or --eval FILE to measure in memory)");
+    if (!out && !eval && !dump) return cli_error(&cmd, "give --out DIR (and/or --eval FILE to measure in memory)");
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8) return cli_error(&cmd, "--bits must be 2, 3, 4 or 8, got %d", bits);
     if (group == 0 || group < -1) return cli_error(&cmd, "--group must be -1 (whole row) or a positive size, got %d", group);
     if (asym) sym = 0;
@@ -79,7 +82,7 @@ int cmd_quantize(int argc, char **argv) {
         rc = cli_fail();
         goto out;
     }
-    if (eval && !(eval_text = fs_read_all(eval, &eval_len))) {
+    if (eval && !(eval_text = text_file_read(eval, &eval_len, 0))) {
         rc = cli_fail();
         goto out;
     }
@@ -97,7 +100,7 @@ int cmd_quantize(int argc, char **argv) {
     qo.gp.static_groups = static_groups, qo.gp.damp = damp, qo.gp.block_size = block;
     qo.quantize_lm_head = lm_head;
     qo.for_checkpoint = out != NULL;
-    qo.keep_dequantized = eval != NULL;
+    qo.keep_dequantized = eval != NULL || dump != NULL;
     if (quantize_model(&m, qo.method == QMETHOD_GPTQ ? &calib : NULL, &qo, &res) != 0) {
         rc = cli_fail();
         goto out;
@@ -133,6 +136,26 @@ int cmd_quantize(int argc, char **argv) {
             goto out;
         }
         fprintf(stderr, "gptq: wrote %s\n", out);
+    }
+    if (dump) {
+        /* The weights exactly as quantized in memory, for independent checks of the checkpoint. */
+        st_writer w;
+        st_writer_init(&w);
+        char nm[128];
+        for (int k = 0; k < res.n_rows; k++) {
+            const quant_layer_report *q = &res.rows[k];
+            if (!q->quantized) continue;
+            const linear *l = q->layer < 0 ? &m.lm_head : &m.layers[q->layer].lin[q->id];
+            int64_t shape[2] = {l->out, l->in};
+            snprintf(nm, sizeof nm, "%s.weight", q->name);
+            st_writer_add(&w, nm, DT_F32, 2, shape, l->w);
+        }
+        int wrc = st_writer_write(&w, dump);
+        st_writer_free(&w);
+        if (wrc != 0) {
+            rc = cli_fail();
+            goto out;
+        }
     }
     double ppl = NAN;
     if (eval) {

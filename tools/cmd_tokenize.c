@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "core/fs.h"
+#include "text/textfile.h"
 #include "text/tokenizer.h"
 
 int cmd_tokenize(int argc, char **argv) {
@@ -25,7 +26,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (!model_dir) return cli_error(&cmd, "--model is required");
     if (!text_arg == !file) return cli_error(&cmd, "give exactly one of --text or --file");
     size_t len = 0;
-    char *text = file ? fs_read_all(file, &len) : NULL;
+    char *text = file ? text_file_read(file, &len, 0) : NULL;
     if (file && !text) return cli_fail();
     if (!file) len = strlen(text_arg);
     tokenizer *tok = tokenizer_load(model_dir);

@@ -53,10 +53,16 @@ int sampler_sample(sampler *s, const float *logits) {
     for (int i = 0; i < n; i++) sum += s->prob[i] = expf((logits[i] - mx) / s->temperature);
     for (int i = 0; i < n; i++) s->prob[i] = (float)(s->prob[i] / sum);
     int m = n;
-    for (int i = 0; i < n; i++) s->idx[i] = i;
     if ((s->top_k > 0 && s->top_k < n) || s->top_p < 1) {
+        /* Only tokens with p >= (1 - top_p) / (n - 1) can be in the nucleus (the others
+         * together hold less than 1 - top_p), so only those are sorted. With top-k alone,
+         * everything is a candidate. */
+        float cutoff = s->top_p < 1 ? (1.0f - s->top_p) / (float)(n - 1) : 0.0f;
+        m = 0;
+        for (int i = 0; i < n; i++)
+            if (s->prob[i] >= cutoff) s->idx[m++] = i;
         sort_prob = s->prob;
-        qsort(s->idx, n, sizeof(int), by_prob_desc);
+        qsort(s->idx, m, sizeof(int), by_prob_desc);
         if (s->top_k > 0 && s->top_k < m) m = s->top_k;
         if (s->top_p < 1) {
             double cum = 0;
@@ -68,6 +74,8 @@ int sampler_sample(sampler *s, const float *logits) {
                 }
             }
         }
+    } else {
+        for (int i = 0; i < n; i++) s->idx[i] = i;
     }
     double mass = 0;
     for (int i = 0; i < m; i++) mass += s->prob[s->idx[i]];

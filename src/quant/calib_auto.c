@@ -31,6 +31,9 @@ int calib_generate(calib_set *c, const llama_model *m, const tokenizer *tok, int
     sampler_init(&sm, vocab, 1.0f, 0, 0.95f, seed ^ 0xA5A5A5A5ull);
     float *row = xmalloc(sizeof(float) * vocab);
     int *cur = xmalloc(sizeof(int) * B);
+    int n_eos = 0, *eos = xmalloc(sizeof(int) * vocab);
+    for (int v = 0; v < vocab; v++)
+        if (tokenizer_is_eos(tok, v)) eos[n_eos++] = v;
     progress pg;
     progress_start(&pg, "calibration: sampling windows", n);
     for (int b0 = 0; b0 < n; b0 += B) {
@@ -40,8 +43,7 @@ int calib_generate(calib_set *c, const llama_model *m, const tokenizer *tok, int
             const float *lg = llama_forward_lockstep(m, s, cur, nb, pos);
             for (int b = 0; b < nb; b++) {
                 memcpy(row, lg + (size_t)b * vocab, sizeof(float) * vocab);
-                for (int v = 0; v < vocab; v++)
-                    if (tokenizer_is_eos(tok, v)) row[v] = -INFINITY;
+                for (int e = 0; e < n_eos; e++) row[eos[e]] = -INFINITY;
                 int next = sampler_sample(&sm, row);
                 c->ids[(size_t)(b0 + b) * seqlen + pos + 1] = cur[b] = next;
             }
@@ -49,7 +51,7 @@ int calib_generate(calib_set *c, const llama_model *m, const tokenizer *tok, int
         progress_update(&pg, b0 + nb);
     }
     progress_end(&pg);
-    free(row), free(cur);
+    free(row), free(cur), free(eos);
     sampler_free(&sm);
     llama_state_free(s);
     return 0;

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "text/textfile.h"
 
 uint64_t calib_rand(uint64_t *s, uint64_t bound) {
     *s ^= *s >> 12;
@@ -85,7 +86,7 @@ int calib_from_text(calib_set *c, const tokenizer *tok, const char *text, size_t
 
 int calib_from_file(calib_set *c, const tokenizer *tok, const char *path, int n, int seqlen, uint64_t seed) {
     size_t len;
-    char *raw = fs_read_all(path, &len);
+    char *raw = text_file_read(path, &len, 0);
     if (!raw) return -1;
     if (ends_with(path, ".jsonl")) {
         char *t = jsonl_text(path, raw, &len);

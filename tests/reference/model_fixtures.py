@@ -11,8 +11,10 @@ tests/fixtures/<model>.model.json. It needs torch and transformers; CI does not 
 CI only reads the JSON files it produces.
 
 --variants additionally evaluates WikiText-2 perplexity under alternative tokenization
-conventions (BOS once at the start, CRLF->LF, "\\n\\n".join of lines) and records them
-under "wikitext2_variants". They are informational only and take ~5x longer for the 26M model.
+conventions (BOS once at the start, "\\n\\n".join of lines) and records them under
+"wikitext2_variants". They are informational only and take ~3x longer for the 26M model.
+The default output always has "wikitext2" (file as-is, CRLF kept) and "wikitext2_lf"
+(CRLF -> LF before tokenizing).
 """
 
 import argparse
@@ -64,7 +66,7 @@ WIKI_REL = os.path.join("data", "wikitext-2-raw", "wiki.test.raw")
 CTX = 512
 CTX_SMALL = 256
 CTX_SMALL_WINDOWS = 8
-BATCH = 8
+BATCH = 8  # windows per forward; 32 for small vocabularies
 N_PER_WINDOW_NLL = 16
 
 METRIC = (
@@ -89,6 +91,8 @@ PROTOCOL = (
     "float64 of the float32 logits); ppl = exp(mean of window NLLs) accumulated in float64 (all "
     "windows have equal length, so this equals the token mean). ppl_first_N uses only the first N "
     "windows. The ctx=256 check uses the same token stream cut into 256-token windows, first 8 only. "
+    "'wikitext2_lf' is the same protocol with CRLF -> LF applied to the text before tokenizing "
+    "(the file has CRLF line ends; Python text-mode reads give LF). "
     "Floats are rounded to 7 significant digits."
 )
 
@@ -256,15 +260,16 @@ def window_nlls(model, ids, ctx, max_windows=None, label=""):
     data = torch.tensor(ids[: n_windows * ctx], dtype=torch.long).view(n_windows, ctx)
     nlls = []
     t0 = time.time()
-    for b in range(0, n_windows, BATCH):
-        x = data[b : b + BATCH]
+    batch = BATCH if model.config.vocab_size > 4096 else 4 * BATCH
+    for b in range(0, n_windows, batch):
+        x = data[b : b + batch]
         logits = forward_logits(model, x)[:, :-1, :].to(torch.float64)
         logp = torch.log_softmax(logits, dim=-1)
         tgt = x[:, 1:].unsqueeze(-1)
         nll = -logp.gather(-1, tgt).squeeze(-1)  # [B, ctx-1], float64
         nlls.extend(nll.mean(dim=1).tolist())
         done = b + x.shape[0]
-        if done == n_windows or (b // BATCH) % 10 == 9:
+        if done == n_windows or (b // batch) % 10 == 9:
             el = time.time() - t0
             log(
                 "    %s ctx %d: %d/%d windows, running ppl %.4f, %.1fs (eta %.0fs)"
@@ -281,17 +286,10 @@ def ppl_of(nlls):
     return math.exp(acc / len(nlls))
 
 
-def wikitext_fixture(model, tok, wiki_path, label):
-    with open(wiki_path, "r", encoding="utf-8", newline="") as f:
-        text = f.read()
-    ids = list(tok(text, add_special_tokens=False)["input_ids"])
-    log("    wikitext2: %d chars -> %d tokens" % (len(text), len(ids)))
+def wikitext_block(model, ids, label):
     nlls = window_nlls(model, ids, CTX, label=label)
     n_windows = len(nlls)
     res = {
-        "file": "data/wikitext-2-raw/wiki.test.raw",
-        "file_sha256": sha256_file(wiki_path),
-        "n_chars": len(text),
         "n_tokens": len(ids),
         "first_ids": ids[:32],
         "last_ids": ids[-32:],
@@ -312,10 +310,38 @@ def wikitext_fixture(model, tok, wiki_path, label):
         "window_nll": [r7(v) for v in small],
     }
     log(
-        "    wikitext2 ppl %.4f (first 4: %.4f, first 16: %.4f); ctx256 x8: %.4f"
-        % (res["ppl"], res["ppl_first_4"], res["ppl_first_16"], res["ctx256"]["ppl"])
+        "    %s: ppl %.4f (first 4: %.4f, first 16: %.4f); ctx256 x8: %.4f"
+        % (label, res["ppl"], res["ppl_first_4"], res["ppl_first_16"], res["ctx256"]["ppl"])
     )
-    return res, text
+    return res
+
+
+def wikitext_fixture(model, tok, wiki_path, name):
+    with open(wiki_path, "rb") as f:
+        raw = f.read()
+    text = raw.decode("utf-8")  # exactly as-is: CRLF kept
+    head = {
+        "file": "data/wikitext-2-raw/wiki.test.raw",
+        "file_sha256": hashlib.sha256(raw).hexdigest(),
+        "n_bytes": len(raw),
+        "n_chars": len(text),
+    }
+    ids = list(tok(text, add_special_tokens=False)["input_ids"])
+    log("    wikitext2 (as-is): %d chars -> %d tokens" % (len(text), len(ids)))
+    main = dict(head)
+    main["text_transform"] = "none (file bytes decoded as UTF-8; CRLF kept)"
+    main.update(wikitext_block(model, ids, name + " as-is"))
+
+    # The shared wiki.test.raw has CRLF line ends. Reading it in Python text mode
+    # (open(path).read(), universal newlines) turns them into LF, which changes the token
+    # stream; record that too so either convention can be checked.
+    lf_text = text.replace("\r\n", "\n")
+    lf_ids = list(tok(lf_text, add_special_tokens=False)["input_ids"])
+    log("    wikitext2 (CRLF->LF): %d chars -> %d tokens" % (len(lf_text), len(lf_ids)))
+    lf = dict(head)
+    lf["text_transform"] = "CRLF -> LF before tokenizing (what Python text-mode open().read() gives)"
+    lf.update(wikitext_block(model, lf_ids, name + " CRLF->LF"))
+    return main, lf, text
 
 
 def wikitext_variants(model, tok, text, label):
@@ -330,7 +356,6 @@ def wikitext_variants(model, tok, text, label):
     out = {}
     for key, ids, desc in [
         ("bos_once", [bos] + base, "raw text, one BOS prepended to the whole token stream"),
-        ("lf", lf_ids, "CRLF -> LF (text-mode read), no BOS"),
         ("lf_bos_once", [bos] + lf_ids, "CRLF -> LF, one BOS prepended"),
         ("join_lines", j_ids, "'\\n\\n'.join(text.splitlines()), no BOS"),
         ("join_lines_bos_once", [bos] + j_ids, "'\\n\\n'.join(text.splitlines()), one BOS prepended"),
@@ -418,7 +443,8 @@ def main():
             log("  greedy")
             fixture["greedy"] = greedy_fixture(model, tok, name)
             log("  wikitext2")
-            fixture["wikitext2"], text = wikitext_fixture(model, tok, wiki_path, name)
+            fixture["wikitext2"], fixture["wikitext2_lf"], text = wikitext_fixture(
+                model, tok, wiki_path, name)
             if args.variants:
                 log("  wikitext2 variants")
                 fixture["wikitext2_variants"] = wikitext_variants(model, tok, text, name)
