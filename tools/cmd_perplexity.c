@@ -12,13 +12,14 @@
 #include "text/tokenizer.h"
 
 int cmd_perplexity(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL;
+    const char *model_dir = NULL, *data = NULL, *compare = NULL;
     int ctx = 512, max_windows = 0, json = 0, raw = 0;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
         {"--data", "-f", OPT_STR, &data, 0, -1, "text file to evaluate (UTF-8, read as is)"},
         {"--ctx", "-c", OPT_INT, &ctx, 2, 1 << 20, "window length in tokens (default 512)"},
         {"--max-windows", NULL, OPT_INT, &max_windows, 0, 1 << 30, "evaluate only the first N windows (0 = all)"},
+        {"--compare", NULL, OPT_STR, &compare, 0, -1, "also the KL divergence and top-1 agreement against this (original) model"},
         {"--raw-bytes", NULL, OPT_FLAG, &raw, 0, -1, "keep CRLF line endings (default: read as text, CRLF -> LF)"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
@@ -61,16 +62,33 @@ int cmd_perplexity(int argc, char **argv) {
         goto out;
     }
     ppl_result r;
-    if (ppl_evaluate(&m, ids, n, ctx, max_windows, NULL, &r) != 0) {
+    if (compare) {
+        llama_model ref;
+        if (llama_load(&ref, compare) != 0) {
+            rc = cli_fail();
+            goto out;
+        }
+        int crc = ppl_compare(&m, &ref, ids, n, ctx, max_windows, &r);
+        llama_free(&ref);
+        if (crc != 0) {
+            rc = cli_fail();
+            goto out;
+        }
+        printf("compared with %s: its perplexity %.4f, mean KL divergence %.6f nats/token, top-1 agreement %.2f%%\n",
+               compare, r.ref_ppl, r.kl_mean, 100 * r.top1);
+    } else if (ppl_evaluate(&m, ids, n, ctx, max_windows, NULL, &r) != 0) {
         rc = cli_fail();
         goto out;
     }
     printf("perplexity: %.4f  (%d windows x %d tokens, %ld tokens in the text, tokenized in %.2f s, evaluated in %.1f s, "
            "%.0f tok/s)\n",
            r.ppl, r.windows, ctx, r.tokens, t_tok, r.seconds, r.windows * (double)ctx / r.seconds);
-    if (json)
-        printf("{\"ppl\": %.6f, \"tokens\": %ld, \"windows\": %d, \"ctx\": %d, \"seconds\": %.3f}\n", r.ppl, r.tokens,
+    if (json) {
+        printf("{\"ppl\": %.6f, \"tokens\": %ld, \"windows\": %d, \"ctx\": %d, \"seconds\": %.3f", r.ppl, r.tokens,
                r.windows, r.ctx, r.seconds);
+        if (compare) printf(", \"ref_ppl\": %.6f, \"kl\": %.8f, \"top1\": %.6f", r.ref_ppl, r.kl_mean, r.top1);
+        printf("}\n");
+    }
 out:
     free(ids);
     tokenizer_free(tok);

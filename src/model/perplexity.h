@@ -14,6 +14,10 @@ typedef struct {
     int ctx;
     long scored;   /* predictions scored: windows * (ctx - 1) */
     double seconds;
+    /* with a reference model (ppl_compare): per predicted position, averaged */
+    double ref_ppl;  /* the reference model's perplexity on the same windows */
+    double kl_mean;  /* mean KL(reference || model) in nats */
+    double top1;     /* fraction of positions where both models' most likely token agree */
 } ppl_result;
 
 /* Evaluates at most max_windows windows (<= 0: all).  window_nll, if not NULL, receives
@@ -21,6 +25,12 @@ typedef struct {
  * shorter than one window. */
 int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int max_windows, double *window_nll,
                  ppl_result *r);
+
+/* The same windows through m and a reference model ref (e.g. the original of a quantized
+ * model; same vocabulary): also the reference's perplexity, the mean KL divergence of m's
+ * next-token distribution from ref's, and top-1 agreement. */
+int ppl_compare(const llama_model *m, const llama_model *ref, const int *ids, long n_ids, int ctx, int max_windows,
+                ppl_result *r);
 
 /* NLL of `target` under logits (vocab): logsumexp(logits) - logits[target], in double. */
 double nll_of(const float *logits, int vocab, int target);

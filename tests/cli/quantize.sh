@@ -24,6 +24,12 @@ assert q['bits'] == 4 and q['group_size'] == 32 and q['sym'] and not q['desc_act
 assert any('down_proj' in k for k in q['dynamic']), q"
 fp=$(ppl "$S"); q=$(ppl "$W/s-rtn")
 check "rtn 4-bit ppl within 15% of float ($fp -> $q)" python3 -c "assert $q < 1.15 * $fp"
+cmp=$("$BIN" perplexity --model "$W/s-rtn" --compare "$S" --data "$WIKI" --ctx 128 --max-windows 4 --json 2>/dev/null | tail -1)
+check "--compare: KL > 0 and top-1 agreement below 100% for a 4-bit model" python3 -c "
+import json; d = json.loads('$cmp'); assert 0 < d['kl'] < 1 and 0.5 < d['top1'] < 1 and d['ref_ppl'] < d['ppl'], d"
+cmp=$("$BIN" perplexity --model "$S" --compare "$S" --data "$WIKI" --ctx 128 --max-windows 2 --json 2>/dev/null | tail -1)
+check "--compare against itself: KL 0, agreement 100%" python3 -c "
+import json; d = json.loads('$cmp'); assert abs(d['kl']) < 1e-6 and d['top1'] == 1 and d['ref_ppl'] == d['ppl'], d"
 check "quantized model generates" "$BIN" generate --model "$W/s-rtn" --prompt Zoo -n 10 --temp 0 >/dev/null 2>&1
 
 # in memory, the 172-wide down_proj is quantized too, with a shorter last group (172 = 2*64 + 44)
