@@ -119,15 +119,28 @@ int fs_remove_tree(const char *path) {
     return 0;
 }
 
+int fs_write_file(const char *path, const void *data, size_t n) {
+    fs_atomic a;
+    if (fs_atomic_open(&a, path) != 0) return -1;
+    if (fs_atomic_write(&a, data, n) != 0) {
+        fs_atomic_abort(&a);
+        return -1;
+    }
+    return fs_atomic_commit(&a);
+}
+
+int fs_write_text(const char *dir, const char *name, const char *text) {
+    char *path = fs_join(dir, name);
+    int rc = fs_write_file(path, text, strlen(text));
+    free(path);
+    return rc;
+}
+
 int fs_copy_file(const char *src, const char *dst) {
     size_t n;
     char *data = fs_read_all(src, &n);
     if (!data) return -1;
-    fs_atomic a;
-    int rc = fs_atomic_open(&a, dst);
-    if (rc == 0) rc = fs_atomic_write(&a, data, n);
-    if (rc == 0) rc = fs_atomic_commit(&a);
-    else fs_atomic_abort(&a);
+    int rc = fs_write_file(dst, data, n);
     free(data);
     return rc;
 }

@@ -41,6 +41,11 @@ int fs_atomic_write(fs_atomic *a, const void *data, size_t n);
 int fs_atomic_commit(fs_atomic *a);
 void fs_atomic_abort(fs_atomic *a);
 
+/* Writes n bytes to path atomically (temporary name, fsync, rename). */
+int fs_write_file(const char *path, const void *data, size_t n);
+/* The same for a file `name` inside directory `dir` holding a NUL-terminated text. */
+int fs_write_text(const char *dir, const char *name, const char *text);
+
 /* Wall-clock seconds (monotonic). */
 double now_seconds(void);
 /* Peak resident set size of this process in MiB. */

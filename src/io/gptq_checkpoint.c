@@ -122,14 +122,7 @@ static void add_quant_fields(cJSON *o, const gptq_ckpt_meta *m) {
 
 static int write_json(const char *dir, const char *name, cJSON *root) {
     char *text = cJSON_Print(root);
-    char *path = fs_join(dir, name);
-    fs_atomic a;
-    int rc = fs_atomic_open(&a, path);
-    if (rc == 0) rc = fs_atomic_write(&a, text, strlen(text));
-    if (rc == 0) rc = fs_atomic_write(&a, "\n", 1);
-    if (rc == 0) rc = fs_atomic_commit(&a);
-    else fs_atomic_abort(&a);
-    free(path);
+    int rc = fs_write_text(dir, name, text);
     free(text);
     return rc;
 }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/error.h"
 
@@ -247,6 +249,19 @@ const st_tensor *st_require(const st_archive *a, const char *name, int ndim, con
         return NULL;
     }
     return t;
+}
+
+void st_release(const st_archive *a, const void *data, size_t n) {
+    const char *p = data;
+    for (int f = 0; f < a->n_files; f++) {
+        const char *base = a->maps[f].data;
+        if (!base || p < base || p + n > base + a->maps[f].size) continue;
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        /* whole pages inside the range only: neighbours may still be in use */
+        uintptr_t b = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1), e = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+        if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+        return;
+    }
 }
 
 /* ---------------- writing ---------------- */

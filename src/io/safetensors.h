@@ -47,6 +47,12 @@ const st_tensor *st_find(const st_archive *a, const char *name);
  * differs from the expected one (ndim values in `shape`). */
 const st_tensor *st_require(const st_archive *a, const char *name, int ndim, const int64_t *shape);
 
+/* Tells the kernel the pages of [data, data + n) inside one of the archive's maps are not
+ * needed any more (they are read again from the file if touched), so that streaming
+ * through a large checkpoint block by block keeps the resident set to about one block.
+ * Pointers outside the maps are ignored. */
+void st_release(const st_archive *a, const void *data, size_t n);
+
 /* ---- writing ---- */
 
 /* Produces the bytes of one tensor on demand, so that a multi-gigabyte checkpoint never

@@ -260,47 +260,20 @@ static int fill_tensor(void *ctx, void *dst, size_t nbytes) {
 
 /* ---------------- small files ---------------- */
 
-static int write_text(const char *dir, const char *name, const char *text) {
-    char *path = fs_join(dir, name);
-    fs_atomic a;
-    int rc = fs_atomic_open(&a, path);
-    if (rc == 0) {
-        rc = fs_atomic_write(&a, text, strlen(text));
-        if (rc == 0) rc = fs_atomic_commit(&a);
-        else fs_atomic_abort(&a);
-    }
-    free(path);
-    return rc;
-}
 
-/* cJSON prints floats widened to double ("9.99999974737875e-06"); the shortest decimal
- * that reads back as the same float is what config files hold. */
-static double float_for_json(float f) {
-    char buf[32];
-    for (int prec = 6; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)f);
-        if ((float)strtod(buf, NULL) == f) break;
-    }
-    return strtod(buf, NULL);
-}
 
 static int write_config(const char *dir, const hf_config *c) {
     char *text = hf_config_to_json(c);
     cJSON *r = cJSON_Parse(text);
     free(text);
     if (!r) return gptq_fail("%s/config.json: internal error building JSON", dir);
-    const char *float_keys[] = {"rms_norm_eps", "rope_theta"};
-    for (int i = 0; i < 2; i++) {
-        cJSON *it = cJSON_GetObjectItemCaseSensitive(r, float_keys[i]);
-        if (cJSON_IsNumber(it)) cJSON_SetNumberValue(it, float_for_json((float)it->valuedouble));
-    }
     cJSON_AddNumberToObject(r, "initializer_range", 0.02);
     text = cJSON_Print(r);
     cJSON_Delete(r);
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     strcpy(text + len, "\n");
-    int rc = write_text(dir, "config.json", text);
+    int rc = fs_write_text(dir, "config.json", text);
     free(text);
     return rc;
 }
@@ -323,7 +296,7 @@ static int write_generation_config(const char *dir, const hf_config *c) {
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     strcpy(text + len, "\n");
-    int rc = write_text(dir, "generation_config.json", text);
+    int rc = fs_write_text(dir, "generation_config.json", text);
     free(text);
     return rc;
 }
@@ -357,7 +330,7 @@ static int write_index(const char *dir, rm_job *j, int n_shards, int64_t total_b
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     strcpy(text + len, "\n");
-    int rc = write_text(dir, "model.safetensors.index.json", text);
+    int rc = fs_write_text(dir, "model.safetensors.index.json", text);
     free(text);
     return rc;
 }

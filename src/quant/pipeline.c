@@ -299,7 +299,11 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
                 hessian_free(&h);
             }
         }
-        for (int j = 0; j < LIN_COUNT; j++) finish_weight(&L->lin[j], &sv[j], o->keep_dequantized);
+        for (int j = 0; j < LIN_COUNT; j++) {
+            finish_weight(&L->lin[j], &sv[j], o->keep_dequantized);
+            /* done with this block's file pages: keep the resident set to about one block */
+            if (!L->lin[j].owned) st_release(&m->st, L->lin[j].w, (size_t)L->lin[j].out * L->lin[j].in * dtype_size(L->lin[j].dtype));
+        }
         progress_update(&pg, l + 1);
     }
     progress_end(&pg);

@@ -10,16 +10,6 @@
 #include "core/error.h"
 #include "core/fs.h"
 
-static int write_text(const char *dir, const char *name, const char *text) {
-    char *path = fs_join(dir, name);
-    fs_atomic a;
-    int rc = fs_atomic_open(&a, path);
-    if (rc == 0) rc = fs_atomic_write(&a, text, strlen(text));
-    if (rc == 0) rc = fs_atomic_commit(&a);
-    else fs_atomic_abort(&a);
-    free(path);
-    return rc;
-}
 
 /* A growing string buffer with printf. */
 typedef struct {
@@ -137,9 +127,9 @@ int quant_report_write(const quant_result *r, int n_layers, const char *settings
     char *json = cJSON_Print(root);
     cJSON_Delete(root);
     char *svg = svg_plot(r, n_layers);
-    int rc = write_text(dir, "layers.csv", csv.s);
-    if (rc == 0) rc = write_text(dir, "layers.json", json);
-    if (rc == 0) rc = write_text(dir, "error.svg", svg);
+    int rc = fs_write_text(dir, "layers.csv", csv.s);
+    if (rc == 0) rc = fs_write_text(dir, "layers.json", json);
+    if (rc == 0) rc = fs_write_text(dir, "error.svg", svg);
     free(csv.s), free(json), free(svg);
     return rc;
 }

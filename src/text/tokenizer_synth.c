@@ -626,23 +626,11 @@ char *tokenizer_synth_json(const tok_synth_spec *s) {
     return b.p;
 }
 
-static int write_text(const char *dir, const char *name, const char *text) {
-    char *path = fs_join(dir, name);
-    fs_atomic a;
-    int rc = fs_atomic_open(&a, path);
-    if (rc == 0) {
-        rc = fs_atomic_write(&a, text, strlen(text));
-        if (rc == 0) rc = fs_atomic_commit(&a);
-        else fs_atomic_abort(&a);
-    }
-    free(path);
-    return rc;
-}
 
 int tokenizer_synth_write(const char *dir, const tok_synth_spec *s) {
     char *json = tokenizer_synth_json(s);
     if (!json) return -1;
-    int rc = write_text(dir, "tokenizer.json", json);
+    int rc = fs_write_text(dir, "tokenizer.json", json);
     free(json);
     if (rc) return rc;
     char *bos = tokenizer_synth_special_name(s, s->bos_id), *eos = tokenizer_synth_special_name(s, s->eos_ids[0]);
@@ -653,7 +641,7 @@ int tokenizer_synth_write(const char *dir, const tok_synth_spec *s) {
     sb_ascii(&b, eos);
     sb_fmt(&b, ",\n  \"clean_up_tokenization_spaces\": false,\n  \"model_max_length\": %d,\n", s->model_max_length);
     sb_str(&b, "  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n}\n");
-    rc = write_text(dir, "tokenizer_config.json", b.p);
+    rc = fs_write_text(dir, "tokenizer_config.json", b.p);
     free(b.p), free(bos), free(eos);
     return rc;
 }
