@@ -21,7 +21,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
     const char *dump = NULL;
     int bits = 4, group = 128, act_order = 1, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
-    int lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
+    int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
     float damp = 0.01f;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory (Hugging Face layout)"},
@@ -34,6 +34,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--static-groups", NULL, OPT_FLAG, &static_groups, 0, -1, "group grids fixed before act-order (monotonic g_idx)"},
         {"--sym", NULL, OPT_FLAG, &sym, 0, -1, "symmetric grid (default)"},
         {"--asym", NULL, OPT_FLAG, &asym, 0, -1, "grid with zero points"},
+        {"--mse", NULL, OPT_FLAG, &mse, 0, -1, "clip each group's range to the grid with the least squared error"},
         {"--damp", NULL, OPT_FLOAT, &damp, 0, 1, "Hessian damping as a fraction of its mean diagonal (0.01)"},
         {"--block", NULL, OPT_INT, &block, 1, 1 << 16, "columns per lazy-update block (128)"},
         {"--quantize-lm-head", NULL, OPT_FLAG, &lm_head, 0, -1, "quantize lm_head too"},
@@ -97,6 +98,7 @@ int cmd_quantize(int argc, char **argv) {
     }
     qo.gp = gptq_default_params();
     qo.gp.bits = bits, qo.gp.group_size = group, qo.gp.sym = sym, qo.gp.act_order = act_order;
+    qo.gp.mse = mse;
     qo.gp.static_groups = static_groups, qo.gp.damp = damp, qo.gp.block_size = block;
     qo.quantize_lm_head = lm_head;
     qo.for_checkpoint = out != NULL;

@@ -209,7 +209,7 @@ static int gptq_quantize_impl(const float *w, const float *h, int64_t out, int64
     if (!all_finite(h, in * in)) return gptq_fail("gptq: Hessian has non-finite values");
 
     const int64_t n = in;
-    const quant_grid grid = {p->bits, p->sym, p->v1_zero};
+    const quant_grid grid = {p->bits, p->sym, p->v1_zero, p->mse};
     const int maxq = quant_maxq(p->bits);
     const int grouped = p->group_size > 0;
     const int64_t gs = grouped ? p->group_size : n;

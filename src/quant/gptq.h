@@ -58,6 +58,7 @@ typedef struct {
     int act_order;     /* desc_act: process columns by descending diag(H) */
     int static_groups; /* group grids from the original W up front (no-op with group_size -1) */
     int v1_zero;       /* clamp asym zero points to >= 1 for the v1 checkpoint (quantizer.h) */
+    int mse;           /* MSE-clipped grids instead of the full range (quantizer.h) */
     float damp;        /* damping as a fraction of mean(diag H) (AutoGPTQ's damp_percent), >= 0 */
     int block_size;    /* columns per lazy-update block (128) */
     int want_rel_err;  /* also compute rel_err (one extra 2·out·in² flop product) */

@@ -67,7 +67,7 @@ static int quantize_linear(linear *l, const float *h, const quant_options *o, qu
             gptq_result_free(&res);
         }
     } else {
-        quant_grid g = {o->gp.bits, o->gp.sym, o->gp.v1_zero};
+        quant_grid g = {o->gp.bits, o->gp.sym, o->gp.v1_zero, o->gp.mse};
         rc = rtn_quantize(w, l->out, l->in, &g, o->gp.group_size, &q);
     }
     if (rc != 0) {

@@ -18,6 +18,26 @@ static float fp16_scale(float s) {
     return h;
 }
 
+/* Scale and zero of the grid spanning [xmin, xmax] (xmin <= 0 <= xmax, not both 0). */
+static void grid_for_range(float xmin, float xmax, const quant_grid *g, int maxq, float *scale, int32_t *zero) {
+    float s = fp16_scale((xmax - xmin) / (float)maxq);
+    int32_t z;
+    if (g->sym) {
+        z = (maxq + 1) / 2;
+    } else {
+        float zf = nearbyintf(-xmin / s);
+        if (zf < 0.0f) zf = 0.0f;
+        if (zf > (float)maxq) zf = (float)maxq;
+        z = (int32_t)zf;
+        if (g->v1_zero && z < 1) z = 1;
+    }
+    *scale = s;
+    *zero = z;
+}
+
+#define MSE_GRID 100     /* shrink steps of 1% */
+#define MSE_MAXSHRINK 80 /* down to 21% of the range */
+
 void quant_row_params(const float *x, int64_t n, const quant_grid *g, float *scale, int32_t *zero) {
     int maxq = quant_maxq(g->bits);
     float xmin = 0.0f, xmax = 0.0f;
@@ -34,19 +54,25 @@ void quant_row_params(const float *x, int64_t n, const quant_grid *g, float *sca
         xmin = -1.0f;
         xmax = 1.0f;
     }
-    float s = fp16_scale((xmax - xmin) / (float)maxq);
-    int32_t z;
-    if (g->sym) {
-        z = (maxq + 1) / 2;
-    } else {
-        float zf = nearbyintf(-xmin / s);
-        if (zf < 0.0f) zf = 0.0f;
-        if (zf > (float)maxq) zf = (float)maxq;
-        z = (int32_t)zf;
-        if (g->v1_zero && z < 1) z = 1;
+    grid_for_range(xmin, xmax, g, maxq, scale, zero);
+    if (!g->mse) return;
+    double best = INFINITY;
+    for (int i = 0; i < MSE_MAXSHRINK; i++) {
+        float p = 1.0f - (float)i / MSE_GRID, s1;
+        int32_t z1;
+        grid_for_range(p * xmin, p * xmax, g, maxq, &s1, &z1);
+        double err = 0;
+        uint8_t code;
+        for (int64_t k = 0; k < n; k++) {
+            float d = quant_one(x[k], s1, z1, maxq, &code) - x[k];
+            err += d * d;
+        }
+        if (err < best) {
+            best = err;
+            *scale = s1;
+            *zero = z1;
+        }
     }
-    *scale = s;
-    *zero = z;
 }
 
 void quant_find_params(const float *w, int64_t rows, int64_t ld, int64_t c0, int64_t c1, const quant_grid *g,

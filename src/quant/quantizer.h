@@ -26,7 +26,13 @@
  * above -scale/2) cannot be stored: AutoGPTQ silently writes it as maxq and every loader
  * then reads maxq + 1.  With v1_zero set, asym zero points are clamped to >= 1 instead
  * (the grid moves down by one step for those rare groups), so the checkpoint is exact.
- * Without it the grid matches AutoGPTQ exactly and the packer refuses zero == 0. */
+ * Without it the grid matches AutoGPTQ exactly and the packer refuses zero == 0.
+ *
+ * MSE grids (mse = 1, the reference Quantizer's mse option): instead of the full range,
+ * the range [p·xmin, p·xmax] for p = 1, 0.99, ..., 0.21 whose grid gives the least
+ * squared rounding error over the segment (the reference uses |err|^2.4; the square is
+ * cheaper and chooses nearly the same clipping).  Clipping a few outliers buys a finer
+ * step for every other weight, which pays at 2 and 3 bits. */
 #ifndef GPTQ_QUANT_QUANTIZER_H
 #define GPTQ_QUANT_QUANTIZER_H
 
@@ -38,6 +44,7 @@ typedef struct {
     int bits;    /* 2, 3, 4 or 8 */
     int sym;     /* 1: symmetric grid, zero = 2^(bits-1) */
     int v1_zero; /* 1: asym zero points clamped to >= 1 (GPTQ v1 checkpoint) */
+    int mse;     /* 1: shrink the range to the grid with the least squared error (below) */
 } quant_grid;
 
 /* 0 if bits is one of 2, 3, 4, 8; otherwise -1 and an error. */

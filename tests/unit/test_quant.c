@@ -64,7 +64,7 @@ static int is_fp16(float v) { return f16_to_f32(f32_to_f16(v)) == v; }
 /* ---- the grid ---- */
 
 static void test_grid(void) {
-    quant_grid g2 = {2, 0, 0};
+    quant_grid g2 = {2, 0, 0, 0};
     float s;
     int32_t z;
     uint8_t c;
@@ -78,7 +78,7 @@ static void test_grid(void) {
     CHECK(quant_one(9.0f, s, z, 3, &c) == 1.0f && c == 3, "clamps above");
     CHECK(quant_one(-9.0f, s, z, 3, &c) == -0.5f && c == 0, "clamps below");
 
-    quant_grid g4s = {4, 1, 0};
+    quant_grid g4s = {4, 1, 0, 0};
     const float r2[] = {-0.3f, 0.1f, 0.2f};
     quant_row_params(r2, 3, &g4s, &s, &z);
     CHECK(z == 8 && s == f16_to_f32(f32_to_f16(0.6f / 15.0f)), "4-bit sym: zero %d scale %g", (int)z, (double)s);
@@ -91,7 +91,7 @@ static void test_grid(void) {
     CHECK(quant_one(0.3f, s, z, 15, &c) == 7.0f * s && c == 15, "sym all-positive row clamps at 7 steps");
 
     /* asym zero point 0 and the v1 clamp */
-    quant_grid g4a = {4, 0, 0}, g4v = {4, 0, 1};
+    quant_grid g4a = {4, 0, 0, 0}, g4v = {4, 0, 1, 0};
     const float nonneg[] = {0.0f, 0.5f, 1.5f};
     quant_row_params(nonneg, 3, &g4a, &s, &z);
     CHECK(z == 0, "asym non-negative row has zero point 0 (got %d)", (int)z);
@@ -126,7 +126,7 @@ static void test_rtn(void) {
     for (int bi = 0; bi < 4; bi++)
         for (int sym = 0; sym < 2; sym++)
             for (int gi = 0; gi < 6; gi++) {
-                quant_grid grid = {bitss[bi], sym, 0};
+                quant_grid grid = {bitss[bi], sym, 0, 0};
                 quant_layer q;
                 int gs = groups[gi];
                 CHECK(rtn_quantize(w, out, in, &grid, gs, &q) == 0, "rtn: %s", gptq_last_error());
@@ -248,7 +248,7 @@ static void test_fixtures(void) {
             if (rc) continue;
             q = &res.q;
         } else {
-            quant_grid grid = {bits, sym, 0};
+            quant_grid grid = {bits, sym, 0, 0};
             CHECK(rtn_quantize(ws[inp], out, in, &grid, group, &rq) == 0, "%s: %s", name, gptq_last_error());
             q = &rq;
         }
@@ -332,7 +332,7 @@ static void test_gptq_properties(void) {
             gptq_result r;
             CHECK(gptq_quantize(w, h, out, in, &p, &r) == 0, "gptq: %s", gptq_last_error());
             quant_layer rq;
-            quant_grid grid = {p.bits, 0, 1};
+            quant_grid grid = {p.bits, 0, 1, 0};
             rtn_quantize(w, out, in, &grid, 64, &rq);
             double e_g, e_r, en;
             double rel_g = hessian_rel_error(w, r.q.wq, out, in, h, &e_g, &en);
@@ -641,7 +641,7 @@ static void bench(void) {
     gptq_dequantize(pk.qweight, pk.qzeros, pk.scales, pk.g_idx, out, in, pk.groups, 4, wd);
     printf("  dequantize: %.3f s\n", now_seconds() - t);
     quant_layer rq;
-    quant_grid grid = {4, 0, 1};
+    quant_grid grid = {4, 0, 1, 0};
     t = now_seconds();
     rtn_quantize(w, out, in, &grid, 128, &rq);
     printf("  rtn: %.3f s\n", now_seconds() - t);
