@@ -654,6 +654,34 @@ static void bench(void) {
     free(w);
 }
 
+/* MSE grids: never a larger squared rounding error than the min-max grid of the same
+ * segment (p = 1 is among the candidates), strictly smaller on heavy-tailed data at 3 bits,
+ * and still a valid grid (codes in range, zero points storable in v1). */
+static void test_mse_grid(void) {
+    float x[128];
+    int better = 0;
+    for (int trial = 0; trial < 50; trial++) {
+        for (int i = 0; i < 128; i++) x[i] = nrand() * (i % 17 == 0 ? 6.0f : 1.0f); /* a few outliers */
+        for (int sym = 0; sym < 2; sym++) {
+            quant_grid plain = {3, sym, 1, 0}, mse = {3, sym, 1, 1};
+            float s0, s1;
+            int32_t z0, z1;
+            quant_row_params(x, 128, &plain, &s0, &z0);
+            quant_row_params(x, 128, &mse, &s1, &z1);
+            double e0 = 0, e1 = 0;
+            uint8_t c;
+            for (int i = 0; i < 128; i++) {
+                float d0 = quant_one(x[i], s0, z0, 7, &c) - x[i], d1 = quant_one(x[i], s1, z1, 7, &c) - x[i];
+                e0 += d0 * d0, e1 += d1 * d1;
+            }
+            CHECK(e1 <= e0 * (1 + 1e-6), "mse grid error %g above min-max %g", e1, e0);
+            CHECK(s1 <= s0 && s1 > 0 && z1 >= 1 && z1 <= 7, "mse grid: scale %g (min-max %g), zero %d", s1, s0, z1);
+            better += e1 < 0.99 * e0;
+        }
+    }
+    CHECK(better > 50, "mse grid helped in only %d of 100 heavy-tailed segments", better);
+}
+
 #define RUN(f)                                                  \
     do {                                                        \
         double t0_ = now_seconds();                             \
@@ -672,6 +700,7 @@ int main(void) {
     RUN(test_pack_fixture);
     RUN(test_pack_roundtrip);
     RUN(test_bpw);
+    RUN(test_mse_grid);
     if (getenv("GPTQ_BENCH")) bench();
     return check_done();
 }
