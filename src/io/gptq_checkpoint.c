@@ -111,9 +111,7 @@ static void add_quant_fields(cJSON *o, const gptq_ckpt_meta *m) {
     cJSON_AddBoolToObject(o, "desc_act", m->desc_act);
     cJSON_AddBoolToObject(o, "sym", m->sym);
     cJSON_AddBoolToObject(o, "static_groups", m->static_groups);
-    char d[32];
-    snprintf(d, sizeof d, "%g", m->damp); /* 0.01, not the float's 0.00999999977 */
-    cJSON_AddNumberToObject(o, "damp_percent", strtod(d, NULL));
+    cJSON_AddNumberToObject(o, "damp_percent", hf_json_float(m->damp));
     cJSON_AddBoolToObject(o, "true_sequential", m->true_sequential);
     cJSON_AddBoolToObject(o, "lm_head", m->lm_head);
     cJSON_AddStringToObject(o, "quant_method", "gptq");

@@ -240,9 +240,7 @@ done:
     return rc;
 }
 
-/* A float as the shortest decimal that reads back to the same float (1e-05, not the
- * double 9.99999974737875e-06). */
-static double short_float(float f) {
+double hf_json_float(float f) {
     char buf[32];
     for (int prec = 6; prec <= 9; prec++) {
         snprintf(buf, sizeof buf, "%.*g", prec, f);
@@ -267,19 +265,19 @@ char *hf_config_to_json(const hf_config *c) {
     cJSON_AddNumberToObject(r, "head_dim", c->head_dim);
     cJSON_AddNumberToObject(r, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(r, "max_position_embeddings", c->max_pos);
-    cJSON_AddNumberToObject(r, "rms_norm_eps", short_float(c->norm_eps));
-    cJSON_AddNumberToObject(r, "rope_theta", short_float(c->rope_theta));
+    cJSON_AddNumberToObject(r, "rms_norm_eps", hf_json_float(c->norm_eps));
+    cJSON_AddNumberToObject(r, "rope_theta", hf_json_float(c->rope_theta));
     if (c->rope_type == ROPE_LLAMA3) {
         cJSON *s = cJSON_AddObjectToObject(r, "rope_scaling");
         cJSON_AddStringToObject(s, "rope_type", "llama3");
-        cJSON_AddNumberToObject(s, "factor", short_float(c->rope_factor));
-        cJSON_AddNumberToObject(s, "low_freq_factor", short_float(c->rope_low_freq_factor));
-        cJSON_AddNumberToObject(s, "high_freq_factor", short_float(c->rope_high_freq_factor));
+        cJSON_AddNumberToObject(s, "factor", hf_json_float(c->rope_factor));
+        cJSON_AddNumberToObject(s, "low_freq_factor", hf_json_float(c->rope_low_freq_factor));
+        cJSON_AddNumberToObject(s, "high_freq_factor", hf_json_float(c->rope_high_freq_factor));
         cJSON_AddNumberToObject(s, "original_max_position_embeddings", c->rope_original_max_pos);
     } else if (c->rope_type == ROPE_LINEAR) {
         cJSON *s = cJSON_AddObjectToObject(r, "rope_scaling");
         cJSON_AddStringToObject(s, "rope_type", "linear");
-        cJSON_AddNumberToObject(s, "factor", short_float(c->rope_factor));
+        cJSON_AddNumberToObject(s, "factor", hf_json_float(c->rope_factor));
     }
     cJSON_AddStringToObject(r, "hidden_act", "silu");
     cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tie_embeddings);

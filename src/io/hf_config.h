@@ -61,6 +61,10 @@ int hf_config_load(hf_config *c, const char *path);
 int hf_quant_config_load(hf_quant_config *q, const char *path);
 void hf_config_free(hf_config *c);
 
+/* A float as the shortest decimal that reads back to the same float, for JSON output
+ * (1e-05 and 0.01, not the widened doubles 9.99999974737875e-06 and 0.00999999977). */
+double hf_json_float(float f);
+
 /* Builds a config.json text (heap string) for `c`, as transformers writes it. */
 char *hf_config_to_json(const hf_config *c);
 

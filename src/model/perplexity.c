@@ -11,14 +11,17 @@
  * needs 64 rows of logits in memory, not 2048. */
 #define LOGIT_ROWS 64
 
-double nll_of(const float *logits, int vocab, int target) {
+/* log Σ exp(logits), with the maximum factored out, accumulated in double. */
+static double logsumexp(const float *logits, int vocab) {
     float mx = logits[0];
     for (int i = 1; i < vocab; i++)
         if (logits[i] > mx) mx = logits[i];
     double sum = 0;
     for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
-    return log(sum) + mx - logits[target];
+    return log(sum) + mx;
 }
+
+double nll_of(const float *logits, int vocab, int target) { return logsumexp(logits, vocab) - logits[target]; }
 
 int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int max_windows, double *window_nll,
                  ppl_result *r) {
@@ -65,12 +68,7 @@ int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int 
 
 /* log-softmax of logits (vocab) into out, in double-accumulated fp32. */
 static void log_softmax(const float *logits, int vocab, float *out) {
-    float mx = logits[0];
-    for (int i = 1; i < vocab; i++)
-        if (logits[i] > mx) mx = logits[i];
-    double sum = 0;
-    for (int i = 0; i < vocab; i++) sum += exp((double)logits[i] - mx);
-    float lse = (float)(log(sum) + mx);
+    float lse = (float)logsumexp(logits, vocab);
     for (int i = 0; i < vocab; i++) out[i] = logits[i] - lse;
 }
 
