@@ -11,15 +11,69 @@
 #include "model/llama.h"
 #include "model/perplexity.h"
 #include "quant/calib_auto.h"
+#include "quant/measure.h"
+#include "quant/mixed.h"
 #include "quant/pipeline.h"
 #include "quant/report.h"
 #include "text/calib.h"
 #include "text/textfile.h"
 #include "text/tokenizer.h"
 
+/* Calibration windows: a text file, model-written ('auto'), or with --calib-mix a blend
+ * of both (a fraction `mix` of the windows model-written). */
+static int load_calib(calib_set *calib, llama_model *m, const tokenizer *tok, const char *arg, float mix, int n, int seqlen,
+                      int seed) {
+    if (strcmp(arg, "auto") == 0) return calib_generate(calib, m, tok, n, seqlen, (uint64_t)seed);
+    if (mix <= 0) return calib_from_file(calib, tok, arg, n, seqlen, (uint64_t)seed);
+    int n_model = (int)lround(mix * n), n_text = n - n_model;
+    calib_set text = {0}, model = {0};
+    int rc = 0;
+    if (n_text > 0) rc = calib_from_file(&text, tok, arg, n_text, seqlen, (uint64_t)seed);
+    if (rc == 0 && n_model > 0) rc = calib_generate(&model, m, tok, n_model, seqlen, (uint64_t)seed);
+    if (rc == 0) rc = calib_concat(calib, &text, &model);
+    calib_free(&text);
+    calib_free(&model);
+    return rc;
+}
+
+/* --target-bpw: the measurement (loaded, resumed or run) and the per-Linear plan. */
+static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *calib, const gptq_params *base, double target,
+                      const char *heuristic, const char *mfile, mixed_objective obj, measurement *ms, mixed_plan *plan,
+                      double *measure_s) {
+    double t0 = now_seconds();
+    measure_default_menu(ms);
+    if (measurement_init(ms, m, model_dir, calib, base->damp, base->act_order, base->mse, base->block_size) != 0) return -1;
+    int have_file = mfile && fs_exists(mfile);
+    if (have_file) {
+        measurement prev;
+        if (measurement_load(&prev, mfile) != 0) return -1;
+        int rc = measurement_adopt(ms, &prev, mfile);
+        measurement_free(&prev);
+        if (rc != 0) return -1;
+    }
+    if (!heuristic) {
+        int had = 0;
+        for (int k = 0; k < ms->n; k++) had += ms->layers[k].measured;
+        if (measure_model(m, calib, ms, mfile) != 0) return -1;
+        fprintf(stderr, "gptq: measurement: %d Linears measured now, %d reused%s%s (%.1f s measuring in all)\n", ms->measured_now,
+                had, mfile ? " from " : "", mfile ? mfile : "", ms->seconds);
+        if (mixed_plan_measured(ms, base, target, obj, plan) != 0) return -1;
+        fprintf(stderr, "gptq: allocation: %.4f bpw planned for a %.4f target, predicted error %.6g (%s, %lld DP cells of %lld bits)\n",
+                plan->bpw, target, plan->predicted, plan->st.exact ? "optimal" : "not proven optimal", (long long)plan->st.cells,
+                (long long)plan->st.unit);
+    } else {
+        if (mixed_plan_llamacpp(ms, base, target, plan) != 0) return -1;
+        fprintf(stderr, "gptq: llama.cpp-style plan: base w%d g%d %s, %.4f bpw for a %.4f target\n", plan->base.bits,
+                plan->base.group_size, plan->base.sym ? "sym" : "asym", plan->bpw, target);
+    }
+    *measure_s = now_seconds() - t0;
+    return 0;
+}
+
 int cmd_quantize(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
-    const char *dump = NULL;
+    const char *dump = NULL, *measurement_file = NULL, *heuristic = NULL, *objective = "sq";
+    float target_bpw = 0, calib_mix = 0;
     int bits = 4, group = 128, act_order = 1, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
     int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
     float damp = 0.01f;
@@ -46,6 +100,11 @@ int cmd_quantize(int argc, char **argv) {
         {"--eval", NULL, OPT_STR, &eval, 0, -1, "after quantizing, report perplexity on this text (in memory)"},
         {"--eval-ctx", NULL, OPT_INT, &eval_ctx, 2, 1 << 20, "window length for --eval (512)"},
         {"--eval-windows", NULL, OPT_INT, &eval_windows, 0, 1 << 30, "windows for --eval (0 = all)"},
+        {"--target-bpw", NULL, OPT_FLOAT, &target_bpw, 0, 16, "mixed precision: per-Linear settings for this many bits per weight"},
+        {"--measurement", NULL, OPT_STR, &measurement_file, 0, -1, "measurement JSON for --target-bpw: reused, resumed or written"},
+        {"--alloc-heuristic", NULL, OPT_STR, &heuristic, 0, -1, "llama.cpp: allocate by llama.cpp's rules instead of measured error"},
+        {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "sq (sum of squared relative errors, default) or abs"},
+        {"--calib-mix", NULL, OPT_FLOAT, &calib_mix, 0, 1, "fraction of the calibration windows the model writes itself (with --calib FILE)"},
         {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
         {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
@@ -65,6 +124,17 @@ int cmd_quantize(int argc, char **argv) {
     else if (strcmp(method, "rtn") == 0) qo.method = QMETHOD_RTN;
     else return cli_error(&cmd, "--method must be gptq or rtn, got '%s'", method);
     if (qo.method == QMETHOD_RTN) act_order = 0, static_groups = 0;
+    int mixed = target_bpw > 0;
+    mixed_objective obj = MIXED_ERR_SQ;
+    if (strcmp(objective, "sq") == 0) obj = MIXED_ERR_SQ;
+    else if (strcmp(objective, "abs") == 0) obj = MIXED_ERR_ABS;
+    else return cli_error(&cmd, "--alloc-objective must be sq or abs, got '%s'", objective);
+    if (!mixed && (measurement_file || heuristic)) return cli_error(&cmd, "--measurement and --alloc-heuristic go with --target-bpw");
+    if (mixed && qo.method != QMETHOD_GPTQ) return cli_error(&cmd, "--target-bpw needs --method gptq");
+    if (mixed && static_groups) return cli_error(&cmd, "--target-bpw does not take --static-groups");
+    if (heuristic && strcmp(heuristic, "llama.cpp") != 0)
+        return cli_error(&cmd, "--alloc-heuristic must be llama.cpp, got '%s'", heuristic);
+    if (calib_mix > 0 && strcmp(calib_arg, "auto") == 0) return cli_error(&cmd, "--calib-mix needs --calib FILE");
     if (out && fs_exists(out) && !force) return cli_error(&cmd, "%s already exists (pass --force to replace it)", out);
 
     double t0 = now_seconds();
@@ -77,6 +147,9 @@ int cmd_quantize(int argc, char **argv) {
     tokenizer *tok = tokenizer_load(model_dir);
     calib_set calib = {0};
     quant_result res = {0};
+    measurement ms = {0};
+    mixed_plan plan = {0};
+    double measure_s = 0;
     char *eval_text = NULL;
     size_t eval_len = 0;
     if (!tok) {
@@ -88,10 +161,7 @@ int cmd_quantize(int argc, char **argv) {
         goto out;
     }
     if (qo.method == QMETHOD_GPTQ) {
-        int crc = strcmp(calib_arg, "auto") == 0
-                      ? calib_generate(&calib, &m, tok, nsamples, seqlen, (uint64_t)seed)
-                      : calib_from_file(&calib, tok, calib_arg, nsamples, seqlen, (uint64_t)seed);
-        if (crc != 0) {
+        if (load_calib(&calib, &m, tok, calib_arg, calib_mix, nsamples, seqlen, seed) != 0) {
             rc = cli_fail();
             goto out;
         }
@@ -103,10 +173,21 @@ int cmd_quantize(int argc, char **argv) {
     qo.quantize_lm_head = lm_head;
     qo.for_checkpoint = out != NULL;
     qo.keep_dequantized = eval != NULL || dump != NULL;
+    if (mixed) {
+        if (plan_mixed(&m, model_dir, &calib, &qo.gp, target_bpw, heuristic, measurement_file, obj, &ms, &plan, &measure_s) != 0) {
+            rc = cli_fail();
+            goto out;
+        }
+        qo.layer_gp = plan.layer_gp;
+        qo.for_checkpoint = 1; /* in memory too: what the checkpoint cannot hold stays in float */
+    }
     if (quantize_model(&m, qo.method == QMETHOD_GPTQ ? &calib : NULL, &qo, &res) != 0) {
         rc = cli_fail();
         goto out;
     }
+    if (mixed)
+        for (int k = 0; k < res.n_rows - 1; k++)
+            if (res.rows[k].quantized) res.rows[k].predicted_rel_err = mixed_predicted_rel_err(&ms, k, &plan.layer_gp[k]);
     int n_q = 0, n_kept = 0;
     for (int k = 0; k < res.n_rows; k++) {
         if (res.rows[k].quantized) n_q++;
@@ -119,9 +200,10 @@ int cmd_quantize(int argc, char **argv) {
     snprintf(settings, sizeof settings,
              "{\"model\": \"%s\", \"method\": \"%s\", \"bits\": %d, \"group_size\": %d, \"act_order\": %s, "
              "\"static_groups\": %s, \"sym\": %s, \"damp\": %g, \"block\": %d, \"calib\": \"%s\", \"nsamples\": %d, "
-             "\"seqlen\": %d, \"seed\": %d}",
+             "\"seqlen\": %d, \"seed\": %d, \"calib_mix\": %g, \"target_bpw\": %g, \"alloc\": \"%s\"}",
              model_dir, method, bits, group, act_order ? "true" : "false", static_groups ? "true" : "false",
-             sym ? "true" : "false", damp, block, qo.method == QMETHOD_GPTQ ? calib_arg : "", nsamples, seqlen, seed);
+             sym ? "true" : "false", damp, block, qo.method == QMETHOD_GPTQ ? calib_arg : "", nsamples, seqlen, seed,
+             calib_mix, target_bpw, !mixed ? "uniform" : heuristic ? heuristic : "measured");
     if (report && quant_report_write(&res, m.cfg.n_layers, settings, report) != 0) {
         rc = cli_fail();
         goto out;
@@ -129,10 +211,16 @@ int cmd_quantize(int argc, char **argv) {
     if (out) {
         char **names = xcalloc(res.n_rows, sizeof(char *));
         for (int k = 0; k < res.n_rows; k++) names[k] = res.rows[k].name;
-        gptq_ckpt_meta meta = {bits, group, act_order, sym, static_groups, 1,
-                               lm_head, damp};
+        gptq_ckpt_module *mods = NULL;
+        if (mixed) {
+            mods = xcalloc(res.n_rows, sizeof(gptq_ckpt_module));
+            for (int k = 0; k < res.n_rows; k++)
+                mods[k] = (gptq_ckpt_module){res.rows[k].bits, res.rows[k].group_size, act_order, res.rows[k].sym};
+        }
+        gptq_ckpt_meta meta = {bits, group, act_order, sym, static_groups, 1, lm_head, damp, mods};
         int wrc = gptq_ckpt_write(model_dir, &m.st, res.packed, names, res.n_rows, &meta, out, force);
         free(names);
+        free(mods);
         if (wrc != 0) {
             rc = cli_fail();
             goto out;
@@ -181,9 +269,15 @@ int cmd_quantize(int argc, char **argv) {
         if (out) printf("\"%s\"", out);
         else printf("null");
         if (eval) printf(", \"ppl\": %.6f", ppl);
+        if (mixed)
+            printf(", \"target_bpw\": %.4f, \"plan_seconds\": %.3f, \"measure_seconds\": %.3f, \"measured_now\": %d, "
+                   "\"predicted\": %.6g, \"optimal\": %s",
+                   target_bpw, measure_s, ms.seconds, ms.measured_now, plan.predicted, plan.st.exact ? "true" : "false");
         printf("}\n");
     }
 out:
+    mixed_plan_free(&plan);
+    measurement_free(&ms);
     free(eval_text);
     quant_result_free(&res);
     calib_free(&calib);

@@ -125,8 +125,63 @@ static int write_json(const char *dir, const char *name, cJSON *root) {
     return rc;
 }
 
+static int same_module(const gptq_ckpt_module *a, const gptq_ckpt_module *b) {
+    return a->bits == b->bits && a->group_size == b->group_size && !a->desc_act == !b->desc_act && !a->sym == !b->sym;
+}
+
+/* The most common setting among the quantized modules (the first of equals). */
+static gptq_ckpt_module most_common(const gptq_packed *packed, const gptq_ckpt_module *mods, int n, const gptq_ckpt_meta *meta) {
+    gptq_ckpt_module best = {meta->bits, meta->group_size, meta->desc_act, meta->sym};
+    int best_count = 0;
+    for (int k = 0; k < n; k++) {
+        if (!packed[k].qweight) continue;
+        int count = 0, earlier = 0;
+        for (int j = 0; j < n; j++)
+            if (packed[j].qweight && same_module(&mods[j], &mods[k])) {
+                if (j < k) earlier = 1;
+                count++;
+            }
+        if (!earlier && count > best_count) best = mods[k], best_count = count;
+    }
+    return best;
+}
+
+static void add_dynamic_overrides(cJSON *qc, const gptq_packed *packed, char *const *names, int n, const gptq_ckpt_meta *meta,
+                                  const gptq_ckpt_module *top) {
+    cJSON *dyn = NULL;
+    for (int k = 0; k < n; k++) {
+        if (!names[k] || (k == n - 1 && !meta->lm_head)) continue;
+        char pat[200];
+        regex_escape(pat + 2, sizeof pat - 2, names[k]);
+        pat[1] = ':';
+        if (!packed[k].qweight) {
+            /* Layers left in float are excluded with GPTQModel's negative "dynamic" patterns. */
+            pat[0] = '-';
+            if (!dyn) dyn = cJSON_AddObjectToObject(qc, "dynamic");
+            cJSON_AddItemToObject(dyn, pat, cJSON_CreateObject());
+        } else if (meta->modules && !same_module(&meta->modules[k], top)) {
+            const gptq_ckpt_module *m = &meta->modules[k];
+            pat[0] = '+';
+            if (!dyn) dyn = cJSON_AddObjectToObject(qc, "dynamic");
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "bits", m->bits);
+            cJSON_AddNumberToObject(o, "group_size", m->group_size);
+            cJSON_AddBoolToObject(o, "desc_act", m->desc_act);
+            cJSON_AddBoolToObject(o, "sym", m->sym);
+            cJSON_AddItemToObject(dyn, pat, o);
+        }
+    }
+}
+
 static int write_configs(const char *src_dir, const char *tmp, const gptq_packed *packed, char *const *names, int n,
-                         const gptq_ckpt_meta *meta) {
+                         const gptq_ckpt_meta *meta_in) {
+    gptq_ckpt_meta top_meta = *meta_in;
+    const gptq_ckpt_meta *meta = &top_meta;
+    gptq_ckpt_module top = {meta_in->bits, meta_in->group_size, meta_in->desc_act, meta_in->sym};
+    if (meta_in->modules) {
+        top = most_common(packed, meta_in->modules, n, meta_in);
+        top_meta.bits = top.bits, top_meta.group_size = top.group_size, top_meta.desc_act = top.desc_act, top_meta.sym = top.sym;
+    }
     char *p = fs_join(src_dir, "config.json");
     char *text = fs_read_all(p, NULL);
     free(p);
@@ -137,21 +192,13 @@ static int write_configs(const char *src_dir, const char *tmp, const gptq_packed
     cJSON_DeleteItemFromObject(cfg, "quantization_config");
     cJSON *qc = cJSON_AddObjectToObject(cfg, "quantization_config");
     add_quant_fields(qc, meta);
-    /* Layers left in float are excluded with GPTQModel's negative "dynamic" patterns. */
-    cJSON *dyn = NULL;
-    for (int k = 0; k < n; k++) {
-        if (packed[k].qweight || !names[k] || (k == n - 1 && !meta->lm_head)) continue;
-        if (!dyn) dyn = cJSON_AddObjectToObject(qc, "dynamic");
-        char pat[200];
-        regex_escape(pat + 2, sizeof pat - 2, names[k]);
-        pat[0] = '-', pat[1] = ':';
-        cJSON_AddItemToObject(dyn, pat, cJSON_CreateObject());
-    }
+    add_dynamic_overrides(qc, packed, names, n, meta, &top);
     int rc = write_json(tmp, "config.json", cfg);
     cJSON_Delete(cfg);
     if (rc) return rc;
     cJSON *q = cJSON_CreateObject();
     add_quant_fields(q, meta);
+    add_dynamic_overrides(q, packed, names, n, meta, &top);
     cJSON_AddStringToObject(q, "model_file_base_name", "model");
     rc = write_json(tmp, "quantize_config.json", q);
     cJSON_Delete(q);

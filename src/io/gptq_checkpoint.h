@@ -12,10 +12,21 @@
 #include "io/safetensors.h"
 #include "quant/pack.h"
 
-/* What goes into quantization_config besides the per-layer tensors. */
+/* One module's quantization setting (mixed precision). */
+typedef struct {
+    int bits, group_size, desc_act, sym;
+} gptq_ckpt_module;
+
+/* What goes into quantization_config besides the per-layer tensors.  With `modules`
+ * (one per packed[] entry; read for the quantized ones), the top-level bits /
+ * group_size / desc_act / sym are the most common setting among the quantized modules
+ * and every module that differs gets an exact, anchored "+:" override in GPTQModel's
+ * "dynamic" map ("+:^model\.layers\.3\.mlp\.down_proj$": {"bits": 8, ...}); modules
+ * kept in float get a "-:" entry as always.  The tensors carry each module's own shapes. */
 typedef struct {
     int bits, group_size, desc_act, sym, static_groups, true_sequential, lm_head;
     float damp;
+    const gptq_ckpt_module *modules; /* (n_modules) or NULL: every module as above */
 } gptq_ckpt_meta;
 
 /* Writes a GPTQ checkpoint of the model in src_dir to out_dir.

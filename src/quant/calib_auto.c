@@ -56,3 +56,15 @@ int calib_generate(calib_set *c, const llama_model *m, const tokenizer *tok, int
     llama_state_free(s);
     return 0;
 }
+
+int calib_concat(calib_set *out, const calib_set *a, const calib_set *b) {
+    memset(out, 0, sizeof *out);
+    if (a->n > 0 && b->n > 0 && a->seqlen != b->seqlen)
+        return gptq_fail("calibration: cannot mix windows of %d and %d tokens", a->seqlen, b->seqlen);
+    out->n = a->n + b->n;
+    out->seqlen = a->n > 0 ? a->seqlen : b->seqlen;
+    out->ids = xmalloc(sizeof(int) * ((size_t)out->n * out->seqlen + 1));
+    if (a->n) memcpy(out->ids, a->ids, sizeof(int) * (size_t)a->n * a->seqlen);
+    if (b->n) memcpy(out->ids + (size_t)a->n * out->seqlen, b->ids, sizeof(int) * (size_t)b->n * b->seqlen);
+    return 0;
+}

@@ -15,4 +15,9 @@
  * sampled tokens.  EOS is never sampled (masked), so every window is full length. */
 int calib_generate(calib_set *c, const llama_model *m, const tokenizer *tok, int n, int seqlen, uint64_t seed);
 
+/* --calib-mix: the windows of `text` followed by those of `model` (model-written) in one
+ * set (equal seqlen), the exllamav2 discussion's proposal of specialising a model-average
+ * calibration set with some user text.  The order does not matter to the Hessians. */
+int calib_concat(calib_set *out, const calib_set *text, const calib_set *model);
+
 #endif

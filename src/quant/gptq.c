@@ -177,8 +177,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void block_r
     for (int64_t t = 0; t < nr; t++) rowloss[r0 + t] += l[t];
 }
 
-static int gptq_quantize_impl(const float *w, const float *h, int64_t out, int64_t in, const gptq_params *p,
-                              gptq_result *res);
 
 /* Problems below this many flops (about 20 ms on one core) run on the calling thread alone:
  * OpenBLAS's OpenMP build takes its thread count from omp_get_max_threads(), and its
@@ -186,69 +184,132 @@ static int gptq_quantize_impl(const float *w, const float *h, int64_t out, int64
  * every fork can cost a scheduler time slice: 20 ms instead of 0.3 ms for a 128² dpotrf). */
 #define GPTQ_SERIAL_FLOPS 5e7
 
-int gptq_quantize(const float *w, const float *h, int64_t out, int64_t in, const gptq_params *p, gptq_result *res) {
-    const double work = 2.0 * (double)out * (double)in * (double)in + (double)in * (double)in * (double)in;
+static int check_h(const float *h, int64_t in) {
+    if (in <= 0) return gptq_fail("gptq: bad input width %lld", (long long)in);
+    if (in > 0x7fffffff / 2) return gptq_fail("gptq: %lld input features is too many", (long long)in);
+    if (!all_finite(h, in * in)) return gptq_fail("gptq: Hessian has non-finite values");
+    return 0;
+}
+
+/* Steps 2, 4, 5, 6: dead inputs, processing order, damping, U. */
+static int prepare_impl(const float *h, int64_t n, int act_order, float damp, gptq_hinv *hv) {
+    memset(hv, 0, sizeof *hv);
+    if (!(damp >= 0.0f) || !isfinite(damp)) return gptq_fail("gptq: bad damping %g", (double)damp);
+    if (check_h(h, n)) return -1;
+    hv->n = n;
+    hv->act_order = act_order;
+    hv->diag = xmalloc(sizeof(float) * (size_t)n);
+    hv->dead = xmalloc((size_t)n);
+    hv->perm = xmalloc(sizeof(int32_t) * (size_t)n);
+    double mean_diag = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        hv->diag[i] = h[i * n + i];
+        hv->dead[i] = hv->diag[i] == 0.0f;
+        if (hv->dead[i]) {
+            hv->diag[i] = 1.0f;
+            hv->n_dead++;
+        }
+        mean_diag += hv->diag[i];
+    }
+    mean_diag /= (double)n;
+    if (act_order) {
+        diag_key *keys = xmalloc(sizeof(diag_key) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) keys[i] = (diag_key){hv->diag[i], (int32_t)i};
+        qsort(keys, (size_t)n, sizeof(diag_key), diag_key_cmp);
+        for (int64_t j = 0; j < n; j++) hv->perm[j] = keys[j].i;
+        free(keys);
+    } else {
+        for (int64_t j = 0; j < n; j++) hv->perm[j] = (int32_t)j;
+    }
+    hv->U = xaligned_alloc(sizeof(float) * (size_t)(n * n));
+    gptq_result tmp;
+    memset(&tmp, 0, sizeof tmp);
+    if (hinv_chol_upper(h, hv->diag, hv->perm, n, mean_diag, damp, hv->U, &tmp)) {
+        gptq_hinv_free(hv);
+        return -1;
+    }
+    hv->damp_retries = tmp.damp_retries;
+    hv->damp_used = tmp.damp_used;
+    hv->lambda = tmp.lambda;
+    return 0;
+}
+
+int gptq_prepare(const float *h, int64_t in, int act_order, float damp, gptq_hinv *hv) {
+    const double work = (double)in * (double)in * (double)in;
     const int saved = omp_get_max_threads();
     if (work < GPTQ_SERIAL_FLOPS) omp_set_num_threads(1);
-    int rc = gptq_quantize_impl(w, h, out, in, p, res);
+    int rc = prepare_impl(h, in, act_order, damp, hv);
     if (work < GPTQ_SERIAL_FLOPS) omp_set_num_threads(saved);
     return rc;
 }
 
-static int gptq_quantize_impl(const float *w, const float *h, int64_t out, int64_t in, const gptq_params *p,
-                              gptq_result *res) {
+void gptq_hinv_free(gptq_hinv *hv) {
+    free(hv->perm);
+    free(hv->dead);
+    free(hv->diag);
+    free(hv->U);
+    memset(hv, 0, sizeof *hv);
+}
+
+static int quantize_prepared_impl(const float *w, const float *h, int64_t out, const gptq_hinv *hv, const gptq_params *p,
+                                  gptq_result *res);
+
+int gptq_quantize(const float *w, const float *h, int64_t out, int64_t in, const gptq_params *p, gptq_result *res) {
     memset(res, 0, sizeof *res);
+    const double work = 2.0 * (double)out * (double)in * (double)in + (double)in * (double)in * (double)in;
+    const int saved = omp_get_max_threads();
+    if (work < GPTQ_SERIAL_FLOPS) omp_set_num_threads(1);
+    gptq_hinv hv;
+    int rc = prepare_impl(h, in, p->act_order, p->damp, &hv);
+    if (rc == 0) {
+        rc = quantize_prepared_impl(w, h, out, &hv, p, res);
+        gptq_hinv_free(&hv);
+    }
+    if (work < GPTQ_SERIAL_FLOPS) omp_set_num_threads(saved);
+    return rc;
+}
+
+int gptq_quantize_prepared(const float *w, const float *h, int64_t out, const gptq_hinv *hv, const gptq_params *p,
+                           gptq_result *res) {
+    if (p->act_order != hv->act_order) {
+        memset(res, 0, sizeof *res);
+        return gptq_fail("gptq: act-order %d does not match the prepared Hessian's %d", p->act_order, hv->act_order);
+    }
+    return quantize_prepared_impl(w, h, out, hv, p, res);
+}
+
+static int quantize_prepared_impl(const float *w, const float *h, int64_t out, const gptq_hinv *hv, const gptq_params *p,
+                                  gptq_result *res) {
+    memset(res, 0, sizeof *res);
+    const int64_t n = hv->n, in = n;
     if (quant_check_bits(p->bits)) return gptq_fail_context("gptq");
     if (out <= 0 || in <= 0) return gptq_fail("gptq: bad weight shape (%lld, %lld)", (long long)out, (long long)in);
-    if (in > 0x7fffffff / 2) return gptq_fail("gptq: %lld input features is too many", (long long)in);
     if (p->group_size == 0 || p->group_size < -1)
         return gptq_fail("gptq: bad group size %d (expected -1 or > 0)", p->group_size);
     if (p->block_size <= 0) return gptq_fail("gptq: bad block size %d", p->block_size);
-    if (!(p->damp >= 0.0f) || !isfinite(p->damp)) return gptq_fail("gptq: bad damping %g", (double)p->damp);
     if (!all_finite(w, out * in)) return gptq_fail("gptq: weight has non-finite values");
-    if (!all_finite(h, in * in)) return gptq_fail("gptq: Hessian has non-finite values");
 
-    const int64_t n = in;
     const quant_grid grid = {p->bits, p->sym, p->v1_zero, p->mse};
     const int maxq = quant_maxq(p->bits);
     const int grouped = p->group_size > 0;
     const int64_t gs = grouped ? p->group_size : n;
     const int is_static = grouped && p->static_groups;
+    const unsigned char *dead = hv->dead;
+    const int32_t *perm = hv->perm;
+    const float *U = hv->U;
     quant_layer *q = &res->q;
     quant_layer_alloc(q, out, in, p->bits, p->group_size, 1);
     res->perm = xmalloc(sizeof(int32_t) * (size_t)n);
+    memcpy(res->perm, perm, sizeof(int32_t) * (size_t)n);
     res->energy = NAN;
     res->rel_err = NAN;
+    res->dead = hv->n_dead;
+    res->damp_retries = hv->damp_retries;
+    res->damp_used = hv->damp_used;
+    res->lambda = hv->lambda;
 
     /* 1. whole-row grid from the original W */
     if (!grouped) quant_find_params(w, out, n, 0, n, &grid, q->scales, q->zeros, 1);
-
-    /* 2. dead inputs */
-    float *diag = xmalloc(sizeof(float) * (size_t)n);
-    unsigned char *dead = xmalloc((size_t)n);
-    double mean_diag = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        diag[i] = h[i * n + i];
-        dead[i] = diag[i] == 0.0f;
-        if (dead[i]) {
-            diag[i] = 1.0f;
-            res->dead++;
-        }
-        mean_diag += diag[i];
-    }
-    mean_diag /= (double)n;
-
-    /* 4. processing order */
-    int32_t *perm = res->perm;
-    if (p->act_order) {
-        diag_key *keys = xmalloc(sizeof(diag_key) * (size_t)n);
-        for (int64_t i = 0; i < n; i++) keys[i] = (diag_key){diag[i], (int32_t)i};
-        qsort(keys, (size_t)n, sizeof(diag_key), diag_key_cmp);
-        for (int64_t j = 0; j < n; j++) perm[j] = keys[j].i;
-        free(keys);
-    } else {
-        for (int64_t j = 0; j < n; j++) perm[j] = (int32_t)j;
-    }
 
     /* Working weight Wp (out, n): dead-zeroed, columns in processing order.
      * 3. static group grids from the dead-zeroed W in original order. */
@@ -270,17 +331,6 @@ static int gptq_quantize_impl(const float *w, const float *h, int64_t out, int64
             }
         }
         free(row);
-    }
-
-    /* 5-6. damping and the upper Cholesky factor of H⁻¹ */
-    float *U = xaligned_alloc(sizeof(float) * (size_t)(n * n));
-    if (hinv_chol_upper(h, diag, perm, n, mean_diag, p->damp, U, res)) {
-        free(U);
-        free(Wp);
-        free(diag);
-        free(dead);
-        gptq_result_free(res);
-        return -1;
     }
 
     /* 7. the column loop */
@@ -328,9 +378,6 @@ static int gptq_quantize_impl(const float *w, const float *h, int64_t out, int64
 
     free(rowloss);
     free(E);
-    free(U);
     free(Wp);
-    free(diag);
-    free(dead);
     return 0;
 }

@@ -89,4 +89,32 @@ typedef struct {
 int gptq_quantize(const float *w, const float *h, int64_t out, int64_t in, const gptq_params *p, gptq_result *res);
 void gptq_result_free(gptq_result *res);
 
+/* What GPTQ derives from H alone (steps 2, 4, 5, 6): the dead inputs, the processing order
+ * and the Cholesky factor U of (H + λI)⁻¹.  None of it depends on the bit width, group
+ * size or grid, so one preparation serves every setting of a layer (the measurement pass
+ * quantizes each Linear with a whole menu of settings from one factorization). */
+typedef struct {
+    int64_t n;            /* input features */
+    int act_order;        /* the order perm was built for */
+    int32_t *perm;        /* (n) processing order */
+    unsigned char *dead;  /* (n) 1 for dead inputs (H[i][i] == 0) */
+    float *diag;          /* (n) diag H with dead entries set to 1 */
+    float *U;             /* (n, n) upper Cholesky factor of (H + λI)⁻¹ in processing order */
+    double lambda;        /* absolute damping added */
+    double damp_used;     /* the damping fraction finally used */
+    int damp_retries;
+    int n_dead;
+} gptq_hinv;
+
+/* Prepares H (in, in) for quantization with the given order and damping (same errors and
+ * retries as gptq_quantize).  Free with gptq_hinv_free. */
+int gptq_prepare(const float *h, int64_t in, int act_order, float damp, gptq_hinv *hv);
+void gptq_hinv_free(gptq_hinv *hv);
+/* gptq_quantize with a prepared H: the same result as gptq_quantize(w, h, out, hv->n, p)
+ * when p's act_order and damp are those of the preparation (act_order must match; damp
+ * is taken from the preparation).  h is read only for want_rel_err.  Runs on the calling
+ * thread's OpenMP team: call it from inside a parallel region to run settings side by side. */
+int gptq_quantize_prepared(const float *w, const float *h, int64_t out, const gptq_hinv *hv, const gptq_params *p,
+                           gptq_result *res);
+
 #endif

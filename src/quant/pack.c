@@ -194,11 +194,15 @@ int gptq_dequantize(const int32_t *qweight, const int32_t *qzeros, const uint16_
     return 0;
 }
 
-double gptq_bits_per_weight(int64_t out, int64_t in, int bits, int group_size, int with_g_idx) {
+int64_t gptq_storage_bits(int64_t out, int64_t in, int bits, int group_size, int with_g_idx) {
     int64_t G = quant_num_groups(in, group_size);
-    double qweight = (double)((in * bits + 31) / 32) * 32.0 * (double)out;
-    double qzeros = (double)G * (double)((out * bits + 31) / 32) * 32.0;
-    double scales = (double)G * (double)out * 16.0;
-    double gidx = with_g_idx ? 32.0 * (double)in : 0.0;
-    return (qweight + qzeros + scales + gidx) / ((double)out * (double)in);
+    int64_t qweight = (in * bits + 31) / 32 * 32 * out;
+    int64_t qzeros = G * ((out * bits + 31) / 32) * 32;
+    int64_t scales = G * out * 16;
+    int64_t gidx = with_g_idx ? 32 * in : 0;
+    return qweight + qzeros + scales + gidx;
+}
+
+double gptq_bits_per_weight(int64_t out, int64_t in, int bits, int group_size, int with_g_idx) {
+    return (double)gptq_storage_bits(out, in, bits, group_size, with_g_idx) / ((double)out * (double)in);
 }

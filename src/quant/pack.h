@@ -79,5 +79,7 @@ int gptq_dequantize(const int32_t *qweight, const int32_t *qzeros, const uint16_
  * + 32-bit g_idx if with_g_idx) / (out·in).  group_size -1 = one group.  The HF format
  * always stores g_idx; pass with_g_idx 0 to count formats that imply it. */
 double gptq_bits_per_weight(int64_t out, int64_t in, int bits, int group_size, int with_g_idx);
+/* The same storage as an exact bit count (what bit budgets add up). */
+int64_t gptq_storage_bits(int64_t out, int64_t in, int bits, int group_size, int with_g_idx);
 
 #endif

@@ -35,12 +35,21 @@ static float *weight_f32(const linear *l) {
 
 /* Quantizes one Linear with Hessian h (NULL for RTN), installs the dequantized weight in
  * the model and packs it for the checkpoint when the format can hold it. */
-static int quantize_linear(linear *l, const float *h, const quant_options *o, quant_layer_report *rep, gptq_packed *pk,
-                           saved_weight *sv) {
+static int quantize_linear(linear *l, const float *h, const quant_options *o, int k, quant_result *r, saved_weight *sv) {
+    quant_layer_report *rep = &r->rows[k];
+    gptq_packed *pk = &r->packed[k];
+    const gptq_params *gpk = o->layer_gp ? &o->layer_gp[k] : &o->gp;
     double t0 = now_seconds();
     rep->out = l->out, rep->in = l->in;
     rep->loss = rep->rel_err = NAN;
-    if (o->for_checkpoint && gptq_pack_check(l->out, l->in, o->gp.bits) != 0) {
+    if (o->measure) {
+        if (!o->measure->wants(o->measure->ctx, k)) return 0;
+        if (o->measure->run(o->measure->ctx, k, l, h) != 0) return gptq_fail_context("%s", rep->name);
+        rep->seconds = now_seconds() - t0;
+        return 0;
+    }
+    rep->bits = gpk->bits, rep->group_size = gpk->group_size, rep->sym = gpk->sym;
+    if (o->for_checkpoint && gptq_pack_check(l->out, l->in, gpk->bits) != 0) {
         const char *why = gptq_last_error();
         if (strncmp(why, "gptq pack: ", 11) == 0) why += 11;
         snprintf(rep->skip_reason, sizeof rep->skip_reason, "%s", why);
@@ -52,7 +61,7 @@ static int quantize_linear(linear *l, const float *h, const quant_options *o, qu
     int rc;
     if (o->method == QMETHOD_GPTQ) {
         gptq_result res;
-        gptq_params gp = o->gp;
+        gptq_params gp = *gpk;
         gp.want_rel_err = 1;
         rc = gptq_quantize(w, h, l->out, l->in, &gp, &res);
         if (rc == 0) {
@@ -67,8 +76,8 @@ static int quantize_linear(linear *l, const float *h, const quant_options *o, qu
             gptq_result_free(&res);
         }
     } else {
-        quant_grid g = {o->gp.bits, o->gp.sym, o->gp.v1_zero, o->gp.mse};
-        rc = rtn_quantize(w, l->out, l->in, &g, o->gp.group_size, &q);
+        quant_grid g = {gpk->bits, gpk->sym, gpk->v1_zero, gpk->mse};
+        rc = rtn_quantize(w, l->out, l->in, &g, gpk->group_size, &q);
     }
     if (rc != 0) {
         free(w);
@@ -79,8 +88,8 @@ static int quantize_linear(linear *l, const float *h, const quant_options *o, qu
     for (int64_t i = 0; i < l->out * l->in; i++) se += (double)(w[i] - q.wq[i]) * (w[i] - q.wq[i]);
     rep->weight_rmse = sqrt(se / (double)(l->out * l->in));
     free(w);
-    rep->bpw = gptq_bits_per_weight(l->out, l->in, o->gp.bits, o->gp.group_size, 1);
-    if (gptq_pack_check(l->out, l->in, o->gp.bits) == 0) {
+    rep->bpw = gptq_bits_per_weight(l->out, l->in, gpk->bits, gpk->group_size, 1);
+    if (gptq_pack_check(l->out, l->in, gpk->bits) == 0) {
         if (gptq_pack(&q, pk) != 0) {
             quant_layer_free(&q);
             return gptq_fail_context("%s", rep->name);
@@ -94,6 +103,15 @@ static int quantize_linear(linear *l, const float *h, const quant_options *o, qu
     quant_layer_free(&q);
     rep->quantized = 1;
     rep->seconds = now_seconds() - t0;
+    return 0;
+}
+
+/* Does Linear k0..k1 (inclusive) need its Hessian?  Always, except in a measurement that
+ * already has them. */
+static int wants_any(const quant_options *o, int k0, int k1) {
+    if (!o->measure) return 1;
+    for (int k = k0; k <= k1; k++)
+        if (o->measure->wants(o->measure->ctx, k)) return 1;
     return 0;
 }
 
@@ -167,10 +185,18 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
     if (o->quantize_lm_head && c->tie_embeddings)
         return gptq_fail("--quantize-lm-head: this model ties lm_head to the embeddings; quantizing it is not supported");
     if (o->method == QMETHOD_GPTQ && (!calib || calib->n < 1)) return gptq_fail("GPTQ needs calibration data");
+    if (o->measure && o->method != QMETHOD_GPTQ) return gptq_fail("a measurement needs the GPTQ method");
+    if (o->layer_gp)
+        for (int k = 0; k < c->n_layers * LIN_COUNT + 1; k++) {
+            if (quant_check_bits(o->layer_gp[k].bits) != 0) return -1;
+            if (o->layer_gp[k].group_size == 0 || o->layer_gp[k].group_size < -1)
+                return gptq_fail("group size must be -1 or positive, got %d", o->layer_gp[k].group_size);
+        }
 
     int n_lin = c->n_layers * LIN_COUNT + 1;
     r->n_rows = n_lin;
     r->rows = xcalloc(n_lin, sizeof(quant_layer_report));
+    for (int k = 0; k < n_lin; k++) r->rows[k].predicted_rel_err = NAN;
     r->packed = xcalloc(n_lin, sizeof(gptq_packed));
     saved_weight *saved = xcalloc(n_lin, sizeof(saved_weight));
     for (int l = 0; l < c->n_layers; l++)
@@ -197,13 +223,13 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
         for (int l = 0; l < c->n_layers && rc == 0; l++) {
             for (int j = 0; j < LIN_COUNT && rc == 0; j++) {
                 int k = l * LIN_COUNT + j;
-                rc = quantize_linear(&m->layers[l].lin[j], NULL, o, &r->rows[k], &r->packed[k], &saved[k]);
+                rc = quantize_linear(&m->layers[l].lin[j], NULL, o, k, r, &saved[k]);
                 finish_weight(&m->layers[l].lin[j], &saved[k], o->keep_dequantized);
             }
             progress_update(&pg, l + 1);
         }
         if (rc == 0 && o->quantize_lm_head) {
-            rc = quantize_linear(&m->lm_head, NULL, o, head_rep, &r->packed[n_lin - 1], &saved[n_lin - 1]);
+            rc = quantize_linear(&m->lm_head, NULL, o, n_lin - 1, r, &saved[n_lin - 1]);
             finish_weight(&m->lm_head, &saved[n_lin - 1], o->keep_dequantized);
         }
         progress_end(&pg);
@@ -229,38 +255,43 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
     progress_start(&pg, "gptq: block", c->n_layers);
     for (int l = 0; l < c->n_layers && rc == 0; l++) {
         llama_layer *L = &m->layers[l];
-        quant_layer_report *rep = &r->rows[l * LIN_COUNT];
-        gptq_packed *pk = &r->packed[l * LIN_COUNT];
-        saved_weight *sv = &saved[l * LIN_COUNT];
+        const int k0 = l * LIN_COUNT;
+        saved_weight *sv = &saved[k0];
         hessian_acc h;
 
         /* 1. q, k, v from rmsnorm(X) */
-        hessian_init(&h, dim);
-        for (int w = 0; w < N; w++) {
-            llama_rmsnorm(s->xn, X + (size_t)w * S * dim, L->attn_norm, S, dim, c->norm_eps);
-            hessian_add(&h, s->xn, S, 1);
+        if (wants_any(o, k0 + LIN_Q, k0 + LIN_V)) {
+            hessian_init(&h, dim);
+            for (int w = 0; w < N; w++) {
+                llama_rmsnorm(s->xn, X + (size_t)w * S * dim, L->attn_norm, S, dim, c->norm_eps);
+                hessian_add(&h, s->xn, S, 1);
+            }
+            rc = finalize_hessian(&h, l, "self_attn.q_proj input");
+            for (int j = LIN_Q; j <= LIN_V && rc == 0; j++) rc = quantize_linear(&L->lin[j], h.h, o, k0 + j, r, &sv[j]);
+            hessian_free(&h);
+            if (rc) break;
         }
-        rc = finalize_hessian(&h, l, "self_attn.q_proj input");
-        for (int j = LIN_Q; j <= LIN_V && rc == 0; j++) rc = quantize_linear(&L->lin[j], h.h, o, &rep[j], &pk[j], &sv[j]);
-        hessian_free(&h);
-        if (rc) break;
 
         /* 2. o from the attention outputs */
-        hessian_init(&h, (int64_t)qd);
+        int need = wants_any(o, k0 + LIN_O, k0 + LIN_O);
+        hessian_init(&h, need ? (int64_t)qd : 1);
         for (int w = 0; w < N; w++) {
             float *aw = A + (size_t)w * S * wa;
             llama_rmsnorm(s->xn, X + (size_t)w * S * dim, L->attn_norm, S, dim, c->norm_eps);
             llama_attention(m, s, l, s->xn, S, 0, s->att_out);
             for (int t = 0; t < S; t++) memcpy(aw + (size_t)t * wa, s->att_out + (size_t)t * qd, sizeof(float) * qd);
-            hessian_add(&h, s->att_out, S, 1);
+            if (need) hessian_add(&h, s->att_out, S, 1);
         }
-        rc = finalize_hessian(&h, l, "self_attn.o_proj input");
-        if (rc == 0) rc = quantize_linear(&L->lin[LIN_O], h.h, o, &rep[LIN_O], &pk[LIN_O], &sv[LIN_O]);
+        if (need) {
+            rc = finalize_hessian(&h, l, "self_attn.o_proj input");
+            if (rc == 0) rc = quantize_linear(&L->lin[LIN_O], h.h, o, k0 + LIN_O, r, &sv[LIN_O]);
+        }
         hessian_free(&h);
         if (rc) break;
 
         /* 3. gate, up from rmsnorm(X + o(A)); the residual sum replaces A */
-        hessian_init(&h, dim);
+        need = wants_any(o, k0 + LIN_GATE, k0 + LIN_UP);
+        hessian_init(&h, need ? dim : 1);
         for (int w = 0; w < N; w++) {
             float *aw = A + (size_t)w * S * wa;
             const float *xw = X + (size_t)w * S * dim;
@@ -269,17 +300,22 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
             for (int t = 0; t < S; t++)
                 for (int i = 0; i < dim; i++) aw[(size_t)t * wa + i] = xw[(size_t)t * dim + i] + s->out[(size_t)t * dim + i];
             for (int t = 0; t < S; t++) memcpy(s->x + (size_t)t * dim, aw + (size_t)t * wa, sizeof(float) * dim);
-            llama_rmsnorm(s->xn, s->x, L->ffn_norm, S, dim, c->norm_eps);
-            hessian_add(&h, s->xn, S, 1);
+            if (need) {
+                llama_rmsnorm(s->xn, s->x, L->ffn_norm, S, dim, c->norm_eps);
+                hessian_add(&h, s->xn, S, 1);
+            }
         }
-        rc = finalize_hessian(&h, l, "mlp.gate_proj input");
-        for (int j = LIN_GATE; j <= LIN_UP && rc == 0; j++) rc = quantize_linear(&L->lin[j], h.h, o, &rep[j], &pk[j], &sv[j]);
+        if (need) {
+            rc = finalize_hessian(&h, l, "mlp.gate_proj input");
+            for (int j = LIN_GATE; j <= LIN_UP && rc == 0; j++) rc = quantize_linear(&L->lin[j], h.h, o, k0 + j, r, &sv[j]);
+        }
         hessian_free(&h);
         if (rc) break;
 
         /* 4. down from the MLP activation; 5. the block output */
-        hessian_init(&h, hid);
-        for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        need = wants_any(o, k0 + LIN_DOWN, k0 + LIN_DOWN);
+        hessian_init(&h, need ? hid : 1);
+        for (int pass = need ? 0 : 1; pass < 2 && rc == 0; pass++) {
             for (int w = 0; w < N; w++) {
                 float *aw = A + (size_t)w * S * wa;
                 for (int t = 0; t < S; t++) memcpy(s->x + (size_t)t * dim, aw + (size_t)t * wa, sizeof(float) * dim);
@@ -295,7 +331,7 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
             }
             if (pass == 0) {
                 rc = finalize_hessian(&h, l, "mlp.down_proj input");
-                if (rc == 0) rc = quantize_linear(&L->lin[LIN_DOWN], h.h, o, &rep[LIN_DOWN], &pk[LIN_DOWN], &sv[LIN_DOWN]);
+                if (rc == 0) rc = quantize_linear(&L->lin[LIN_DOWN], h.h, o, k0 + LIN_DOWN, r, &sv[LIN_DOWN]);
                 hessian_free(&h);
             }
         }
@@ -309,7 +345,7 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
     progress_end(&pg);
 
     /* lm_head from the final norm of the last block's outputs */
-    if (rc == 0 && o->quantize_lm_head) {
+    if (rc == 0 && o->quantize_lm_head && wants_any(o, n_lin - 1, n_lin - 1)) {
         hessian_acc h;
         hessian_init(&h, dim);
         for (int w = 0; w < N; w++) {
@@ -317,7 +353,7 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
             hessian_add(&h, s->xn, S, 1);
         }
         rc = finalize_hessian(&h, -1, "lm_head input");
-        if (rc == 0) rc = quantize_linear(&m->lm_head, h.h, o, head_rep, &r->packed[n_lin - 1], &saved[n_lin - 1]);
+        if (rc == 0) rc = quantize_linear(&m->lm_head, h.h, o, n_lin - 1, r, &saved[n_lin - 1]);
         hessian_free(&h);
     }
 gptq_done:

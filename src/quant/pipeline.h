@@ -25,12 +25,25 @@
 
 typedef enum { QMETHOD_GPTQ = 0, QMETHOD_RTN } quant_method;
 
+/* Measurement mode (quant/measure.h): run(ctx, k, l, h) receives the Hessian of Linear k
+ * (k = layer*LIN_COUNT + LIN_*, lm_head last) instead of quantizing it, and the weights
+ * stay in float, so every block sees the float model's activations.  wants(ctx, k) == 0
+ * skips Linear k (its Hessian is not even accumulated when no Linear sharing it wants it):
+ * that is how an interrupted measurement resumes. */
+typedef struct {
+    int (*wants)(void *ctx, int k);
+    int (*run)(void *ctx, int k, const linear *l, const float *h);
+    void *ctx;
+} quant_measure_hook;
+
 typedef struct {
     quant_method method;
     gptq_params gp;        /* bits, group size, sym, act-order, static groups, damp, block */
+    const gptq_params *layer_gp; /* (n_layers*LIN_COUNT + 1) per-Linear settings (mixed precision), or NULL: gp for all */
     int quantize_lm_head;  /* lm_head too (needs untied embeddings) */
     int for_checkpoint;    /* skip (keep in float) layers the HF GPTQ format cannot hold */
     int keep_dequantized;  /* leave the dequantized weights in the model (in-memory eval) */
+    const quant_measure_hook *measure; /* non-NULL: measurement mode (GPTQ only), nothing is quantized */
 } quant_options;
 
 /* What happened to one Linear. */
@@ -44,7 +57,9 @@ typedef struct {
     double loss;           /* GPTQ loss (NAN for RTN) */
     double rel_err;        /* ‖(W−Ŵ)X‖/‖WX‖ on the calibration set (NAN for RTN) */
     double weight_rmse;    /* sqrt(mean((W−Ŵ)²)) */
+    int bits, group_size, sym; /* the setting used */
     double bpw;            /* storage bits per weight of this layer */
+    double predicted_rel_err; /* what the measurement predicted for this setting (NAN if none) */
     double seconds;
     int damp_retries;
     int dead;              /* dead input columns */

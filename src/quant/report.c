@@ -86,10 +86,123 @@ static char *svg_plot(const quant_result *r, int n_layers) {
     return b.s;
 }
 
+static const char *bits_color(int bits) {
+    switch (bits) {
+    case 2: return "#d73027";
+    case 3: return "#fc8d59";
+    case 4: return "#91bfdb";
+    case 8: return "#4575b4";
+    default: return "#cccccc";
+    }
+}
+
+static void setting_label(char *buf, size_t n, const quant_layer_report *q) {
+    if (!q->quantized) snprintf(buf, n, "float");
+    else if (q->group_size > 0) snprintf(buf, n, "w%d g%d %s", q->bits, q->group_size, q->sym ? "sym" : "asym");
+    else snprintf(buf, n, "w%d g-1 %s", q->bits, q->sym ? "sym" : "asym");
+}
+
+/* The chosen setting of every Linear: one row per sub-layer kind, one column per block. */
+static char *svg_bits(const quant_result *r, int n_layers) {
+    const int cw = 78, ch = 34, L = 130, T = 50, R = 20, B = 60;
+    const int W = L + cw * n_layers + R, H = T + ch * LIN_COUNT + B;
+    sbuf b = {0};
+    sb_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"11\">\n", W, H);
+    sb_printf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    sb_printf(&b, "<text x=\"%d\" y=\"22\" font-size=\"15\">Bits and group size per Linear (%.3f bpw overall)</text>\n", L, r->bpw);
+    for (int l = 0; l < n_layers; l++)
+        sb_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">layer %d</text>\n", L + l * cw + cw / 2, T - 6, l);
+    for (int j = 0; j < LIN_COUNT; j++) {
+        sb_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n", L - 6, T + j * ch + ch / 2 + 4,
+                  llama_linear_name((llama_linear_id)j));
+        for (int l = 0; l < n_layers; l++) {
+            const quant_layer_report *q = &r->rows[l * LIN_COUNT + j];
+            int x = L + l * cw, y = T + j * ch;
+            sb_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\" stroke=\"white\"/>\n", x, y, cw, ch,
+                      q->quantized ? bits_color(q->bits) : "#eeeeee");
+            char lab[48];
+            setting_label(lab, sizeof lab, q);
+            sb_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text>\n", x + cw / 2, y + ch / 2 + 4, lab);
+        }
+    }
+    int ly = T + ch * LIN_COUNT + 24;
+    static const int legend[] = {2, 3, 4, 8};
+    for (int i = 0; i < 4; i++)
+        sb_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"14\" height=\"14\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%d-bit</text>\n",
+                  L + i * 80, ly, bits_color(legend[i]), L + i * 80 + 18, ly + 11, legend[i]);
+    sb_printf(&b, "</svg>\n");
+    return b.s;
+}
+
+/* Predicted (measurement pass) against measured (the sequential quantization) relative
+ * output error, log-log, one point per Linear; NULL if nothing was predicted. */
+static char *svg_predicted(const quant_result *r) {
+    double lo = INFINITY, hi = 0;
+    for (int k = 0; k < r->n_rows; k++) {
+        const quant_layer_report *q = &r->rows[k];
+        if (!q->quantized || !(q->predicted_rel_err > 0) || !(q->rel_err > 0)) continue;
+        double a = fmin(q->predicted_rel_err, q->rel_err), c = fmax(q->predicted_rel_err, q->rel_err);
+        lo = fmin(lo, a), hi = fmax(hi, c);
+    }
+    if (!(hi > 0)) return NULL;
+    lo = log10(lo) - 0.05, hi = log10(hi) + 0.05;
+    const int W = 560, H = 520, L = 70, R = 150, T = 40, B = 50, pw = W - L - R, ph = H - T - B;
+    sbuf b = {0};
+    sb_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+    sb_printf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+    sb_printf(&b, "<text x=\"%d\" y=\"22\" font-size=\"15\">Relative output error: predicted vs measured</text>\n", L);
+    sb_printf(&b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#333\"/>\n", L, T, pw, ph);
+    sb_printf(&b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n", L, T + ph, L + pw, T);
+    for (int i = 0; i <= 4; i++) {
+        double v = lo + (hi - lo) * i / 4;
+        int x = L + (int)(pw * i / 4.0), y = T + ph - (int)(ph * i / 4.0);
+        sb_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.3g</text>\n", x, T + ph + 16, pow(10, v));
+        sb_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>\n", L - 6, y + 4, pow(10, v));
+    }
+    sb_printf(&b, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">predicted (measurement pass, float inputs)</text>\n", L + pw / 2, H - 12);
+    sb_printf(&b, "<text x=\"16\" y=\"%d\" transform=\"rotate(-90 16 %d)\" text-anchor=\"middle\">measured (sequential quantization)</text>\n",
+              T + ph / 2, T + ph / 2);
+    for (int k = 0; k < r->n_rows; k++) {
+        const quant_layer_report *q = &r->rows[k];
+        if (!q->quantized || !(q->predicted_rel_err > 0) || !(q->rel_err > 0)) continue;
+        double x = L + pw * (log10(q->predicted_rel_err) - lo) / (hi - lo), y = T + ph - ph * (log10(q->rel_err) - lo) / (hi - lo);
+        sb_printf(&b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"><title>%s</title></circle>\n", x, y,
+                  q->layer < 0 ? "#000" : colors[q->id], q->name);
+    }
+    for (int j = 0; j < LIN_COUNT; j++) {
+        int ly = T + 14 + 18 * j;
+        sb_printf(&b, "<circle cx=\"%d\" cy=\"%d\" r=\"4\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n", L + pw + 16, ly,
+                  colors[j], L + pw + 26, ly + 4, llama_linear_name((llama_linear_id)j));
+    }
+    sb_printf(&b, "</svg>\n");
+    return b.s;
+}
+
+/* The chosen settings as a markdown table (blocks × sub-layers). */
+static char *md_settings(const quant_result *r, int n_layers) {
+    sbuf b = {0};
+    sb_printf(&b, "| layer |");
+    for (int j = 0; j < LIN_COUNT; j++) sb_printf(&b, " %s |", llama_linear_name((llama_linear_id)j));
+    sb_printf(&b, "\n|---|");
+    for (int j = 0; j < LIN_COUNT; j++) sb_printf(&b, "---|");
+    sb_printf(&b, "\n");
+    for (int l = 0; l < n_layers; l++) {
+        sb_printf(&b, "| %d |", l);
+        for (int j = 0; j < LIN_COUNT; j++) {
+            char lab[48];
+            setting_label(lab, sizeof lab, &r->rows[l * LIN_COUNT + j]);
+            sb_printf(&b, " %s |", lab);
+        }
+        sb_printf(&b, "\n");
+    }
+    sb_printf(&b, "\n%.4f bits per weight over %lld quantized parameters.\n", r->bpw, (long long)r->quantized_params);
+    return b.s;
+}
+
 int quant_report_write(const quant_result *r, int n_layers, const char *settings_json, const char *dir) {
     if (fs_mkdirs(dir) != 0) return -1;
     sbuf csv = {0};
-    sb_printf(&csv, "module,layer,sublayer,out,in,quantized,bpw,gptq_loss,rel_output_error,weight_rmse,dead_inputs,damp_retries,seconds,note\n");
+    sb_printf(&csv, "module,layer,sublayer,out,in,quantized,bpw,gptq_loss,rel_output_error,weight_rmse,dead_inputs,damp_retries,seconds,note,bits,group_size,sym,predicted_rel_err\n");
     cJSON *root = cJSON_CreateObject();
     cJSON *settings = cJSON_Parse(settings_json ? settings_json : "{}");
     cJSON_AddItemToObject(root, "settings", settings ? settings : cJSON_CreateObject());
@@ -101,9 +214,10 @@ int quant_report_write(const quant_result *r, int n_layers, const char *settings
         const quant_layer_report *q = &r->rows[k];
         if (q->out == 0) continue; /* never reached (e.g. lm_head not requested) */
         const char *sub = q->layer < 0 ? "lm_head" : llama_linear_name(q->id);
-        sb_printf(&csv, "%s,%d,%s,%lld,%lld,%d,%.4f,%.6g,%.6g,%.6g,%d,%d,%.3f,\"%s\"\n", q->name, q->layer, sub,
+        sb_printf(&csv, "%s,%d,%s,%lld,%lld,%d,%.4f,%.6g,%.6g,%.6g,%d,%d,%.3f,\"%s\",%d,%d,%d,%.6g\n", q->name, q->layer, sub,
                   (long long)q->out, (long long)q->in, q->quantized, q->quantized ? q->bpw : 16.0, q->loss, q->rel_err,
-                  q->weight_rmse, q->dead, q->damp_retries, q->seconds, q->skip_reason);
+                  q->weight_rmse, q->dead, q->damp_retries, q->seconds, q->skip_reason, q->quantized ? q->bits : 16,
+                  q->quantized ? q->group_size : 0, q->sym, q->predicted_rel_err);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "module", q->name);
         cJSON_AddNumberToObject(o, "layer", q->layer);
@@ -113,6 +227,10 @@ int quant_report_write(const quant_result *r, int n_layers, const char *settings
         cJSON_AddBoolToObject(o, "quantized", q->quantized);
         if (q->quantized) {
             cJSON_AddNumberToObject(o, "bpw", q->bpw);
+            cJSON_AddNumberToObject(o, "bits", q->bits);
+            cJSON_AddNumberToObject(o, "group_size", q->group_size);
+            cJSON_AddBoolToObject(o, "sym", q->sym);
+            if (isfinite(q->predicted_rel_err)) cJSON_AddNumberToObject(o, "predicted_rel_output_error", q->predicted_rel_err);
             if (isfinite(q->loss)) cJSON_AddNumberToObject(o, "gptq_loss", q->loss);
             if (isfinite(q->rel_err)) cJSON_AddNumberToObject(o, "rel_output_error", q->rel_err);
             cJSON_AddNumberToObject(o, "weight_rmse", q->weight_rmse);
@@ -131,5 +249,10 @@ int quant_report_write(const quant_result *r, int n_layers, const char *settings
     if (rc == 0) rc = fs_write_text(dir, "layers.json", json);
     if (rc == 0) rc = fs_write_text(dir, "error.svg", svg);
     free(csv.s), free(json), free(svg);
+    char *bsvg = svg_bits(r, n_layers), *md = md_settings(r, n_layers), *psvg = svg_predicted(r);
+    if (rc == 0) rc = fs_write_text(dir, "bits.svg", bsvg);
+    if (rc == 0) rc = fs_write_text(dir, "settings.md", md);
+    if (rc == 0 && psvg) rc = fs_write_text(dir, "predicted_vs_measured.svg", psvg);
+    free(bsvg), free(md), free(psvg);
     return rc;
 }

@@ -1,0 +1,97 @@
+/* The measurement pass for mixed precision (EXL2-style): every Linear is quantized with
+ * each setting of a menu (bits × group size × sym/asym, act-order as the run says) by
+ * GPTQ on its own calibration Hessian, and the relative output error
+ * ‖(W−Ŵ)X‖_F/‖WX‖_F, the GPTQ loss and the exact storage bits are recorded.  The
+ * allocator (quant/alloc.h) then picks one setting per Linear for any bits-per-weight
+ * target from these numbers alone, so one measurement serves every target.
+ *
+ * Inputs: the calibration activations come from the FLOAT model (nothing is quantized
+ * during the measurement).  exllamav2 measures on a model quantized at a reference
+ * setting; float inputs make the numbers independent of any such setting, so they mean
+ * the same for a 2.5-bit and a 4.5-bit target, and every block needs one pass.  The final
+ * quantization is still sequential (each Hessian from the already quantized layers
+ * before it), so the measured error there differs a little from the prediction; the
+ * report shows both.
+ *
+ * Cost: one Hessian per Linear group as in quantization, and per Linear one GPTQ
+ * preparation (act-order permutation, damping, Cholesky of H⁻¹: the same for every
+ * setting) shared by all menu entries; the entries then run side by side, one per
+ * thread.  The relative error needs no extra product: tr(ΔW H ΔWᵀ) comes from the GPTQ
+ * loss (gptq.h), and tr(W H Wᵀ) is computed once per Linear.
+ *
+ * File: a JSON document (written atomically after every Linear, so an interrupted
+ * measurement resumes where it stopped) with the key it was measured under — model
+ * directory and the sha256 of its config.json, the sha256 of the calibration token ids,
+ * damping, act-order, MSE grids, block size — the menu, and per Linear the energy and
+ * one record per setting.  A file with another key is refused rather than reused. */
+#ifndef GPTQ_QUANT_MEASURE_H
+#define GPTQ_QUANT_MEASURE_H
+
+#include <stdint.h>
+
+#include "model/llama.h"
+#include "quant/alloc.h"
+#include "text/calib.h"
+
+#define MEASURE_MAX_MENU 64
+
+typedef struct {
+    qsetting s;
+    int64_t storage_bits; /* qweight + qzeros + scales + g_idx, exact */
+    double rel_err;       /* ‖(W−Ŵ)X‖_F / ‖WX‖_F on the calibration set */
+    double loss;          /* GPTQ loss */
+} measure_entry;
+
+typedef struct {
+    char name[64];            /* "model.layers.3.mlp.down_proj" */
+    int layer, id;            /* block, LIN_* */
+    int64_t out, in;
+    int measured;             /* entries below are valid */
+    double energy;            /* tr(W H Wᵀ) */
+    int n_entries;
+    measure_entry *entries;   /* (n_entries) the menu settings this Linear can take */
+} measure_layer;
+
+typedef struct {
+    /* key */
+    char model[1024];
+    char config_sha256[65];
+    char calib_sha256[65];
+    int nsamples, seqlen;
+    float damp;
+    int act_order, mse, block;
+    /* menu */
+    int n_menu;
+    qsetting menu[MEASURE_MAX_MENU];
+    /* results */
+    int n_layers;             /* model blocks */
+    int n;                    /* n_layers * LIN_COUNT */
+    measure_layer *layers;    /* (n) [layer*LIN_COUNT + LIN_*] */
+    double seconds;           /* measuring time, summed over resumed runs */
+    int measured_now;         /* Linears measured by the last measure_model call */
+} measurement;
+
+/* bits {2,3,4,8} × group {32,64,128,-1} × {asym, sym}. */
+void measure_default_menu(measurement *ms);
+/* Can a (out, in) Linear take setting s in a checkpoint: the format packs it, and the
+ * group divides the width (and is smaller than it; a group >= in is the per-row grid). */
+int measure_setting_fits(int64_t out, int64_t in, const qsetting *s);
+
+/* Sets the key from the model, calibration and options, and the layer table (names,
+ * shapes, the menu entries that fit) with nothing measured.  The menu must be set. */
+int measurement_init(measurement *ms, const llama_model *m, const char *model_dir, const calib_set *calib, float damp,
+                     int act_order, int mse, int block);
+/* Copies the measured layers of `from` into ms when their keys agree (-1 + error naming
+ * `what` and the difference otherwise); a layer counts only if it has every menu entry of
+ * ms. */
+int measurement_adopt(measurement *ms, const measurement *from, const char *what);
+void measurement_free(measurement *ms);
+
+int measurement_save(const measurement *ms, const char *path);
+/* Reads a measurement file.  -1 + error naming the file on bad JSON or fields. */
+int measurement_load(measurement *ms, const char *path);
+
+/* Measures every Linear not yet measured (saving to save_path after each, if given). */
+int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path);
+
+#endif
