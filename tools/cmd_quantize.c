@@ -1,5 +1,6 @@
 /* gptq quantize: GPTQ or RTN quantization of a model into a Hugging Face GPTQ checkpoint. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,17 @@ static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *ca
         if (rc != 0) return -1;
     }
     if (!heuristic) {
+        /* an unreachable target is known from the shapes alone: say so before measuring */
+        int64_t need = 0, params = 0;
+        for (int k = 0; k < ms->n; k++) {
+            const measure_layer *L = &ms->layers[k];
+            int64_t lo = INT64_MAX;
+            for (int e = 0; e < L->n_entries; e++) lo = L->entries[e].storage_bits < lo ? L->entries[e].storage_bits : lo;
+            if (L->n_entries) need += lo, params += L->out * L->in;
+        }
+        if (params && need > (int64_t)floor(target * (double)params))
+            return gptq_fail("--target-bpw %g is below the %.4f bpw of the smallest menu settings", target,
+                             (double)need / (double)params);
         int had = 0;
         for (int k = 0; k < ms->n; k++) had += ms->layers[k].measured;
         if (measure_model(m, calib, ms, mfile) != 0) return -1;
@@ -270,9 +282,13 @@ int cmd_quantize(int argc, char **argv) {
         else printf("null");
         if (eval) printf(", \"ppl\": %.6f", ppl);
         if (mixed)
-            printf(", \"target_bpw\": %.4f, \"plan_seconds\": %.3f, \"measure_seconds\": %.3f, \"measured_now\": %d, "
-                   "\"predicted\": %.6g, \"optimal\": %s",
-                   target_bpw, measure_s, ms.seconds, ms.measured_now, plan.predicted, plan.st.exact ? "true" : "false");
+        {
+            printf(", \"target_bpw\": %.4f, \"plan_seconds\": %.3f, \"measure_seconds\": %.3f, \"measured_now\": %d, ",
+                   target_bpw, measure_s, ms.seconds, ms.measured_now);
+            if (isfinite(plan.predicted)) printf("\"predicted\": %.6g, ", plan.predicted);
+            else printf("\"predicted\": null, ");
+            printf("\"optimal\": %s", !heuristic && plan.st.exact ? "true" : "false");
+        }
         printf("}\n");
     }
 out:

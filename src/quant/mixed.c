@@ -124,9 +124,15 @@ int mixed_plan_llamacpp(const measurement *ms, const gptq_params *base, double t
             if (L->n_entries == 0) continue;
             int up = li + alloc_llamacpp_steps(L->layer, ms->n_layers, L->id, s->bits);
             if (up >= nl) up = nl - 1;
-            int e = find_entry(L, ladder[up], s->group_size, s->sym);
-            if (e < 0) e = find_entry(L, s->bits, s->group_size, s->sym);
-            if (e < 0) e = find_entry(L, s->bits, -1, s->sym); /* a group that does not fit this width */
+            /* the wanted width, else the next one up the ladder that this shape can take (then
+             * down); the base group, else the per-row grid (a group that does not fit the width) */
+            int e = -1;
+            for (int d = 0; d < 2 * nl && e < 0; d++) {
+                int t = d < nl ? up + d : up - (d - nl) - 1;
+                if (t < 0 || t >= nl) continue;
+                e = find_entry(L, ladder[t], s->group_size, s->sym);
+                if (e < 0) e = find_entry(L, ladder[t], -1, s->sym);
+            }
             if (e < 0) ok = 0;
             else cur[k] = e, total += L->entries[e].storage_bits;
         }

@@ -4,9 +4,14 @@ little-endian bit stream along the packed axis, which for 3 bits is AutoGPTQ's
 32-values-in-3-words layout), dequantize, and compare with the weights the quantizer
 held in memory (gptq quantize --dump-dequantized) exactly.
 
+Per-module settings (mixed precision) come from GPTQModel's "dynamic" map: the first
+pattern, in file order, that matches the whole module name wins; "-:" means kept in
+float, "+:" (or no prefix) overrides bits / group_size.
+
 usage: gptq_format.py CHECKPOINT_DIR DUMP.safetensors"""
 import json
 import os
+import re
 import struct
 import sys
 
@@ -42,25 +47,39 @@ def unpack(words, bits, axis):
     return np.moveaxis(v.reshape(-1, *w.shape[1:]), 0, axis)
 
 
+def module_setting(cfg, mod):
+    """(bits, group_size) of a module, or None if "dynamic" keeps it in float."""
+    for pat, over in cfg.get("dynamic", {}).items():
+        neg = pat.startswith("-:")
+        if pat[:2] in ("+:", "-:"):
+            pat = pat[2:]
+        if re.fullmatch(pat, mod):
+            if neg:
+                return None
+            return over.get("bits", cfg["bits"]), over.get("group_size", cfg["group_size"])
+    return cfg["bits"], cfg["group_size"]
+
+
 def main():
     ckpt, dump = sys.argv[1], sys.argv[2]
     cfg = json.load(open(os.path.join(ckpt, "config.json")))["quantization_config"]
     qcfg = json.load(open(os.path.join(ckpt, "quantize_config.json")))
     assert cfg["quant_method"] == "gptq" and cfg["checkpoint_format"] == "gptq", cfg
     assert qcfg["bits"] == cfg["bits"] and qcfg["group_size"] == cfg["group_size"]
-    bits = cfg["bits"]
     t = read_safetensors(os.path.join(ckpt, "model.safetensors"))
     ref = read_safetensors(dump)
     checked = 0
     for name, want in ref.items():
         mod = name[: -len(".weight")]
         out, inp = want.shape
+        setting = module_setting(cfg, mod)
+        assert setting is not None, f"{mod}: quantized but excluded by a '-:' dynamic pattern"
+        bits, gs = setting
         qweight, qzeros = t[mod + ".qweight"], t[mod + ".qzeros"]
         scales, g_idx = t[mod + ".scales"].astype(np.float32), t[mod + ".g_idx"]
         assert mod + ".weight" not in t, f"{mod}: float weight left next to qweight"
         assert qweight.dtype == np.int32 and qweight.shape == (inp * bits // 32, out), (mod, qweight.shape)
         groups = scales.shape[0]
-        gs = cfg["group_size"]
         assert groups == (-(-inp // gs) if gs > 0 else 1), (mod, groups)
         assert qzeros.shape == (groups, out * bits // 32), (mod, qzeros.shape)
         assert g_idx.shape == (inp,) and g_idx.min() >= 0 and g_idx.max() < groups
@@ -74,7 +93,8 @@ def main():
     # every quantized module of the checkpoint was in the dump
     qmods = {k[: -len(".qweight")] for k in t if k.endswith(".qweight")}
     assert qmods == {k[: -len(".weight")] for k in ref}, (sorted(qmods)[:3], sorted(ref)[:3])
-    print(f"{checked} layers unpacked independently and equal to the in-memory weights ({bits}-bit)")
+    widths = sorted({module_setting(cfg, m)[0] for m in qmods})
+    print(f"{checked} layers unpacked independently and equal to the in-memory weights (bits {widths})")
 
 
 main()

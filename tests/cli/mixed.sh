@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# quantize --target-bpw (mixed precision) on stories260K: a measurement file that is
+# written, reused and refused when its key differs; a checkpoint whose per-module
+# settings ("dynamic") and tensor shapes the independent numpy unpacker accepts, with
+# bpw within the target; the llama.cpp-style plan; --calib-mix; bad input.
+. "$(dirname "$0")/common.bash"
+need_shared
+W=$TMP/mixed
+rm -rf "$W" && mkdir -p "$W"
+S=$SHARED/models/stories260K
+CAL=$SHARED/data/calib/calib_mix.txt
+here=$(dirname "$0")
+Q=(quantize --model "$S" --calib "$CAL" --nsamples 8 --seqlen 64)
+
+j=$("$BIN" "${Q[@]}" --out "$W/m7" --target-bpw 7 --measurement "$W/meas.json" --report "$W/rep" \
+    --dump-dequantized "$W/m7.dump.safetensors" --json 2>"$W/m7.err" | tail -1)
+check "mixed quantize" test -f "$W/m7/model.safetensors"
+check "achieved bpw <= target, close to it" python3 -c "
+import json; d = json.loads('$j'); assert 6.8 < d['bpw'] <= 7.0 and d['measured_now'] == 30 and d['optimal'], d"
+check "measurement saved" python3 -c "
+import json; m = json.load(open('$W/meas.json')); assert m['format'] == 'gptq-measurement-1' and len(m['layers']) == 30, len(m['layers'])
+assert all(len(l['settings']) >= 4 for l in m['layers'])"
+check "checkpoint has per-module dynamic overrides of several widths" python3 -c "
+import json; q = json.load(open('$W/m7/config.json'))['quantization_config']
+plus = [k for k in q['dynamic'] if k.startswith('+:^model\\\\.layers\\\\.')]
+bits = {v['bits'] for k, v in q['dynamic'].items() if k.startswith('+:')} | {q['bits']}
+assert len(plus) >= 3 and len(bits) >= 2, q
+assert all(k.endswith('$') for k in q['dynamic']), q"
+check "numpy unpacks every module at its own width" python3 "$here/gptq_format.py" "$W/m7" "$W/m7.dump.safetensors"
+check "report: settings table, bits and predicted-vs-measured plots" test -s "$W/rep/settings.md" -a -s "$W/rep/bits.svg" \
+      -a -s "$W/rep/predicted_vs_measured.svg"
+check "report lists predicted errors" python3 -c "
+import json; r = json.load(open('$W/rep/layers.json'))
+q = [l for l in r['layers'] if l['quantized']]; assert len(q) == 30 and all('predicted_rel_output_error' in l for l in q)"
+
+# a second target reuses the measurement: nothing measured again
+j=$("$BIN" "${Q[@]}" --out "$W/m8" --target-bpw 8 --measurement "$W/meas.json" --json 2>"$W/m8.err" | tail -1)
+check "second target reuses the measurement" python3 -c "
+import json; d = json.loads('$j'); assert d['measured_now'] == 0 and d['bpw'] <= 8.0, d"
+check "stderr says so" grep -q "0 Linears measured now, 30 reused" "$W/m8.err"
+
+# resume: drop layers from the file, only those are measured again
+python3 -c "
+import json; m = json.load(open('$W/meas.json')); m['layers'] = m['layers'][:11]; json.dump(m, open('$W/part.json', 'w'))"
+j=$("$BIN" "${Q[@]}" --out "$W/m7b" --target-bpw 7 --measurement "$W/part.json" --json 2>/dev/null | tail -1)
+check "resume measures only the missing layers" python3 -c "
+import json; d = json.loads('$j'); assert d['measured_now'] == 19, d
+a = json.load(open('$W/meas.json'))['layers']; b = json.load(open('$W/part.json'))['layers']
+assert [x['settings'] for x in a] == [x['settings'] for x in b]"
+
+# llama.cpp-style allocation
+j=$("$BIN" "${Q[@]}" --out "$W/h7" --target-bpw 7 --alloc-heuristic llama.cpp --dump-dequantized "$W/h7.dump.safetensors" --json 2>"$W/h7.err" | tail -1)
+check "llama.cpp-style plan within the target" python3 -c "import json; d = json.loads('$j'); assert d['bpw'] <= 7.0, d"
+check "llama.cpp-style: v_proj above q_proj" python3 -c "
+import json; q = json.load(open('$W/h7/config.json'))['quantization_config']
+v = q['dynamic']['+:^model\\\\.layers\\\\.0\\\\.self_attn\\\\.v_proj\$']['bits']; assert v > q['bits'], q"
+check "numpy unpacks the llama.cpp-style checkpoint" python3 "$here/gptq_format.py" "$W/h7" "$W/h7.dump.safetensors"
+
+# --calib-mix: half the windows model-written
+check "--calib-mix 0.5" "$BIN" "${Q[@]}" --out "$W/cm" --target-bpw 7 --calib-mix 0.5 --json
+
+# bad input
+expect_error "target below the smallest settings" "--target-bpw 3 is below the .* bpw of the smallest menu settings" \
+  "$BIN" "${Q[@]}" --out "$W/x1" --target-bpw 3 --measurement "$W/meas.json"
+expect_error "measurement from other calibration windows" "meas.json: measured with other calibration windows" \
+  "$BIN" "${Q[@]}" --seed 5 --out "$W/x2" --target-bpw 7 --measurement "$W/meas.json"
+echo '{"format": "gptq-measurement-1"}' > "$W/bad.json"
+expect_error "malformed measurement file" "bad.json: not a measurement file" \
+  "$BIN" "${Q[@]}" --out "$W/x3" --target-bpw 7 --measurement "$W/bad.json"
+expect_error "--calib-mix without a file" "--calib-mix needs --calib FILE" \
+  "$BIN" quantize --model "$S" --out "$W/x4" --target-bpw 7 --calib-mix 0.5
+expect_error "rtn with a target" "--target-bpw needs --method gptq" "$BIN" "${Q[@]}" --method rtn --out "$W/x5" --target-bpw 7
+expect_error "unknown heuristic" "--alloc-heuristic must be llama.cpp" "$BIN" "${Q[@]}" --out "$W/x6" --target-bpw 7 --alloc-heuristic foo
+for x in x1 x2 x3 x4 x5 x6; do check "no output left for $x" test ! -e "$W/$x"; done
+finish
