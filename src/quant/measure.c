@@ -135,6 +135,18 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
 
 /* ---------------- the file ---------------- */
 
+/* A double that reads back bit for bit (cJSON's own printing settles for 15 digits when
+ * they compare equal within an epsilon). */
+static void add_exact(cJSON *o, const char *name, double v) {
+    char buf[40];
+    if (!isfinite(v)) {
+        cJSON_AddNullToObject(o, name);
+        return;
+    }
+    snprintf(buf, sizeof buf, "%.17g", v);
+    cJSON_AddRawToObject(o, name, buf);
+}
+
 static cJSON *setting_json(const qsetting *s) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "bits", s->bits);
@@ -172,14 +184,14 @@ int measurement_save(const measurement *ms, const char *path) {
         cJSON_AddStringToObject(o, "sublayer", llama_linear_name((llama_linear_id)L->id));
         cJSON_AddNumberToObject(o, "out", (double)L->out);
         cJSON_AddNumberToObject(o, "in", (double)L->in);
-        cJSON_AddNumberToObject(o, "energy", L->energy);
+        add_exact(o, "energy", L->energy);
         cJSON *es = cJSON_AddArrayToObject(o, "settings");
         for (int e = 0; e < L->n_entries; e++) {
             const measure_entry *me = &L->entries[e];
             cJSON *x = setting_json(&me->s);
             cJSON_AddNumberToObject(x, "storage_bits", (double)me->storage_bits);
-            cJSON_AddNumberToObject(x, "rel_err", me->rel_err);
-            cJSON_AddNumberToObject(x, "loss", me->loss);
+            add_exact(x, "rel_err", me->rel_err);
+            add_exact(x, "loss", me->loss);
             cJSON_AddItemToArray(es, x);
         }
         cJSON_AddItemToArray(arr, o);
