@@ -3,12 +3,13 @@
 # calib_mix.txt (128 windows x 512, seed 0), WikiText-2 perplexity at ctx 512 (whole file,
 # in memory: `quantize --eval` gives the same figure as loading the written checkpoint).
 #   bench/mixed_curve.sh [SHARED_DIR] [OUT_DIR] [PART...]
-# PART: uniform (GPTQ asym act-order at every menu setting between 2.2 and 4.5 bpw),
-# rtn (RTN asym at the same settings), mixed (--target-bpw with one shared measurement),
+# PART: uniform (GPTQ act-order at menu settings between 2.2 and 4.5 bpw), rtn (RTN at
+# some of them), mixed (--target-bpw with one shared measurement),
 # heuristic (--target-bpw --alloc-heuristic llama.cpp), accept (mixed at the bpw of uniform
 # w2 g64, w3 g128, w4 g128); default: all. Runs already in OUT/results.jsonl are skipped,
 # so an interrupted run resumes. THREADS (default all cores), GPTQ_BIN, EVAL_WINDOWS
-# (0 = whole file) tune it. Ends with a markdown table and OUT/ppl_vs_bpw.svg.
+# (0 = whole file), SETTINGS / RTN_SETTINGS / TARGETS / HTARGETS / ACCEPT tune it. Ends with
+# a markdown table and OUT/ppl_vs_bpw.svg (families: mixed, uniform, rtn, heuristic).
 set -uo pipefail
 SHARED=${1:-../shared}
 OUT=${2:-out/mixed_curve}
@@ -35,16 +36,22 @@ run() {  # family label args...
   echo "{\"family\": \"$fam\", \"label\": \"$label\", \"result\": $j}" | tee -a "$RES"
 }
 
-SETTINGS="2:128 2:64 2:32 3:-1 3:128 3:64 3:32 4:-1 4:128 4:64"
-TARGETS="2.25 2.5 2.75 3.0 3.25 3.5 3.75 4.0 4.25 4.5"
+# bits:group[:sym|asym] (asym by default); the issue's reference configurations are
+# w4 g128 asym, w3 g128 sym and w2 g64 asym
+SETTINGS=${SETTINGS:-"2:128 2:64 2:32 3:-1 3:128 3:128:sym 3:64 4:-1 4:128"}
+RTN_SETTINGS=${RTN_SETTINGS:-"2:64 2:32 3:128:sym 3:64 4:128:sym"}
+TARGETS=${TARGETS:-"2.25 2.5 2.75 3.0 3.5 4.0 4.5"}
+HTARGETS=${HTARGETS:-"2.5 3.0 3.5 4.0 4.5"}
+ACCEPT=${ACCEPT:-"2.3299 3.1970 4.2049"}  # the bpw of uniform w2 g64, w3 g128, w4 g128
+label() { local b=${1%%:*} r=${1#*:}; local g=${r%%:*} m=asym; [ "$r" != "$g" ] && m=${r#*:}; echo "w${b}g${g}-$m"; }
+args() { local b=${1%%:*} r=${1#*:}; local g=${r%%:*} m=asym; [ "$r" != "$g" ] && m=${r#*:}; echo "--bits $b --group $g --$m"; }
 for part in $PARTS; do
   case $part in
-  uniform) for s in $SETTINGS; do run uniform "w${s%%:*}g${s##*:}" --bits "${s%%:*}" --group "${s##*:}" --asym --act-order; done
-           run uniform-sym "w3g128" --bits 3 --group 128 --sym --act-order ;;
-  rtn) for s in $SETTINGS; do run rtn "w${s%%:*}g${s##*:}" --method rtn --bits "${s%%:*}" --group "${s##*:}" --asym; done ;;
+  uniform) for s in $SETTINGS; do run uniform "$(label "$s")" $(args "$s") --act-order; done ;;
+  rtn) for s in $RTN_SETTINGS; do run rtn "$(label "$s")" --method rtn $(args "$s"); done ;;
   mixed) for t in $TARGETS; do run mixed "$t" --target-bpw "$t" --measurement "$OUT/measurement.json"; done ;;
-  heuristic) for t in $TARGETS; do run heuristic "$t" --target-bpw "$t" --alloc-heuristic llama.cpp; done ;;
-  accept) for t in 2.3299 3.1970 4.2049; do run mixed "$t" --target-bpw "$t" --measurement "$OUT/measurement.json"; done ;;
+  heuristic) for t in $HTARGETS; do run heuristic "$t" --target-bpw "$t" --alloc-heuristic llama.cpp; done ;;
+  accept) for t in $ACCEPT; do run mixed "$t" --target-bpw "$t" --measurement "$OUT/measurement.json"; done ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done
@@ -60,6 +67,7 @@ print("|---|---|---|---|")
 for f, pts in fams.items():
     for b, p, l in sorted(pts):
         print(f"| {f} | {l} | {b:.4f} | {p:.2f} |")
+fams = {f: [x for x in pts] for f, pts in fams.items()}
 W, H, L, R, T, B = 760, 460, 70, 160, 40, 50
 pw, ph = W - L - R, H - T - B
 xs = [b for pts in fams.values() for b, _, _ in pts]; ys = [p for pts in fams.values() for _, p, _ in pts]

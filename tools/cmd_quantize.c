@@ -84,7 +84,7 @@ static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *ca
 
 int cmd_quantize(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
-    const char *dump = NULL, *measurement_file = NULL, *heuristic = NULL, *objective = "sq";
+    const char *dump = NULL, *measurement_file = NULL, *heuristic = NULL, *objective = "kl";
     float target_bpw = 0, calib_mix = 0;
     int bits = 4, group = 128, act_order = 1, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
     int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
@@ -115,7 +115,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--target-bpw", NULL, OPT_FLOAT, &target_bpw, 0, 16, "mixed precision: per-Linear settings for this many bits per weight"},
         {"--measurement", NULL, OPT_STR, &measurement_file, 0, -1, "measurement JSON for --target-bpw: reused, resumed or written"},
         {"--alloc-heuristic", NULL, OPT_STR, &heuristic, 0, -1, "llama.cpp: allocate by llama.cpp's rules instead of measured error"},
-        {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "sq (sum of squared relative errors, default) or abs"},
+        {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "kl (predicted KL from measured sensitivities, default), sq or abs (sums of relative errors)"},
         {"--calib-mix", NULL, OPT_FLOAT, &calib_mix, 0, 1, "fraction of the calibration windows the model writes itself (with --calib FILE)"},
         {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
         {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory"},
@@ -137,10 +137,11 @@ int cmd_quantize(int argc, char **argv) {
     else return cli_error(&cmd, "--method must be gptq or rtn, got '%s'", method);
     if (qo.method == QMETHOD_RTN) act_order = 0, static_groups = 0;
     int mixed = target_bpw > 0;
-    mixed_objective obj = MIXED_ERR_SQ;
-    if (strcmp(objective, "sq") == 0) obj = MIXED_ERR_SQ;
+    mixed_objective obj = MIXED_KL;
+    if (strcmp(objective, "kl") == 0) obj = MIXED_KL;
+    else if (strcmp(objective, "sq") == 0) obj = MIXED_ERR_SQ;
     else if (strcmp(objective, "abs") == 0) obj = MIXED_ERR_ABS;
-    else return cli_error(&cmd, "--alloc-objective must be sq or abs, got '%s'", objective);
+    else return cli_error(&cmd, "--alloc-objective must be kl, sq or abs, got '%s'", objective);
     if (!mixed && (measurement_file || heuristic)) return cli_error(&cmd, "--measurement and --alloc-heuristic go with --target-bpw");
     if (mixed && qo.method != QMETHOD_GPTQ) return cli_error(&cmd, "--target-bpw needs --method gptq");
     if (mixed && static_groups) return cli_error(&cmd, "--target-bpw does not take --static-groups");

@@ -17,7 +17,10 @@
 #include "quant/pack.h"
 #include "quant/pipeline.h"
 
-#define MEASURE_FORMAT "gptq-measurement-1"
+#define MEASURE_FORMAT "gptq-measurement-2"
+/* float log-probabilities kept for the sensitivity windows: at most this many bytes */
+#define SENS_BUDGET ((size_t)256 << 20)
+#define SENS_MAX_WINDOWS 4
 
 void measure_default_menu(measurement *ms) {
     static const int bits[] = {2, 3, 4, 8}, groups[] = {32, 64, 128, -1};
@@ -109,6 +112,7 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
     char why[512];
     if (key_diff(ms, from, why, sizeof why)) return gptq_fail("%s: measured with %s; use another file", what, why);
     ms->seconds = from->seconds;
+    ms->sens_windows = from->sens_windows;
     for (int k = 0; k < ms->n; k++) {
         measure_layer *L = &ms->layers[k];
         const measure_layer *F = NULL;
@@ -128,7 +132,7 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
             if (!fe) all = 0;
             else L->entries[e].rel_err = fe->rel_err, L->entries[e].loss = fe->loss;
         }
-        if (all) L->measured = 1, L->energy = F->energy;
+        if (all) L->measured = 1, L->energy = F->energy, L->sensitivity = F->sensitivity, L->sens_kl = F->sens_kl, L->sens_ref = F->sens_ref;
     }
     return 0;
 }
@@ -174,6 +178,7 @@ int measurement_save(const measurement *ms, const char *path) {
     for (int i = 0; i < ms->n_menu; i++) cJSON_AddItemToArray(menu, setting_json(&ms->menu[i]));
     cJSON_AddNumberToObject(root, "n_layers", ms->n_layers);
     cJSON_AddNumberToObject(root, "seconds", ms->seconds);
+    cJSON_AddNumberToObject(root, "sensitivity_windows", ms->sens_windows);
     cJSON *arr = cJSON_AddArrayToObject(root, "layers");
     for (int k = 0; k < ms->n; k++) {
         const measure_layer *L = &ms->layers[k];
@@ -185,6 +190,9 @@ int measurement_save(const measurement *ms, const char *path) {
         cJSON_AddNumberToObject(o, "out", (double)L->out);
         cJSON_AddNumberToObject(o, "in", (double)L->in);
         add_exact(o, "energy", L->energy);
+        add_exact(o, "sensitivity", L->sensitivity);
+        add_exact(o, "sensitivity_kl", L->sens_kl);
+        cJSON_AddItemToObject(o, "sensitivity_setting", setting_json(&L->sens_ref));
         cJSON *es = cJSON_AddArrayToObject(o, "settings");
         for (int e = 0; e < L->n_entries; e++) {
             const measure_entry *me = &L->entries[e];
@@ -257,8 +265,9 @@ int measurement_load(measurement *ms, const char *path) {
         bad = "\"key\" has a bad number";
     else if (!cJSON_IsArray(menu) || cJSON_GetArraySize(menu) < 1 || cJSON_GetArraySize(menu) > MEASURE_MAX_MENU)
         bad = "\"menu\" is not an array of 1 to 64 settings";
-    else if (get_num(root, "n_layers", 1, 1 << 20, &v) || (ms->n_layers = (int)v, 0) || get_num(root, "seconds", 0, 1e12, &ms->seconds))
-        bad = "\"n_layers\" or \"seconds\" is missing";
+    else if (get_num(root, "n_layers", 1, 1 << 20, &v) || (ms->n_layers = (int)v, 0) || get_num(root, "seconds", 0, 1e12, &ms->seconds) ||
+             get_num(root, "sensitivity_windows", 1, 1 << 20, &v) || (ms->sens_windows = (int)v, 0))
+        bad = "\"n_layers\", \"seconds\" or \"sensitivity_windows\" is missing";
     else if (!cJSON_IsArray(layers))
         bad = "\"layers\" is not an array";
     if (!bad) {
@@ -278,8 +287,9 @@ int measurement_load(measurement *ms, const char *path) {
             double layer, out, in;
             if (get_str(lo, "module", L->name, sizeof L->name) || get_num(lo, "layer", 0, INT_MAX, &layer) ||
                 get_num(lo, "out", 1, 1e12, &out) || get_num(lo, "in", 1, 1e12, &in) || get_num(lo, "energy", 0, INFINITY, &L->energy) ||
-                !cJSON_IsArray(es)) {
-                bad = "a layer lacks module, layer, out, in, energy or settings";
+                get_num(lo, "sensitivity", 0, INFINITY, &L->sensitivity) || get_num(lo, "sensitivity_kl", 0, INFINITY, &L->sens_kl) ||
+                get_setting(cJSON_GetObjectItemCaseSensitive(lo, "sensitivity_setting"), &L->sens_ref) || !cJSON_IsArray(es)) {
+                bad = "a layer lacks module, layer, out, in, energy, sensitivity or settings";
                 break;
             }
             L->layer = (int)layer, L->out = (int64_t)out, L->in = (int64_t)in;
@@ -322,7 +332,63 @@ typedef struct {
     const char *save;
     progress pg;
     int done;
+    llama_model *m;
+    const calib_set *calib;
+    llama_state *st;   /* forward state for the sensitivity windows */
+    float *ref_lp;     /* (sens_windows, seqlen, vocab) float model's log-probabilities */
 } measure_ctx;
+
+/* Log-softmax of each of n rows (vocab) in place, in double. */
+static void log_softmax_rows(float *x, int n, int vocab) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        float *r = x + (size_t)t * vocab;
+        float mx = r[0];
+        for (int v = 1; v < vocab; v++) mx = r[v] > mx ? r[v] : mx;
+        double sum = 0;
+        for (int v = 0; v < vocab; v++) sum += exp((double)r[v] - mx);
+        float lse = (float)(mx + log(sum));
+        for (int v = 0; v < vocab; v++) r[v] -= lse;
+    }
+}
+
+/* Mean KL(float model || current model) over the sensitivity windows; with `store`, keeps
+ * the current (float) model's log-probabilities as that reference instead. */
+static double sens_kl(measure_ctx *mc, int store) {
+    const measurement *ms = mc->ms;
+    const int S = mc->calib->seqlen, V = mc->m->cfg.vocab_size;
+    double kl = 0;
+    for (int w = 0; w < ms->sens_windows; w++) {
+        const float *lg = llama_forward(mc->m, mc->st, mc->calib->ids + (size_t)w * S, S, 0, 1);
+        float *dst = mc->ref_lp + (size_t)w * S * V;
+        if (store) {
+            memcpy(dst, lg, sizeof(float) * (size_t)S * V);
+            log_softmax_rows(dst, S, V);
+            continue;
+        }
+        float *cur = mc->st->logits;
+        log_softmax_rows(cur, S, V);
+#pragma omp parallel for reduction(+ : kl) schedule(static)
+        for (int t = 0; t < S; t++) {
+            const float *p = dst + (size_t)t * V, *q = cur + (size_t)t * V;
+            double acc = 0;
+            for (int v = 0; v < V; v++) acc += exp((double)p[v]) * ((double)p[v] - (double)q[v]);
+            kl += acc;
+        }
+    }
+    return kl / ((double)ms->sens_windows * S);
+}
+
+/* The reference setting of the sensitivity: 3-bit g128 asym, else the nearest that fits. */
+static int sens_entry(const measure_layer *L) {
+    int best = 0, best_score = 1 << 30;
+    for (int e = 0; e < L->n_entries; e++) {
+        const qsetting *s = &L->entries[e].s;
+        int score = abs(s->bits - 3) * 1000 + (s->group_size == 128 ? 0 : s->group_size < 0 ? 500 : abs(s->group_size - 128)) + s->sym;
+        if (score < best_score) best_score = score, best = e;
+    }
+    return best;
+}
 
 static int m_wants(void *c, int k) {
     const measurement *ms = ((measure_ctx *)c)->ms;
@@ -364,6 +430,33 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
         me->rel_err = L->energy > 0 ? sqrt(res.err_sq / L->energy) : (res.err_sq == 0 ? 0.0 : INFINITY);
         gptq_result_free(&res);
     }
+    /* sensitivity: this Linear alone at the reference setting, KL of the whole model's output */
+    if (failed < 0) {
+        int re = sens_entry(L);
+        gptq_params gp = gptq_default_params();
+        gp.bits = L->entries[re].s.bits, gp.group_size = L->entries[re].s.group_size, gp.sym = L->entries[re].s.sym;
+        gp.act_order = ms->act_order, gp.mse = ms->mse, gp.damp = ms->damp, gp.block_size = ms->block;
+        gptq_result res;
+        if (gptq_quantize_prepared(w, h, out, &hv, &gp, &res) != 0) {
+            failed = re, snprintf(msg, sizeof msg, "%s", gptq_last_error());
+        } else {
+            linear *lm = &mc->m->layers[L->layer].lin[L->id];
+            const void *w0 = lm->w;
+            gptq_dtype d0 = lm->dtype;
+            void *o0 = lm->owned;
+            lm->owned = NULL;
+            linear_set_f32(lm, res.q.wq);
+            res.q.wq = NULL;
+            double kl = sens_kl(mc, 0);
+            free(lm->owned);
+            lm->owned = o0, lm->w = w0, lm->dtype = d0;
+            gptq_result_free(&res);
+            double r = L->entries[re].rel_err;
+            L->sens_ref = L->entries[re].s;
+            L->sens_kl = kl > 0 ? kl : 0;
+            L->sensitivity = r > 0 ? L->sens_kl / (r * r) : 0;
+        }
+    }
     gptq_hinv_free(&hv);
     free(w);
     if (failed >= 0) {
@@ -381,7 +474,7 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
 }
 
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path) {
-    measure_ctx mc = {ms, save_path, {0}, 0};
+    measure_ctx mc = {ms, save_path, {0}, 0, m, calib, NULL, NULL};
     int todo = 0;
     for (int k = 0; k < ms->n; k++) todo += m_wants(&mc, k);
     ms->measured_now = 0;
@@ -393,9 +486,26 @@ int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const
     o.gp = gptq_default_params();
     o.gp.act_order = ms->act_order, o.gp.damp = ms->damp, o.gp.block_size = ms->block, o.gp.mse = ms->mse;
     o.measure = &hook;
+    /* the float model's next-token distributions on the first windows */
+    const size_t per = (size_t)calib->seqlen * m->cfg.vocab_size * sizeof(float);
+    int nw = (int)(SENS_BUDGET / per);
+    if (nw > SENS_MAX_WINDOWS) nw = SENS_MAX_WINDOWS;
+    if (nw > calib->n) nw = calib->n;
+    if (nw < 1) nw = 1;
+    if (ms->sens_windows && ms->sens_windows != nw)
+        return gptq_fail("measurement: the file's sensitivities use %d windows, this run %d", ms->sens_windows, nw);
+    ms->sens_windows = nw;
+    for (int w = 0; w < nw * calib->seqlen; w++)
+        if (calib->ids[w] < 0 || calib->ids[w] >= m->cfg.vocab_size)
+            return gptq_fail("calibration token id %d is outside the vocabulary (%d)", calib->ids[w], m->cfg.vocab_size);
+    mc.st = llama_state_new(m, calib->seqlen, calib->seqlen);
+    mc.ref_lp = xmalloc(per * nw);
+    sens_kl(&mc, 1);
     quant_result r;
     progress_start(&mc.pg, "measure: layer", todo);
     int rc = quantize_model(m, calib, &o, &r);
+    llama_state_free(mc.st);
+    free(mc.ref_lp);
     progress_end(&mc.pg);
     if (rc == 0) quant_result_free(&r);
     /* count the whole pass (forward passes and Hessians too), not only the menu runs */

@@ -19,6 +19,16 @@
  * thread.  The relative error needs no extra product: tr(ΔW H ΔWᵀ) comes from the GPTQ
  * loss (gptq.h), and tr(W H Wᵀ) is computed once per Linear.
  *
+ * Sensitivity: equal relative errors do not cost the model equally (an error in layer 0's
+ * MLP reaches every later block).  So per Linear the pass also measures what its error
+ * does to the model's output: Linear k alone is replaced by its GPTQ quantization at a
+ * reference setting (3-bit, group 128, asym where it fits) and the mean KL divergence of
+ * the next-token distributions from the float model's is computed on a few calibration
+ * windows; sensitivity = KL / rel_err², the KL per unit squared relative error (second
+ * order: KL grows with the square of a small perturbation).  The allocator then
+ * minimizes the predicted KL, Σ sensitivity·rel_err² (mixed.h).  One forward pass over
+ * those windows per Linear.
+ *
  * File: a JSON document (written atomically after every Linear, so an interrupted
  * measurement resumes where it stopped) with the key it was measured under — model
  * directory and the sha256 of its config.json, the sha256 of the calibration token ids,
@@ -48,6 +58,9 @@ typedef struct {
     int64_t out, in;
     int measured;             /* entries below are valid */
     double energy;            /* tr(W H Wᵀ) */
+    double sensitivity;       /* mean KL per unit squared relative error (see above) */
+    double sens_kl;           /* the KL measured at the reference setting */
+    qsetting sens_ref;        /* that setting */
     int n_entries;
     measure_entry *entries;   /* (n_entries) the menu settings this Linear can take */
 } measure_layer;
@@ -69,6 +82,7 @@ typedef struct {
     measure_layer *layers;    /* (n) [layer*LIN_COUNT + LIN_*] */
     double seconds;           /* measuring time, summed over resumed runs */
     int measured_now;         /* Linears measured by the last measure_model call */
+    int sens_windows;         /* calibration windows the sensitivities use (the first ones) */
 } measurement;
 
 /* bits {2,3,4,8} × group {32,64,128,-1} × {asym, sym}. */

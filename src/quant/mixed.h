@@ -5,10 +5,12 @@
  * hold, over those Linears' parameters (layers the format cannot hold stay in float and
  * are outside both sums).
  *
- * Objective of the allocator: the sum over Linears of the squared relative output error
- * ‖(W−Ŵ)X‖²/‖WX‖² (MIXED_ERR_SQ): each Linear's quantization adds noise of that relative
- * power to its output, and independent noises add in power.  MIXED_ERR_ABS (the sum of
- * the relative errors themselves) weighs small errors more; both are offered. */
+ * Objective of the allocator (MIXED_KL, the default): the predicted KL divergence of the
+ * model's output, Σ sensitivity_k · rel_err_k², with rel_err_k = ‖(W−Ŵ)X‖/‖WX‖ of Linear
+ * k at its setting and sensitivity_k its measured KL per unit squared relative error
+ * (measure.h): independent small perturbations add up in KL to second order.  For
+ * comparison: MIXED_ERR_SQ, Σ rel_err² (every Linear equally sensitive), and
+ * MIXED_ERR_ABS, Σ rel_err. */
 #ifndef GPTQ_QUANT_MIXED_H
 #define GPTQ_QUANT_MIXED_H
 
@@ -16,7 +18,7 @@
 #include "quant/gptq.h"
 #include "quant/measure.h"
 
-typedef enum { MIXED_ERR_SQ = 0, MIXED_ERR_ABS } mixed_objective;
+typedef enum { MIXED_KL = 0, MIXED_ERR_SQ, MIXED_ERR_ABS } mixed_objective;
 
 typedef struct {
     int n;                 /* n_layers*LIN_COUNT + 1 (lm_head last, never changed) */

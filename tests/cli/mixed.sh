@@ -18,7 +18,7 @@ check "mixed quantize" test -f "$W/m7/model.safetensors"
 check "achieved bpw <= target, close to it" python3 -c "
 import json; d = json.loads('$j'); assert 6.8 < d['bpw'] <= 7.0 and d['measured_now'] == 30 and d['optimal'], d"
 check "measurement saved" python3 -c "
-import json; m = json.load(open('$W/meas.json')); assert m['format'] == 'gptq-measurement-1' and len(m['layers']) == 30, len(m['layers'])
+import json; m = json.load(open('$W/meas.json')); assert m['format'] == 'gptq-measurement-2' and len(m['layers']) == 30, len(m['layers'])
 assert all(len(l['settings']) >= 4 for l in m['layers'])"
 check "checkpoint has per-module dynamic overrides of several widths" python3 -c "
 import json; q = json.load(open('$W/m7/config.json'))['quantization_config']
@@ -64,7 +64,7 @@ expect_error "target below the smallest settings" "--target-bpw 3 is below the .
   "$BIN" "${Q[@]}" --out "$W/x1" --target-bpw 3 --measurement "$W/meas.json"
 expect_error "measurement from other calibration windows" "meas.json: measured with other calibration windows" \
   "$BIN" "${Q[@]}" --seed 5 --out "$W/x2" --target-bpw 7 --measurement "$W/meas.json"
-echo '{"format": "gptq-measurement-1"}' > "$W/bad.json"
+echo '{"format": "gptq-measurement-2"}' > "$W/bad.json"
 expect_error "malformed measurement file" "bad.json: not a measurement file" \
   "$BIN" "${Q[@]}" --out "$W/x3" --target-bpw 7 --measurement "$W/bad.json"
 expect_error "--calib-mix without a file" "--calib-mix needs --calib FILE" \

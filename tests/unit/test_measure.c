@@ -108,6 +108,8 @@ int main(void) {
         }
         fit++;
         CHECK(L->measured && L->energy > 0, "%s measured", L->name);
+        CHECK(L->sens_kl > 0 && L->sensitivity > 0 && (L->sens_ref.bits == 3 || L->id == LIN_GATE || L->id == LIN_UP), "%s: sensitivity %g (KL %g at w%d)", L->name,
+              L->sensitivity, L->sens_kl, L->sens_ref.bits);
         double e8 = -1, e2 = -1;
         for (int e = 0; e < L->n_entries; e++) {
             const measure_entry *me = &L->entries[e];
@@ -165,7 +167,8 @@ int main(void) {
           "damping mismatch: %s", gptq_last_error());
     /* malformed files */
     char *bad = fs_join(tmp, "bad.json");
-    fs_write_file(bad, "{\"format\": \"gptq-measurement-1\", \"key\": 3}", 42);
+    const char *bad_text = "{\"format\": \"gptq-measurement-2\", \"key\": 3}";
+    fs_write_file(bad, bad_text, strlen(bad_text));
     measurement junk;
     CHECK(measurement_load(&junk, bad) == -1 && strstr(gptq_last_error(), "bad.json: not a measurement file"), "bad: %s",
           gptq_last_error());
