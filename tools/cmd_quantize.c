@@ -284,8 +284,9 @@ int cmd_quantize(int argc, char **argv) {
         if (eval) printf(", \"ppl\": %.6f", ppl);
         if (mixed)
         {
-            printf(", \"target_bpw\": %.4f, \"plan_seconds\": %.3f, \"measure_seconds\": %.3f, \"measured_now\": %d, ",
-                   target_bpw, measure_s, ms.seconds, ms.measured_now);
+            printf(", \"target_bpw\": %.4f, \"plan_seconds\": %.3f, \"measure_seconds\": %.3f, \"measured_now\": %d, "
+                   "\"quantize_seconds\": %.3f, ",
+                   target_bpw, measure_s, ms.seconds, ms.measured_now, res.seconds);
             if (isfinite(plan.predicted)) printf("\"predicted\": %.6g, ", plan.predicted);
             else printf("\"predicted\": null, ");
             printf("\"optimal\": %s", !heuristic && plan.st.exact ? "true" : "false");
