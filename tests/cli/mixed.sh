@@ -33,6 +33,17 @@ check "report lists predicted errors" python3 -c "
 import json; r = json.load(open('$W/rep/layers.json'))
 q = [l for l in r['layers'] if l['quantized']]; assert len(q) == 30 and all('predicted_rel_output_error' in l for l in q)"
 
+# the mixed checkpoint loads (per-module settings from "dynamic") and gives the perplexity
+# the quantizer measured in memory: exactly through the dequantizing path, within 0.05%
+# through the fused kernels
+WIKI=$SHARED/data/wikitext-2-raw/wiki.test.raw
+mem=$("$BIN" "${Q[@]}" --target-bpw 7 --measurement "$W/meas.json" --eval "$WIKI" --eval-ctx 128 --eval-windows 8 --json 2>/dev/null | tail -1)
+fused=$("$BIN" perplexity --model "$W/m7" --data "$WIKI" --ctx 128 --max-windows 8 --json 2>/dev/null | tail -1)
+deq=$("$BIN" perplexity --model "$W/m7" --data "$WIKI" --ctx 128 --max-windows 8 --dequantize --json 2>/dev/null | tail -1)
+check "mixed checkpoint perplexity equals the in-memory figure ($mem / $fused / $deq)" python3 -c "
+import json; a, b, c = (json.loads(x)['ppl'] for x in ('$mem', '$fused', '$deq'))
+assert abs(c - a) <= 1e-6 * a and abs(b - a) <= 5e-4 * a, (a, b, c)"
+
 # a second target reuses the measurement: nothing measured again
 j=$("$BIN" "${Q[@]}" --out "$W/m8" --target-bpw 8 --measurement "$W/meas.json" --json 2>"$W/m8.err" | tail -1)
 check "second target reuses the measurement" python3 -c "
