@@ -39,10 +39,10 @@ static int load_calib(calib_set *calib, llama_model *m, const tokenizer *tok, co
 
 /* --target-bpw: the measurement (loaded, resumed or run) and the per-Linear plan. */
 static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *calib, const gptq_params *base, double target,
-                      const char *heuristic, const char *mfile, mixed_objective obj, measurement *ms, mixed_plan *plan,
-                      double *measure_s) {
+                      const char *heuristic, const char *mfile, mixed_objective obj, int menu_sym, measurement *ms,
+                      mixed_plan *plan, double *measure_s) {
     double t0 = now_seconds();
-    measure_default_menu(ms);
+    measure_default_menu(ms, menu_sym);
     if (measurement_init(ms, m, model_dir, calib, base->damp, base->act_order, base->mse, base->block_size) != 0) return -1;
     int have_file = mfile && fs_exists(mfile);
     if (have_file) {
@@ -86,6 +86,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
     const char *dump = NULL, *measurement_file = NULL, *heuristic = NULL, *objective = "kl";
     float target_bpw = 0, calib_mix = 0;
+    int menu_sym = 0;
     int bits = 4, group = 128, act_order = 1, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
     int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
     float damp = 0.01f;
@@ -116,6 +117,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--measurement", NULL, OPT_STR, &measurement_file, 0, -1, "measurement JSON for --target-bpw: reused, resumed or written"},
         {"--alloc-heuristic", NULL, OPT_STR, &heuristic, 0, -1, "llama.cpp: allocate by llama.cpp's rules instead of measured error"},
         {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "kl (predicted KL from measured sensitivities, default), sq or abs (sums of relative errors)"},
+        {"--menu-sym", NULL, OPT_FLAG, &menu_sym, 0, -1, "--target-bpw: measure symmetric grids too (default: asym only)"},
         {"--calib-mix", NULL, OPT_FLOAT, &calib_mix, 0, 1, "fraction of the calibration windows the model writes itself (with --calib FILE)"},
         {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
         {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory"},
@@ -187,7 +189,7 @@ int cmd_quantize(int argc, char **argv) {
     qo.for_checkpoint = out != NULL;
     qo.keep_dequantized = eval != NULL || dump != NULL;
     if (mixed) {
-        if (plan_mixed(&m, model_dir, &calib, &qo.gp, target_bpw, heuristic, measurement_file, obj, &ms, &plan, &measure_s) != 0) {
+        if (plan_mixed(&m, model_dir, &calib, &qo.gp, target_bpw, heuristic, measurement_file, obj, menu_sym, &ms, &plan, &measure_s) != 0) {
             rc = cli_fail();
             goto out;
         }

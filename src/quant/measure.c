@@ -22,12 +22,12 @@
 #define SENS_BUDGET ((size_t)256 << 20)
 #define SENS_MAX_WINDOWS 4
 
-void measure_default_menu(measurement *ms) {
+void measure_default_menu(measurement *ms, int with_sym) {
     static const int bits[] = {2, 3, 4, 8}, groups[] = {32, 64, 128, -1};
     ms->n_menu = 0;
     for (int b = 0; b < 4; b++)
         for (int g = 0; g < 4; g++)
-            for (int sym = 0; sym < 2; sym++) ms->menu[ms->n_menu++] = (qsetting){bits[b], groups[g], sym};
+            for (int sym = 0; sym <= with_sym; sym++) ms->menu[ms->n_menu++] = (qsetting){bits[b], groups[g], sym};
 }
 
 int measure_setting_fits(int64_t out, int64_t in, const qsetting *s) {
@@ -336,6 +336,8 @@ typedef struct {
     const calib_set *calib;
     llama_state *st;   /* forward state for the sensitivity windows */
     float *ref_lp;     /* (sens_windows, seqlen, vocab) float model's log-probabilities */
+    float *xin;        /* (sens_windows, n_layers, seqlen, dim) float model's input of every block */
+    double t0, s0;     /* start of this run, seconds measured before it */
 } measure_ctx;
 
 /* Log-softmax of each of n rows (vocab) in place, in double. */
@@ -352,14 +354,27 @@ static void log_softmax_rows(float *x, int n, int vocab) {
     }
 }
 
-/* Mean KL(float model || current model) over the sensitivity windows; with `store`, keeps
- * the current (float) model's log-probabilities as that reference instead. */
-static double sens_kl(measure_ctx *mc, int store) {
+/* Mean KL(float model || current model) over the sensitivity windows, where the current
+ * model differs from the float one from block `from` on (the float inputs of that block
+ * are kept, so earlier blocks are not run again: the same numbers as a whole forward);
+ * with `store` (from = 0), records the float model's block inputs and log-probabilities. */
+static double sens_kl(measure_ctx *mc, int from, int store) {
     const measurement *ms = mc->ms;
-    const int S = mc->calib->seqlen, V = mc->m->cfg.vocab_size;
+    const llama_model *m = mc->m;
+    const int S = mc->calib->seqlen, V = m->cfg.vocab_size, dim = m->cfg.dim, nl = m->cfg.n_layers;
+    llama_state *st = mc->st;
     double kl = 0;
     for (int w = 0; w < ms->sens_windows; w++) {
-        const float *lg = llama_forward(mc->m, mc->st, mc->calib->ids + (size_t)w * S, S, 0, 1);
+        float *xin = mc->xin + (size_t)w * nl * S * dim;
+        if (store) llama_embed(m, mc->calib->ids + (size_t)w * S, S, st->x);
+        else memcpy(st->x, xin + (size_t)from * S * dim, sizeof(float) * (size_t)S * dim);
+        for (int l = from; l < nl; l++) {
+            if (store) memcpy(xin + (size_t)l * S * dim, st->x, sizeof(float) * (size_t)S * dim);
+            llama_block_forward(m, st, l, st->x, S, 0);
+        }
+        llama_rmsnorm(st->x, st->x, m->final_norm, S, dim, m->cfg.norm_eps);
+        llama_logits(m, st->x, S, st->logits);
+        const float *lg = st->logits;
         float *dst = mc->ref_lp + (size_t)w * S * V;
         if (store) {
             memcpy(dst, lg, sizeof(float) * (size_t)S * V);
@@ -447,7 +462,7 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
             lm->owned = NULL;
             linear_set_f32(lm, res.q.wq);
             res.q.wq = NULL;
-            double kl = sens_kl(mc, 0);
+            double kl = sens_kl(mc, L->layer, 0);
             free(lm->owned);
             lm->owned = o0, lm->w = w0, lm->dtype = d0;
             gptq_result_free(&res);
@@ -466,7 +481,8 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
     for (int e = 0; e < L->n_entries; e++)
         if (!isfinite(L->entries[e].rel_err)) return gptq_fail("the output energy is zero: nothing to measure against");
     L->measured = 1;
-    ms->seconds += now_seconds() - t0;
+    (void)t0;
+    ms->seconds = mc->s0 + (now_seconds() - mc->t0);
     ms->measured_now++;
     progress_update(&mc->pg, ++mc->done);
     if (mc->save) return measurement_save(ms, mc->save);
@@ -474,12 +490,13 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
 }
 
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path) {
-    measure_ctx mc = {ms, save_path, {0}, 0, m, calib, NULL, NULL};
+    measure_ctx mc = {ms, save_path, {0}, 0, m, calib, NULL, NULL, NULL, 0, 0};
     int todo = 0;
     for (int k = 0; k < ms->n; k++) todo += m_wants(&mc, k);
     ms->measured_now = 0;
     if (todo == 0) return 0;
     double t0 = now_seconds(), s0 = ms->seconds;
+    mc.t0 = t0, mc.s0 = s0;
     quant_measure_hook hook = {m_wants, m_run, &mc};
     quant_options o = {0};
     o.method = QMETHOD_GPTQ;
@@ -487,7 +504,7 @@ int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const
     o.gp.act_order = ms->act_order, o.gp.damp = ms->damp, o.gp.block_size = ms->block, o.gp.mse = ms->mse;
     o.measure = &hook;
     /* the float model's next-token distributions on the first windows */
-    const size_t per = (size_t)calib->seqlen * m->cfg.vocab_size * sizeof(float);
+    const size_t per = (size_t)calib->seqlen * (m->cfg.vocab_size + (size_t)m->cfg.n_layers * m->cfg.dim) * sizeof(float);
     int nw = (int)(SENS_BUDGET / per);
     if (nw > SENS_MAX_WINDOWS) nw = SENS_MAX_WINDOWS;
     if (nw > calib->n) nw = calib->n;
@@ -499,13 +516,15 @@ int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const
         if (calib->ids[w] < 0 || calib->ids[w] >= m->cfg.vocab_size)
             return gptq_fail("calibration token id %d is outside the vocabulary (%d)", calib->ids[w], m->cfg.vocab_size);
     mc.st = llama_state_new(m, calib->seqlen, calib->seqlen);
-    mc.ref_lp = xmalloc(per * nw);
-    sens_kl(&mc, 1);
+    mc.ref_lp = xmalloc(sizeof(float) * (size_t)calib->seqlen * m->cfg.vocab_size * nw);
+    mc.xin = xmalloc(sizeof(float) * (size_t)calib->seqlen * m->cfg.n_layers * m->cfg.dim * nw);
+    sens_kl(&mc, 0, 1);
     quant_result r;
     progress_start(&mc.pg, "measure: layer", todo);
     int rc = quantize_model(m, calib, &o, &r);
     llama_state_free(mc.st);
     free(mc.ref_lp);
+    free(mc.xin);
     progress_end(&mc.pg);
     if (rc == 0) quant_result_free(&r);
     /* count the whole pass (forward passes and Hessians too), not only the menu runs */

@@ -94,7 +94,7 @@ int main(void) {
     CHECK(tok && calib_from_file(&calib, tok, cal, 8, 64, 3) == 0, "calib: %s", gptq_last_error());
 
     measurement ms = {0};
-    measure_default_menu(&ms);
+    measure_default_menu(&ms, 1);
     CHECK(ms.n_menu == 32, "default menu of 32 settings, got %d", ms.n_menu);
     CHECK(measurement_init(&ms, &m, dir, &calib, 0.01f, 1, 0, 128) == 0, "init: %s", gptq_last_error());
     char *path = fs_join(tmp, "m.json");
@@ -125,7 +125,7 @@ int main(void) {
     measurement back;
     CHECK(measurement_load(&back, path) == 0, "load: %s", gptq_last_error());
     measurement fresh = {0};
-    measure_default_menu(&fresh);
+    measure_default_menu(&fresh, 1);
     measurement_init(&fresh, &m, dir, &calib, 0.01f, 1, 0, 128);
     CHECK(measurement_adopt(&fresh, &back, path) == 0, "adopt: %s", gptq_last_error());
     CHECK(same_results(&fresh, &ms), "save/load round trip is exact");
@@ -133,14 +133,14 @@ int main(void) {
 
     /* resume: forget some layers, measure again, get the same numbers */
     measurement part = {0};
-    measure_default_menu(&part);
+    measure_default_menu(&part, 1);
     measurement_init(&part, &m, dir, &calib, 0.01f, 1, 0, 128);
     measurement_adopt(&part, &back, path);
     for (int k = 9; k < part.n; k += 2) part.layers[k].measured = 0;
     char *ppath = fs_join(tmp, "part.json");
     CHECK(measurement_save(&part, ppath) == 0, "save part");
     measurement part2 = {0}, loaded;
-    measure_default_menu(&part2);
+    measure_default_menu(&part2, 1);
     measurement_init(&part2, &m, dir, &calib, 0.01f, 1, 0, 128);
     CHECK(measurement_load(&loaded, ppath) == 0 && measurement_adopt(&part2, &loaded, ppath) == 0, "adopt part");
     CHECK(measure_model(&m, &calib, &part2, ppath) == 0, "resume: %s", gptq_last_error());
@@ -161,7 +161,7 @@ int main(void) {
 
     /* another key: refused, naming the file and the difference */
     measurement other = {0};
-    measure_default_menu(&other);
+    measure_default_menu(&other, 1);
     measurement_init(&other, &m, dir, &calib, 0.02f, 1, 0, 128);
     CHECK(measurement_adopt(&other, &back, path) == -1 && strstr(gptq_last_error(), "m.json: measured with damping"),
           "damping mismatch: %s", gptq_last_error());
