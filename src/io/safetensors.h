@@ -39,6 +39,12 @@ int st_open_file(st_archive *a, const char *path);
 /* Opens a model directory: model.safetensors.index.json (sharded) if present, else
  * model.safetensors. */
 int st_open_dir(st_archive *a, const char *dir);
+/* Parses a whole safetensors file held in memory (copied; `name` stands for its path in
+ * errors).  Same checks as st_open_file. */
+int st_open_memory(st_archive *a, const char *name, const void *data, size_t n);
+/* Opens the shards named by the text of a model.safetensors.index.json (`index_path` names
+ * it in errors) from directory dir: what st_open_dir does when the index exists. */
+int st_open_index_json(st_archive *a, const char *dir, const char *json, size_t len, const char *index_path);
 void st_close(st_archive *a);
 
 /* NULL if absent. */
