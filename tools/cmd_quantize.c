@@ -11,6 +11,7 @@
 #include "model/llama.h"
 #include "model/perplexity.h"
 #include "quant/calib_auto.h"
+#include "quant/finite.h"
 #include "quant/pipeline.h"
 #include "quant/report.h"
 #include "text/calib.h"
@@ -73,6 +74,10 @@ int cmd_quantize(int argc, char **argv) {
     if (m.cfg.quant.present) {
         llama_free(&m);
         return cli_error(&cmd, "%s is already a GPTQ checkpoint", model_dir);
+    }
+    if (st_check_finite(&m.st) != 0) { /* before calibration runs the model */
+        llama_free(&m);
+        return cli_fail();
     }
     tokenizer *tok = tokenizer_load(model_dir);
     calib_set calib = {0};
