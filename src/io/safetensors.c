@@ -113,18 +113,35 @@ static int parse_header(st_archive *a, int fi) {
 
     /* Tensors of one file must not overlap (the format packs them back to back). */
     int n = a->n_tensors - first;
-    if (n < 2) return 0; /* (and a->tensors may still be NULL) */
-    st_tensor *tmp = xmalloc(sizeof(st_tensor) * n);
-    memcpy(tmp, a->tensors + first, sizeof(st_tensor) * n);
-    qsort(tmp, n, sizeof(st_tensor), cmp_by_offset);
-    for (int i = 1; i < n; i++) {
-        if ((const char *)tmp[i - 1].data + tmp[i - 1].nbytes > (const char *)tmp[i].data) {
-            rc = gptq_fail("%s: tensors '%s' and '%s' overlap", path, tmp[i - 1].name, tmp[i].name);
-            break;
+    if (n >= 2) { /* (with none, a->tensors may still be NULL) */
+        st_tensor *tmp = xmalloc(sizeof(st_tensor) * n);
+        memcpy(tmp, a->tensors + first, sizeof(st_tensor) * n);
+        qsort(tmp, n, sizeof(st_tensor), cmp_by_offset);
+        for (int i = 1; i < n; i++) {
+            if ((const char *)tmp[i - 1].data + tmp[i - 1].nbytes > (const char *)tmp[i].data) {
+                rc = gptq_fail("%s: tensors '%s' and '%s' overlap", path, tmp[i - 1].name, tmp[i].name);
+                break;
+            }
         }
+        free(tmp);
+        if (rc != 0) return rc;
     }
-    free(tmp);
-    return rc;
+
+    /* Typed access (float, uint16_t, int32_t pointers) needs element alignment.  The map
+     * is page aligned, so only the file's own layout can break it: a header length or a
+     * preceding tensor that is not a multiple of the element size (hand-made files, or
+     * writers older than the format's 8-byte header padding).  Such tensors get an
+     * aligned copy instead of being read misaligned. */
+    for (int i = first; i < a->n_tensors; i++) {
+        st_tensor *t = &a->tensors[i];
+        if (t->nbytes == 0 || (uintptr_t)t->data % dtype_size(t->dtype) == 0) continue;
+        void *copy = xaligned_alloc(t->nbytes);
+        memcpy(copy, t->data, t->nbytes);
+        a->copies = xrealloc(a->copies, sizeof(void *) * (a->n_copies + 1));
+        a->copies[a->n_copies++] = copy;
+        t->data = copy;
+    }
+    return 0;
 }
 
 static int add_file(st_archive *a, const char *path) {
@@ -249,7 +266,8 @@ void st_close(st_archive *a) {
         fs_unmap(&a->maps[i]);
         free(a->paths[i]);
     }
-    free(a->tensors), free(a->maps), free(a->paths);
+    for (int i = 0; i < a->n_copies; i++) free(a->copies[i]);
+    free(a->tensors), free(a->maps), free(a->paths), free(a->copies);
     memset(a, 0, sizeof *a);
 }
 
@@ -334,8 +352,13 @@ void st_writer_meta(st_writer *w, const char *key, const char *value) {
     w->n_meta++;
 }
 
+/* Larger elements first, then by name: back-to-back tensors then all start aligned to
+ * their element size (sizes are multiples of it, the header is padded to 8). */
 static int cmp_entry_name(const void *a, const void *b) {
-    return strcmp(((const st_entry *)a)->name, ((const st_entry *)b)->name);
+    const st_entry *x = a, *y = b;
+    size_t sx = dtype_size(x->dtype), sy = dtype_size(y->dtype);
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return strcmp(x->name, y->name);
 }
 
 int st_writer_write(st_writer *w, const char *path) {

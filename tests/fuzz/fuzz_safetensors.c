@@ -17,7 +17,11 @@ int fuzz_safetensors(const uint8_t *data, size_t n) {
     for (int i = 0; i < a.n_tensors; i++) {
         const st_tensor *t = &a.tensors[i];
         const char *p = t->data;
-        FUZZ_ASSERT(t->nbytes == 0 || (p >= base + 8 && p + t->nbytes <= base + size), "tensor '%s' outside the file", t->name);
+        int copied = 0;
+        for (int c = 0; c < a.n_copies; c++) copied |= a.copies[c] == t->data;
+        FUZZ_ASSERT(t->nbytes == 0 || copied || (p >= base + 8 && p + t->nbytes <= base + size), "tensor '%s' outside the file",
+                    t->name);
+        FUZZ_ASSERT(t->nbytes == 0 || (uintptr_t)p % dtype_size(t->dtype) == 0, "tensor '%s' misaligned", t->name);
         FUZZ_ASSERT((uint64_t)t->numel * dtype_size(t->dtype) == t->nbytes, "tensor '%s' size mismatch", t->name);
         FUZZ_ASSERT(st_find(&a, t->name) == t, "tensor '%s' not found by name", t->name);
         if (i) FUZZ_ASSERT(strcmp(a.tensors[i - 1].name, t->name) < 0, "tensors not sorted/unique");
