@@ -324,13 +324,13 @@ static tokenizer *build(const char *path, const char *text, cJSON *root, cJSON *
         t->cfg_eos_id = t->eos.v[0];
     }
     for (size_t i = 0; i < t->prefix.n; i++)
-        if (t->prefix.v[i] < 0 || t->prefix.v[i] >= t->n_ids) {
-            gptq_fail("%s: post_processor adds id %d, outside the vocabulary", path, t->prefix.v[i]);
+        if (t->prefix.v[i] < 0 || t->prefix.v[i] >= t->n_ids || !t->id_str[t->prefix.v[i]]) {
+            gptq_fail("%s: post_processor adds id %d, which no token of the vocabulary has", path, t->prefix.v[i]);
             goto fail;
         }
     for (size_t i = 0; i < t->suffix.n; i++)
-        if (t->suffix.v[i] < 0 || t->suffix.v[i] >= t->n_ids) {
-            gptq_fail("%s: post_processor adds id %d, outside the vocabulary", path, t->suffix.v[i]);
+        if (t->suffix.v[i] < 0 || t->suffix.v[i] >= t->n_ids || !t->id_str[t->suffix.v[i]]) {
+            gptq_fail("%s: post_processor adds id %d, which no token of the vocabulary has", path, t->suffix.v[i]);
             goto fail;
         }
     cJSON_Delete(root);

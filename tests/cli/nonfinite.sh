@@ -40,7 +40,8 @@ quantize_fails() {
   if [ $rc -eq 0 ]; then bad "$d: exit code 0"; return; fi
   if [ $rc -ge 128 ]; then bad "$d: crashed (exit $rc): $err"; return; fi
   if ! printf '%s' "$last" | grep -Eq -- "^gptq: error: .*$pat"; then bad "$d: message '$last' does not match /$pat/"; return; fi
-  if ls -d "$out"* >/dev/null 2>&1; then bad "$d: left $(ls -d "$out"*) behind"; return; fi
+  # (OUT.partial, the resumable state of blocks finished before the error, may stay)
+  if [ -e "$out" ] || ls -d "$out".tmp.* >/dev/null 2>&1; then bad "$d: left $(ls -d "$out"*) behind"; return; fi
   ok
 }
 
