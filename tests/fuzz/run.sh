@@ -3,6 +3,7 @@
 #
 #   bash tests/fuzz/run.sh TARGET SECONDS   # one target: safetensors st_index config tokenizer gptq_ckpt calib_jsonl
 #   bash tests/fuzz/run.sh all SECONDS      # every target, SECONDS each, two at a time
+#   bash tests/fuzz/run.sh config,tokenizer SECONDS   # some of them
 #
 # Each run starts from the seeds (tests/fuzz/corpus/TARGET) plus what earlier runs found
 # (build-fuzz/corpus/TARGET, not committed).  Crashes land in build-fuzz/artifacts/TARGET/;
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/../.."
 ALL=(safetensors st_index config tokenizer gptq_ckpt calib_jsonl)
 target=${1:-}; secs=${2:-60}
 if [ -z "$target" ]; then sed -n '2,12p' "$0"; exit 2; fi
-if [ "$target" = all ]; then targets=("${ALL[@]}"); else targets=("$target"); fi
+if [ "$target" = all ]; then targets=("${ALL[@]}"); else IFS=, read -r -a targets <<<"$target"; fi
 for t in "${targets[@]}"; do
   [[ " ${ALL[*]} " == *" $t "* ]] || { echo "unknown fuzz target '$t' (${ALL[*]})" >&2; exit 2; }
 done
