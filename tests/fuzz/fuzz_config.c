@@ -20,7 +20,15 @@ int fuzz_config(const uint8_t *data, size_t n) {
     if (c.quant.present) {
         FUZZ_ASSERT(c.quant.bits == 2 || c.quant.bits == 3 || c.quant.bits == 4 || c.quant.bits == 8, "bits %d", c.quant.bits);
         FUZZ_ASSERT(c.quant.group_size == -1 || c.quant.group_size > 0, "group %d", c.quant.group_size);
-        for (int i = 0; i < c.quant.n_skip; i++) FUZZ_ASSERT(c.quant.skip[i] != NULL, "null skip pattern");
+        for (int i = 0; i < c.quant.n_rules; i++) FUZZ_ASSERT(c.quant.rules[i].pattern && c.quant.rules[i].code, "bad rule");
+        /* the per-module settings the "dynamic" rules give must be settings the loader can use */
+        static const char *const modules[] = {"model.layers.0.self_attn.q_proj", "model.layers.3.mlp.down_proj", "lm_head"};
+        for (int i = 0; i < 3; i++) {
+            hf_quant_module qm;
+            if (!hf_quant_module_settings(&c.quant, modules[i], &qm)) continue; /* kept in float */
+            FUZZ_ASSERT(qm.bits == 2 || qm.bits == 3 || qm.bits == 4 || qm.bits == 8, "%s: bits %d", modules[i], qm.bits);
+            FUZZ_ASSERT(qm.group_size == -1 || qm.group_size > 0, "%s: group %d", modules[i], qm.group_size);
+        }
     }
     char *text = hf_config_to_json(&c);
     FUZZ_ASSERT(text != NULL, "hf_config_to_json failed");
