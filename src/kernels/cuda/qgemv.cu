@@ -1,0 +1,244 @@
+// Fused dequantizing GEMV for the qk layout (cuq.h), decode batches of 1..8 tokens.
+//
+// A thread block owns R = 4 rows; its warps split the rows' blocks.  Lane l of warp w
+// reads quarter l%4 of block 8w + l/4 (+8·warps per step) of every row, so each step
+// streams R·512 contiguous bytes per warp and each activation float4 is loaded once for
+// R rows.  The next step's codes are loaded before the current ones are used.  The rows'
+// scales and zero points are staged in shared memory first; the warps' sums meet there
+// at the end.
+//
+// Codes become floats without integer conversion: OR-ing a code left in place at bit
+// offset sh (< 23) into the mantissa of 2^23 gives the float 2^23 + code·2^sh exactly;
+// subtracting 2^23 + zero·2^sh leaves (code − zero)·2^sh, exact.  Codes whose bits start
+// at or above 23 − bits are taken from the word shifted right by K0·bits.  The 2^sh is
+// taken out again with the scale, once per (row, code index), so the inner loop is one
+// LOP3, one FADD and T FFMAs per weight.
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/cu_common.cuh"
+#include "kernels/cuda/cuq.h"
+
+namespace {
+
+constexpr int kRows = 4;           // rows per thread block
+constexpr int kMaxWarps = 4;       // warps per thread block, splitting the rows' blocks
+constexpr int kBlocksPerStep = 8;  // 64-byte blocks a warp covers per step (32 lanes × 16 B)
+
+template <int BITS>
+struct Codes {
+    static constexpr int C = 16 / BITS;  // chunks per block
+    static constexpr int NK = 2 * C;     // codes per word
+    static constexpr int K0 = 23 / BITS; // codes decoded in place
+    static constexpr int HI = K0 * BITS; // shift of the word for the others
+    static_assert(NK - K0 <= 0 || (NK - K0) * BITS <= 23, "high codes fit the mantissa");
+    __device__ static constexpr int shift(int k) { return k < K0 ? k * BITS : (k - K0) * BITS; }
+    __device__ static constexpr uint32_t mask(int k) { return ((1u << BITS) - 1u) << shift(k); }
+};
+
+// (word & mask) | 0x4B000000 as one LOP3 (written plainly, the compiler emits two).
+__device__ __forceinline__ uint32_t and_or_magic(uint32_t w, uint32_t mask) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(mask), "n"(0x4B000000u));
+    return r;
+}
+
+template <int BITS, int T>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    qgemv_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
+                 const int32_t *__restrict__ chunk_group, const float *__restrict__ x, float *__restrict__ y, int out,
+                 int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok) {
+    using K = Codes<BITS>;
+    extern __shared__ __align__(16) float smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    const int row0 = blockIdx.x * kRows;
+    const int q = lane & 3;
+    int rows[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; r++) rows[r] = min(row0 + r, out - 1);
+
+    // the warps of a thread block split each row's blocks: warp w takes blocks w·8 + lane/4 + k·8·nwarps
+    const int bstep = kBlocksPerStep * nwarps;
+    int b = warp * kBlocksPerStep + (lane >> 2);
+    uint4 cur[kRows], nxt[kRows];
+    int gcur[K::C], gnxt[K::C];
+    // the first codes are requested before the scales are staged, so both latencies overlap
+    if (b < row_blocks) {
+#pragma unroll
+        for (int r = 0; r < kRows; r++) cur[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + b) * 4 + q);
+#pragma unroll
+        for (int j = 0; j < K::C; j++) gcur[j] = __ldg(chunk_group + min(b * K::C + j, nchunks - 1));
+    }
+    // the rows' scales (fp32) and zero points (+ zero_base) in shared memory: (kRows, groups) each
+    float *ssc = smem, *szr = smem + kRows * groups;
+    for (int i = threadIdx.x; i < kRows * groups; i += blockDim.x) {
+        const int r = i / groups, g = i - r * groups;
+        ssc[i] = __half2float(scales[(int64_t)rows[r] * groups + g]);
+        szr[i] = (float)(zeros[(int64_t)rows[r] * groups + g] + zero_base);
+    }
+    __syncthreads();
+
+    float acc[kRows][T];
+#pragma unroll
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int t = 0; t < T; t++) acc[r][t] = 0.f;
+    // a token beyond ntok re-reads the last one (its sums are dropped)
+    const float *xt[T];
+#pragma unroll
+    for (int t = 0; t < T; t++) xt[t] = x + (int64_t)min(t, ntok - 1) * in_pad;
+
+    for (; b < row_blocks; b += bstep) {
+        const int bn = b + bstep;
+        if (bn < row_blocks) {
+#pragma unroll
+            for (int r = 0; r < kRows; r++) nxt[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + bn) * 4 + q);
+#pragma unroll
+            for (int j = 0; j < K::C; j++) gnxt[j] = __ldg(chunk_group + min(bn * K::C + j, nchunks - 1));
+        }
+        uint32_t wlo[kRows][4], whi[kRows][4];
+#pragma unroll
+        for (int r = 0; r < kRows; r++) {
+            wlo[r][0] = cur[r].x, wlo[r][1] = cur[r].y, wlo[r][2] = cur[r].z, wlo[r][3] = cur[r].w;
+#pragma unroll
+            for (int w = 0; w < 4; w++) whi[r][w] = wlo[r][w] >> K::HI;
+        }
+        int gprev = -1;
+        float sc[kRows], zc[kRows];
+#pragma unroll
+        for (int j = 0; j < K::C; j++) {
+            const int c = b * K::C + j;
+            if (c >= nchunks) break;
+            const int g = gcur[j];
+            if (g != gprev) {
+                gprev = g;
+#pragma unroll
+                for (int r = 0; r < kRows; r++) sc[r] = ssc[r * groups + g], zc[r] = szr[r * groups + g];
+            }
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int k = 2 * j + h;
+                const float pow2 = (float)(1u << K::shift(k));
+                const int pos = c * 32 + 16 * h + 4 * q;
+                float4 xv[T];
+#pragma unroll
+                for (int t = 0; t < T; t++) xv[t] = *reinterpret_cast<const float4 *>(xt[t] + pos);
+#pragma unroll
+                for (int r = 0; r < kRows; r++) {
+                    const float off = fmaf(zc[r], pow2, 8388608.f);
+                    float d[4];
+#pragma unroll
+                    for (int w = 0; w < 4; w++) {
+                        const uint32_t word = k < K::K0 ? wlo[r][w] : whi[r][w];
+                        d[w] = __uint_as_float(and_or_magic(word, K::mask(k))) - off;
+                    }
+                    const float sf = sc[r] * (1.0f / pow2);
+#pragma unroll
+                    for (int t = 0; t < T; t++) {
+                        float v = d[0] * xv[t].x;
+                        v = fmaf(d[1], xv[t].y, v);
+                        v = fmaf(d[2], xv[t].z, v);
+                        v = fmaf(d[3], xv[t].w, v);
+                        acc[r][t] = fmaf(sf, v, acc[r][t]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < kRows; r++) cur[r] = nxt[r];
+#pragma unroll
+        for (int j = 0; j < K::C; j++) gcur[j] = gnxt[j];
+    }
+    // warp sums, then the warps' partial sums through shared memory (reusing the staging area)
+#pragma unroll
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int t = 0; t < T; t++) {
+            float v = acc[r][t];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            acc[r][t] = v;
+        }
+    __syncthreads();
+    float *red = smem;  // (nwarps, kRows·T)
+    if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < kRows; r++)
+#pragma unroll
+            for (int t = 0; t < T; t++) red[warp * kRows * T + r * T + t] = acc[r][t];
+    }
+    __syncthreads();
+    if (threadIdx.x < kRows * T) {
+        const int r = threadIdx.x / T, t = threadIdx.x % T;
+        float v = 0.f;
+        for (int w = 0; w < nwarps; w++) v += red[w * kRows * T + threadIdx.x];
+        if (row0 + r < out && t < ntok) y[(int64_t)t * out + row0 + r] = v;
+    }
+}
+
+__global__ void permute_kernel(const int32_t *__restrict__ perm, const float *__restrict__ x, float *__restrict__ xp,
+                               int64_t in, int64_t in_pad, int T) {
+    const int64_t n = in_pad * T;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / in_pad, p = i - t * in_pad;
+        const int src = perm[p];
+        xp[i] = src >= 0 ? x[t * in + src] : 0.f;
+    }
+}
+
+// Shared memory of one thread block: fp32 scale and zero point of its rows' groups (later
+// the warps' partial sums, which need less).
+size_t smem_bytes(const cuq_layer *L) {
+    size_t stage = (size_t)kRows * (size_t)L->groups * 2 * sizeof(float), red = (size_t)kMaxWarps * kRows * 8 * sizeof(float);
+    return stage > red ? stage : red;
+}
+constexpr size_t kMaxSmem = 200 * 1024;
+
+template <int BITS, int T>
+cudaError_t launch_t(const cuq_layer *L, float *y, const float *x, int ntok, cudaStream_t s) {
+    const unsigned grid = (unsigned)((L->out + kRows - 1) / kRows);
+    // enough warps that each takes at least one step of 8 blocks
+    const int64_t steps = (L->row_blocks + kBlocksPerStep - 1) / kBlocksPerStep;
+    const int nwarps = (int)(steps < kMaxWarps ? steps : kMaxWarps);
+    const size_t smem = smem_bytes(L);
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(qgemv_kernel<BITS, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    qgemv_kernel<BITS, T><<<grid, nwarps * 32, smem, s>>>(
+        reinterpret_cast<const uint4 *>(L->qw), reinterpret_cast<const __half *>(L->scales), L->zeros, L->chunk_group, x, y,
+        (int)L->out, (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad, L->zero_base, ntok);
+    return cudaGetLastError();
+}
+
+template <int BITS>
+cudaError_t launch_bits(const cuq_layer *L, float *y, const float *x, int T, cudaStream_t s) {
+    if (T == 1) return launch_t<BITS, 1>(L, y, x, T, s);
+    if (T == 2) return launch_t<BITS, 2>(L, y, x, T, s);
+    if (T <= 4) return launch_t<BITS, 4>(L, y, x, T, s);
+    return launch_t<BITS, 8>(L, y, x, T, s);
+}
+
+}  // namespace
+
+extern "C" int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbuf, int T, cudaStream_t s) {
+    if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
+    if (smem_bytes(L) > kMaxSmem)
+        return gptq_fail("cuq_gemv: %lld groups per row are more than the GEMV stages in shared memory", (long long)L->groups);
+    if (L->perm) {
+        if (!xbuf) return gptq_fail("cuq_gemv: an act-order layer needs a scratch buffer");
+        const int64_t n = L->in_pad * T;
+        const unsigned grid = (unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096);
+        permute_kernel<<<grid, 256, 0, s>>>(L->perm, x, xbuf, L->in, L->in_pad, T);
+        if (cu_check(cudaGetLastError(), "act-order permutation")) return -1;
+        x = xbuf;
+    }
+    cudaError_t e;
+    switch (L->bits) {
+    case 2: e = launch_bits<2>(L, y, x, T, s); break;
+    case 3: e = launch_bits<3>(L, y, x, T, s); break;
+    case 4: e = launch_bits<4>(L, y, x, T, s); break;
+    case 8: e = launch_bits<8>(L, y, x, T, s); break;
+    default: return gptq_fail("cuq_gemv: %d-bit weights are not supported", L->bits);
+    }
+    return cu_check(e, "quantized GEMV");
+}
