@@ -39,11 +39,18 @@ typedef struct {
     linear lm_head;        /* (vocab, dim); borrows tok_embed when tied */
     float *rope_inv_freq;  /* (head_dim/2), scaling applied */
     int64_t n_params;      /* parameters in the checkpoint (tied counted once) */
+    int load_flags;        /* LLAMA_LOAD_* */
 } llama_model;
+
+/* llama_load_ex flags. */
+#define LLAMA_LOAD_DEQUANTIZE 1 /* GPTQ layers to fp32 at load instead of the packed fused kernels */
 
 /* Loads DIR/config.json and DIR's safetensors; every tensor's shape and dtype is checked
  * against the config. */
 int llama_load(llama_model *m, const char *dir);
+int llama_load_ex(llama_model *m, const char *dir, int flags);
+/* Bytes of Linear weights (packed or dense, lm_head included) one decode step streams. */
+int64_t llama_weight_bytes(const llama_model *m);
 void llama_free(llama_model *m);
 
 /* Called with the input of every Linear as the forward pass reaches it (x is (n, in)),
