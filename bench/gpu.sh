@@ -5,6 +5,7 @@
 #   test      the CUDA kernel tests (tests/unit/test_cuda_kernels.c)
 #   memcheck  the same under compute-sanitizer memcheck
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
+#   modeltest the GPU forward pass against the CPU one (tests/unit/test_cuda_model.c)
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit)
 # Usage: bash .dev/cuda/gpu.sh test memcheck bench
 set -uo pipefail
@@ -25,6 +26,8 @@ for step in "$@"; do
     test) "$D/bin/test_cuda_kernels" 2>&1 | tee "$OUT/test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     memcheck) compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_kernels" > "$OUT/memcheck.txt" 2>&1
               r=$?; tail -5 "$OUT/memcheck.txt"; rc=$((rc | r)) ;;
+    modeltest) GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test OMP_NUM_THREADS=8 \
+                 "$D/bin/test_cuda_model" 2>&1 | tee "$OUT/modeltest.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     bench) GPTQ_BENCH=1 "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/bench.txt" ;;
     model)
       M=/tmp/gptq-models; mkdir -p $M

@@ -11,12 +11,13 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$dest"
 cp build/gptq build/tests/test_cuda_kernels "$stage/bin/"
-[ -f build/tests/test_cuda_model ] && cp build/tests/test_cuda_model "$stage/bin/"
+cp build/tests/test_cuda_model "$stage/bin/"
+mkdir -p "$stage/shared/models" && cp -r ../shared/models/stories260K "$stage/shared/models/"
 # every non-system library of the binaries (glibc, libm, libgcc_s come from the device)
 for l in $(ldd build/gptq build/tests/test_cuda_kernels | awk '/=> \//{print $3}' | sort -u); do
   case "$(basename "$l")" in libc.so*|libm.so*|libgcc_s.so*|libpthread*|libdl*|librt*|ld-linux*|libcuda.so*|libcublas*) ;;
     *) cp -L "$l" "$stage/lib/" ;; esac
 done
-tar -C "$stage" -cJf "$dest/pkg.tar.xz" bin lib
+tar -C "$stage" -cJf "$dest/pkg.tar.xz" bin lib shared
 cp bench/gpu.sh "$dest/gpu.sh"
 du -sh "$dest"/*
