@@ -96,7 +96,7 @@ static void make_layer(const layer_case *lc, quant_layer *q) {
         }
 }
 
-static double worst_gemv, worst_gemm;
+static double worst_gemv, worst_gemv16, worst_gemm;
 
 /* normwise ‖y − yref‖∞ / ‖yref‖∞ */
 static double rel_err(const float *y, const float *yref, int64_t n) {
@@ -143,19 +143,22 @@ static void run_case(const layer_case *lc) {
     float *dxb = dmalloc(sizeof(float) * (size_t)(Tmax * L.in_pad));
     uint16_t *w16 = dmalloc(sizeof(uint16_t) * (size_t)(lc->out * L.in_pad));
     uint16_t *x16 = dmalloc(sizeof(uint16_t) * (size_t)(Tmax * L.in_pad));
-    static const int Ts[] = {1, 2, 3, 4, 5, 8, 17, 64};
+    static const int Ts[] = {1, 2, 3, 4, 5, 8, 17, 64, 1, 3, 8};
     for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
-        const int T = Ts[k];
+        const int T = Ts[k], fp32 = k < 8; /* the last GEMVs in the fp16 kernel (3-bit: the fp32 one again) */
+        cuq_gemv_set_fp32(fp32);
         CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * lc->out))); /* NaN poison */
         int r2 = T <= CUQ_MAX_GEMV_T ? cuq_gemv(&d, dy, dx, dxb, T, 0) : cuq_gemm(blas, &d, dy, dx, T, w16, x16, 0);
         CHECK(r2 == 0, "%s T=%d: %s", name, T, gptq_last_error());
         CU(cudaDeviceSynchronize());
         CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)(T * lc->out), cudaMemcpyDeviceToHost));
         double e = rel_err(y, yref, T * lc->out);
-        /* fp32 accumulation: rounding only; the fp16 GEMM rounds weights and activations */
-        double tol = T <= CUQ_MAX_GEMV_T ? 2e-5 : 4e-3;
-        CHECK(e <= tol, "%s T=%d: normwise relative error %.3g (limit %.1g)", name, T, e, tol);
-        if (T <= CUQ_MAX_GEMV_T && e > worst_gemv) worst_gemv = e;
+        /* fp32 accumulation: rounding only; the fp16 GEMV and GEMM round weights and activations */
+        double tol = T <= CUQ_MAX_GEMV_T && fp32 ? 2e-5 : 4e-3;
+        CHECK(e <= tol, "%s T=%d%s: normwise relative error %.3g (limit %.1g)", name, T,
+              T <= CUQ_MAX_GEMV_T ? (fp32 ? " fp32 GEMV" : " fp16 GEMV") : "", e, tol);
+        if (T <= CUQ_MAX_GEMV_T && fp32 && e > worst_gemv) worst_gemv = e;
+        if (T <= CUQ_MAX_GEMV_T && !fp32 && e > worst_gemv16) worst_gemv16 = e;
         if (T > CUQ_MAX_GEMV_T && e > worst_gemm) worst_gemm = e;
         products_run++;
     }
@@ -185,6 +188,7 @@ static void run_case(const layer_case *lc) {
         CHECK(rc == 0, "%s: qk_from_quant: %s", name, gptq_last_error());
         if (rc == 0 && cuq_upload(&L0, &d0) == 0) {
             CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * lc->out)));
+            cuq_gemv_set_fp32(1);
             CHECK(cuq_gemv(&d0, dy, dx, dxb, 1, 0) == 0, "%s: gemv", name);
             CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)lc->out, cudaMemcpyDeviceToHost));
             double e = rel_err(y, yref, lc->out);
@@ -228,8 +232,9 @@ static void test_random_layers(void) {
         {8, 1024, 4, 32, ORDER_RANDOM, 0, 0}, {64, 1536, 2, 48, ORDER_RANDOM, 0, 0}, {36, 1088, 8, 64, ORDER_MONO, 1, 0},
     };
     for (size_t k = 0; k < sizeof corners / sizeof corners[0]; k++) run_case(&corners[k]);
-    printf("%d layers, %d products checked; worst normwise relative error GEMV %.3g, fp16 GEMM %.3g\n", cases_run,
-           products_run, worst_gemv, worst_gemm);
+    printf("%d layers, %d products checked; worst normwise relative error fp32 GEMV %.3g, fp16 GEMV %.3g, fp16 GEMM "
+           "%.3g\n",
+           cases_run, products_run, worst_gemv, worst_gemv16, worst_gemm);
 }
 
 /* Dense fp16 GEMV (T <= 8) and GEMM against fp64 sums of the same fp16 weights. */
@@ -358,7 +363,9 @@ static const int64_t shp7b[NLIN][2] = {{4096, 4096}, {4096, 4096}, {4096, 4096},
                                        {11008, 4096}, {11008, 4096}, {4096, 11008}};
 
 /* The 224 Linear GEMVs of one 7B decode step: quantized (bits > 0) or fp16 (bits == 0). */
+static int gemv_fp32;
 static void bench_decode_linears(int bits, int act_order, double copy_bw, cudaStream_t s) {
+    cuq_gemv_set_fp32(gemv_fp32);
     cuq_layer *q = xcalloc(NL * NLIN, sizeof(cuq_layer));
     uint16_t **w = xcalloc(NL * NLIN, sizeof(uint16_t *));
     double bytes = 0;
@@ -397,11 +404,11 @@ static void bench_decode_linears(int bits, int act_order, double copy_bw, cudaSt
         CU(cudaGraphInstantiate(&ge, g, 0));
         float ms = time_graph(ge, s, 15);
         double bw = bytes / (ms * 1e-3);
-        printf("bench 7B decode linears %s%s T=%d: %.3f ms per step, %.0f MiB read, %.1f GB/s = %.1f%% of copy "
+        printf("bench 7B decode linears %s%s%s T=%d: %.3f ms per step, %.0f MiB read, %.1f GB/s = %.1f%% of copy "
                "bandwidth, %.1f steps/s\n",
                bits ? (bits == 2 ? "2-bit g128" : bits == 3 ? "3-bit g128" : bits == 4 ? "4-bit g128" : "8-bit g128")
                     : "fp16      ",
-               act_order ? " act-order" : "", T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
+               act_order ? " act-order" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : " fp16-kernel", T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
         cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
         if (bits != 4 && bits != 0) break; /* other widths: T = 1 only */
     }
@@ -472,6 +479,9 @@ int main(void) {
         CU(cudaStreamCreate(&s));
         cublasSetStream(blas, s);
         double bw = copy_bandwidth(s);
+        gemv_fp32 = 1;
+        bench_decode_linears(4, 0, bw, s);
+        gemv_fp32 = 0;
         bench_decode_linears(4, 0, bw, s);
         bench_decode_linears(4, 1, bw, s);
         bench_decode_linears(0, 0, bw, s);

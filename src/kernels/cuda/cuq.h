@@ -7,7 +7,8 @@
  * chunk j = k/2, so each (k, quarter) meets four consecutive activations: one float4.
  *
  * Products, y (T, out) = x (T, in) · Wᵀ, fp32 activations and outputs:
- *   T <= 8   cuq_gemv: one pass over the packed codes for all T tokens (decode, batch 1..8).
+ *   T <= 8   cuq_gemv: one pass over the packed codes for all T tokens (decode, batch 1..8),
+ *            in fp16 arithmetic for 2/4/8 bits or exact fp32 (cuq_gemv_set_fp32).
  *   T > 8    cuq_gemm: the layer dequantized to fp16 in kernel order (cuq_dequant_f16), the
  *            activations permuted and rounded to fp16, and a cuBLAS fp16 GEMM with fp32
  *            accumulation.
@@ -58,6 +59,12 @@ int64_t cuq_stream_bytes(const cuq_layer *d);
 /* y (T, out) = x (T, in) · Wᵀ for 1 <= T <= CUQ_MAX_GEMV_T.  xbuf: device scratch of
  * T·in_pad floats, used when the layer permutes its inputs (may be NULL otherwise). */
 int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbuf, int T, cudaStream_t s);
+
+/* cuq_gemv's kernels: for 2, 4 and 8 bits by default an fp16 kernel (half2 weights and
+ * activations, sums of four products in fp16, then fp32: errors of fp16 rounding, ~1e-3,
+ * like the cuBLAS path); 3-bit, or every width after cuq_gemv_set_fp32(1) or with
+ * GPTQ_CUDA_GEMV=fp32 in the environment, an fp32 kernel exact up to fp32 rounding. */
+void cuq_gemv_set_fp32(int on);
 
 /* W in kernel order as fp16: w16 (out, in_pad), position p holding input perm[p]. */
 int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s);

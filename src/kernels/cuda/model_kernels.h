@@ -17,6 +17,8 @@ extern "C" {
 int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, int dim, cudaStream_t s);
 /* out (n, dim) = x / rms(x) · w; out may be x. */
 int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, cudaStream_t s);
+/* x += y (n, dim), then out = x / rms(x) · w: a residual add fused with the next norm. */
+int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps, cudaStream_t s);
 /* Rotary embedding (rotate_half) of q (n, n_heads·hd) in place and of k (n, n_kv·hd) into the
  * cache kc at positions *pos0 + t; v (n, n_kv·hd) into vc. */
 int cuk_rope_kv(float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
@@ -27,6 +29,11 @@ int cuk_attention_setup(int max_seq);
  * positions 0..*pos0 + t (GQA: n_heads / n_kv query heads per cache head); hd <= 256. */
 int cuk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, const int *pos0, int n, int max_seq,
                   int n_heads, int n_kv, int hd, cudaStream_t s);
+/* The same for few queries (decode), split over blocks of 64 positions so that every SM
+ * works: part is device scratch of cuk_attention_split_floats(n, max_seq, ...) floats. */
+int cuk_attention_decode(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, float *part, const int *pos0,
+                         int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s);
+int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd);
 /* g = silu(g) · u, n elements. */
 int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s);
 /* x += y, n elements. */

@@ -43,6 +43,7 @@ struct llama_cuda {
     uint16_t *k_cache, *v_cache; /* (n_layers, max_seq, kvd) fp16 */
     /* activations: (max_batch, ...) fp32 */
     float *x, *xn, *q, *k, *v, *att, *hb, *hb2, *out, *logits_d, *xbuf;
+    float *att_part; /* split-attention partials of decode calls */
     uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
     int *ids_d, *pos_d;
     int *ids_h, *pos_h; /* pinned */
@@ -209,6 +210,9 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
         !(m->xbuf = dalloc(sizeof(float) * B * inpad, "activations")) ||
         !(m->x16 = dalloc(sizeof(uint16_t) * B * inpad, "activations")) ||
         (w16 && !(m->w16 = dalloc(sizeof(uint16_t) * w16, "dequantization scratch"))) ||
+        !(m->att_part = dalloc(sizeof(float) * (size_t)cuk_attention_split_floats(
+                                   B < CUQ_MAX_GEMV_T ? (int)B : CUQ_MAX_GEMV_T, max_seq, c->n_heads, c->head_dim),
+                               "attention scratch")) ||
         !(m->ids_d = dalloc(sizeof(int) * B, "ids")) || !(m->pos_d = dalloc(sizeof(int), "position")))
         goto fail;
     CUDA_TRY(cudaMallocHost((void **)&m->ids_h, sizeof(int) * B), "pinned memory");
@@ -237,7 +241,7 @@ void llama_cuda_free(llama_cuda *m) {
     cudaFree(m->embed), cudaFree(m->final_norm), cudaFree(m->inv_freq), cudaFree(m->k_cache), cudaFree(m->v_cache);
     cudaFree(m->x), cudaFree(m->xn), cudaFree(m->q), cudaFree(m->k), cudaFree(m->v), cudaFree(m->att), cudaFree(m->hb);
     cudaFree(m->hb2), cudaFree(m->out), cudaFree(m->logits_d), cudaFree(m->xbuf), cudaFree(m->x16), cudaFree(m->w16);
-    cudaFree(m->ids_d), cudaFree(m->pos_d);
+    cudaFree(m->ids_d), cudaFree(m->pos_d), cudaFree(m->att_part);
     cudaFreeHost(m->ids_h), cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
     if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
     if (m->blas) cublasDestroy(m->blas);
@@ -265,31 +269,33 @@ static int run_linear(llama_cuda *m, const cu_linear *l, float *y, const float *
 static int forward_device(llama_cuda *m, int n, int all_logits) {
     const hf_config *c = &m->cfg;
     const int dim = c->dim, hd = c->head_dim;
-    const int64_t qd = (int64_t)c->n_heads * hd, kvd = (int64_t)c->n_kv_heads * hd;
+    const int64_t kvd = (int64_t)c->n_kv_heads * hd;
     cudaStream_t s = m->stream;
-    if (cuk_embed(m->embed, m->ids_d, m->x, n, dim, s)) return -1;
+    if (cuk_embed(m->embed, m->ids_d, m->x, n, dim, s) ||
+        cuk_rmsnorm(m->xn, m->x, m->layers[0].attn_norm, n, dim, c->norm_eps, s))
+        return -1;
     for (int i = 0; i < c->n_layers; i++) {
         const cu_layer *L = &m->layers[i];
         uint16_t *kc = m->k_cache + (size_t)i * m->max_seq * kvd, *vc = m->v_cache + (size_t)i * m->max_seq * kvd;
-        if (cuk_rmsnorm(m->xn, m->x, L->attn_norm, n, dim, c->norm_eps, s) || run_linear(m, &L->lin[LIN_Q], m->q, m->xn, n) ||
-            run_linear(m, &L->lin[LIN_K], m->k, m->xn, n) || run_linear(m, &L->lin[LIN_V], m->v, m->xn, n) ||
+        /* xn holds norm(x) on entry; the residual adds are fused with the following norms */
+        const float *next_norm = i + 1 < c->n_layers ? m->layers[i + 1].attn_norm : m->final_norm;
+        if (run_linear(m, &L->lin[LIN_Q], m->q, m->xn, n) || run_linear(m, &L->lin[LIN_K], m->k, m->xn, n) ||
+            run_linear(m, &L->lin[LIN_V], m->v, m->xn, n) ||
             cuk_rope_kv(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, n, c->n_heads, c->n_kv_heads, hd, s) ||
-            cuk_attention(m->q, kc, vc, m->att, m->pos_d, n, m->max_seq, c->n_heads, c->n_kv_heads, hd, s) ||
-            run_linear(m, &L->lin[LIN_O], m->out, m->att, n) || cuk_add(m->x, m->out, (int64_t)n * dim, s) ||
-            cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, s) || run_linear(m, &L->lin[LIN_GATE], m->hb, m->xn, n) ||
-            run_linear(m, &L->lin[LIN_UP], m->hb2, m->xn, n) || cuk_silu_mul(m->hb, m->hb2, (int64_t)n * c->hidden_dim, s) ||
-            run_linear(m, &L->lin[LIN_DOWN], m->out, m->hb, n) || cuk_add(m->x, m->out, (int64_t)n * dim, s))
-            return -1;
-        (void)qd;
-    }
-    if (all_logits) {
-        if (cuk_rmsnorm(m->x, m->x, m->final_norm, n, dim, c->norm_eps, s) || run_linear(m, &m->lm_head, m->logits_d, m->x, n))
-            return -1;
-    } else {
-        float *last = m->x + (size_t)(n - 1) * dim;
-        if (cuk_rmsnorm(last, last, m->final_norm, 1, dim, c->norm_eps, s) || run_linear(m, &m->lm_head, m->logits_d, last, 1))
+            (n <= CUQ_MAX_GEMV_T
+                 ? cuk_attention_decode(m->q, kc, vc, m->att, m->att_part, m->pos_d, n, m->max_seq, c->n_heads,
+                                        c->n_kv_heads, hd, s)
+                 : cuk_attention(m->q, kc, vc, m->att, m->pos_d, n, m->max_seq, c->n_heads, c->n_kv_heads, hd, s)) ||
+            run_linear(m, &L->lin[LIN_O], m->out, m->att, n) ||
+            cuk_add_rmsnorm(m->xn, m->x, m->out, L->ffn_norm, n, dim, c->norm_eps, s) ||
+            run_linear(m, &L->lin[LIN_GATE], m->hb, m->xn, n) || run_linear(m, &L->lin[LIN_UP], m->hb2, m->xn, n) ||
+            cuk_silu_mul(m->hb, m->hb2, (int64_t)n * c->hidden_dim, s) || run_linear(m, &L->lin[LIN_DOWN], m->out, m->hb, n) ||
+            cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, s))
             return -1;
     }
+    /* xn = final_norm(x) now */
+    if (all_logits) return run_linear(m, &m->lm_head, m->logits_d, m->xn, n);
+    return run_linear(m, &m->lm_head, m->logits_d, m->xn + (size_t)(n - 1) * dim, 1);
     return 0;
 }
 
