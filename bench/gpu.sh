@@ -32,7 +32,6 @@ for step in "$@"; do
     ncu) GPTQ_BENCH=1 timeout 300 ncu --kernel-name regex:qgemv_h --launch-skip 300 --launch-count 4 \
            --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section MemoryWorkloadAnalysis \
            "$D/bin/test_cuda_kernels" > "$OUT/ncu.txt" 2>&1; grep -E "qgemv|Duration|Throughput|Occupancy|Registers|Stall|Warp Cycles|Block Limit|Waves" "$OUT/ncu.txt" | head -80 ;;
-    bench-minb1) GPTQ_BENCH=1 GPTQ_CUDA_GEMV_MINB=1 "$D/bin/test_cuda_kernels" 2>&1 | grep -E "T=1:" | tee "$OUT/bench-minb1.txt" ;;
     model)
       M=/tmp/gptq-models; mkdir -p $M
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
