@@ -6,6 +6,8 @@
 #   memcheck  the same under compute-sanitizer memcheck
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
 #   modeltest the GPU forward pass against the CPU one (tests/unit/test_cuda_model.c)
+#   cli       tests/cli/cuda_device.sh (bench and perplexity --device cuda)
+#   ppl       full WikiText-2 perplexity of stories260K (float, GPTQ w4 g32 act-order) on CPU and GPU
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit)
 # Usage: bash .dev/cuda/gpu.sh test memcheck bench
 set -uo pipefail
@@ -25,9 +27,20 @@ for step in "$@"; do
   case $step in
     test) "$D/bin/test_cuda_kernels" 2>&1 | tee "$OUT/test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     memcheck) compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_kernels" > "$OUT/memcheck.txt" 2>&1
-              r=$?; tail -5 "$OUT/memcheck.txt"; rc=$((rc | r)) ;;
+              r=$?; tail -3 "$OUT/memcheck.txt"; rc=$((rc | r))
+              GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test-mc OMP_NUM_THREADS=8 \
+                compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_model" > "$OUT/memcheck-model.txt" 2>&1
+              r=$?; tail -3 "$OUT/memcheck-model.txt"; rc=$((rc | r)) ;;
     modeltest) GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test OMP_NUM_THREADS=8 \
                  "$D/bin/test_cuda_model" 2>&1 | tee "$OUT/modeltest.txt"; rc=$((rc | PIPESTATUS[0])) ;;
+    cli) GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test bash "$D/tests/cuda_device.sh" 2>&1 | tee "$OUT/cli.txt"
+         rc=$((rc | PIPESTATUS[0])) ;;
+    ppl) W=$D/shared/data/wikitext-2-raw/wiki.test.raw; Q=/tmp/gptq-models/s260k-w4
+         [ -d $Q ] || "$D/bin/gptq" quantize --model $D/shared/models/stories260K --out $Q --bits 4 --group 32 --act-order \
+                        --calib $W --nsamples 32 --seqlen 256 > /dev/null 2>&1
+         for mdl in $D/shared/models/stories260K $Q; do for dev in cpu cuda; do
+           echo "$(basename $mdl) $dev: $(OMP_NUM_THREADS=16 "$D/bin/gptq" perplexity --model $mdl --data $W --device $dev --json | tail -1)"
+         done; done | tee "$OUT/ppl.txt" ;;
     bench) GPTQ_BENCH=1 "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/bench.txt" ;;
     ncu) GPTQ_BENCH=1 timeout 300 ncu --kernel-name regex:qgemv_h --launch-skip 300 --launch-count 4 \
            --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section MemoryWorkloadAnalysis \

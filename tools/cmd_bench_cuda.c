@@ -12,6 +12,15 @@
 
 #ifdef GPTQ_HAVE_CUDA
 #include "model/cuda/llama_cuda.h"
+#include "model/cuda/perplexity_cuda.h"
+
+int perplexity_cuda(const char *model_dir, const int *ids, long n, int ctx, int max_windows, void *r) {
+    llama_cuda *m = llama_cuda_load(model_dir, ctx, ctx);
+    if (!m) return -1;
+    int rc = ppl_evaluate_cuda(m, ids, n, ctx, max_windows, (ppl_result *)r);
+    llama_cuda_free(m);
+    return rc;
+}
 
 int bench_cuda(const char *model_dir, int prompt_len, int gen, int reps, int json) {
     double t0 = now_seconds();
@@ -82,6 +91,11 @@ fail:
 }
 
 #else
+
+int perplexity_cuda(const char *model_dir, const int *ids, long n, int ctx, int max_windows, void *r) {
+    (void)model_dir, (void)ids, (void)n, (void)ctx, (void)max_windows, (void)r;
+    return gptq_fail("--device cuda: this gptq was built without CUDA (configure with nvcc on the PATH, -DGPTQ_CUDA=ON)");
+}
 
 int bench_cuda(const char *model_dir, int prompt_len, int gen, int reps, int json) {
     (void)model_dir, (void)prompt_len, (void)gen, (void)reps, (void)json;
