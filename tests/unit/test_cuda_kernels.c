@@ -143,10 +143,12 @@ static void run_case(const layer_case *lc) {
     float *dxb = dmalloc(sizeof(float) * (size_t)(Tmax * L.in_pad));
     uint16_t *w16 = dmalloc(sizeof(uint16_t) * (size_t)(lc->out * L.in_pad));
     uint16_t *x16 = dmalloc(sizeof(uint16_t) * (size_t)(Tmax * L.in_pad));
-    static const int Ts[] = {1, 2, 3, 4, 5, 8, 17, 64, 1, 3, 8};
+    static const int Ts[] = {1, 2, 3, 4, 5, 8, 17, 64, 1, 3, 8, 1, 5};
     for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
-        const int T = Ts[k], fp32 = k < 8; /* the last GEMVs in the fp16 kernel (3-bit: the fp32 one again) */
+        /* then the fp16 kernels: tensor-core where eligible, then half2 (3-bit: the fp32 one again) */
+        const int T = Ts[k], fp32 = k < 8;
         cuq_gemv_set_fp32(fp32);
+        cuq_gemv_set_mma(k < 11);
         CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * lc->out))); /* NaN poison */
         int r2 = T <= CUQ_MAX_GEMV_T ? cuq_gemv(&d, dy, dx, dxb, T, 0) : cuq_gemm(blas, &d, dy, dx, T, w16, x16, 0);
         CHECK(r2 == 0, "%s T=%d: %s", name, T, gptq_last_error());
@@ -232,6 +234,7 @@ static void test_random_layers(void) {
         {8, 1024, 4, 32, ORDER_RANDOM, 0, 0}, {64, 1536, 2, 48, ORDER_RANDOM, 0, 0}, {36, 1088, 8, 64, ORDER_MONO, 1, 0},
     };
     for (size_t k = 0; k < sizeof corners / sizeof corners[0]; k++) run_case(&corners[k]);
+    cuq_gemv_set_mma(1);
     printf("%d layers, %d products checked; worst normwise relative error fp32 GEMV %.3g, fp16 GEMV %.3g, fp16 GEMM "
            "%.3g\n",
            cases_run, products_run, worst_gemv, worst_gemv16, worst_gemm);
@@ -335,6 +338,7 @@ static void random_cuq(cuq_layer *d, int64_t out, int64_t in, int bits, int gs, 
     d->out = out, d->in = in, d->in_pad = in, d->nchunks = in / 32, d->bits = bits, d->zero_base = 1;
     d->groups = (in + gs - 1) / gs;
     d->row_blocks = (d->nchunks + QK_CHUNKS_PER_BLOCK(bits) - 1) / QK_CHUNKS_PER_BLOCK(bits);
+    d->block_group = d->nchunks % QK_CHUNKS_PER_BLOCK(bits) == 0 && gs % (32 * QK_CHUNKS_PER_BLOCK(bits)) == 0;
     d->qw = dmalloc(sizeof(qk_block) * (size_t)(out * d->row_blocks));
     CHECK(cuk_fill_random(d->qw, out * d->row_blocks * 16, seed, 0) == 0, "fill");
     d->scales = dmalloc(sizeof(uint16_t) * (size_t)(out * d->groups));
@@ -363,9 +367,10 @@ static const int64_t shp7b[NLIN][2] = {{4096, 4096}, {4096, 4096}, {4096, 4096},
                                        {11008, 4096}, {11008, 4096}, {4096, 11008}};
 
 /* The 224 Linear GEMVs of one 7B decode step: quantized (bits > 0) or fp16 (bits == 0). */
-static int gemv_fp32;
+static int gemv_fp32, gemv_mma = 1;
 static void bench_decode_linears(int bits, int act_order, double copy_bw, cudaStream_t s) {
     cuq_gemv_set_fp32(gemv_fp32);
+    cuq_gemv_set_mma(gemv_mma);
     cuq_layer *q = xcalloc(NL * NLIN, sizeof(cuq_layer));
     uint16_t **w = xcalloc(NL * NLIN, sizeof(uint16_t *));
     double bytes = 0;
@@ -408,7 +413,7 @@ static void bench_decode_linears(int bits, int act_order, double copy_bw, cudaSt
                "bandwidth, %.1f steps/s\n",
                bits ? (bits == 2 ? "2-bit g128" : bits == 3 ? "3-bit g128" : bits == 4 ? "4-bit g128" : "8-bit g128")
                     : "fp16      ",
-               act_order ? " act-order" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : " fp16-kernel", T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
+               act_order ? " act-order" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : bits == 4 && gemv_mma ? " mma-kernel" : " fp16-kernel", T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
         cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
         if (bits != 4 && bits != 0) break; /* other widths: T = 1 only */
     }
@@ -481,7 +486,9 @@ int main(void) {
         double bw = copy_bandwidth(s);
         gemv_fp32 = 1;
         bench_decode_linears(4, 0, bw, s);
-        gemv_fp32 = 0;
+        gemv_fp32 = 0, gemv_mma = 0;
+        bench_decode_linears(4, 0, bw, s);
+        gemv_mma = 1;
         bench_decode_linears(4, 0, bw, s);
         bench_decode_linears(4, 1, bw, s);
         bench_decode_linears(0, 0, bw, s);

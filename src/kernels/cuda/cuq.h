@@ -43,6 +43,7 @@ typedef struct {
     int64_t row_blocks;   /* 64-byte blocks per row */
     int bits;             /* 2, 3, 4, 8 */
     int zero_base;        /* real zero = zeros[] + zero_base */
+    int block_group;      /* every 64-byte block lies in one group (the tensor-core GEMV's condition) */
     uint32_t *qw;         /* (out, row_blocks, 16) the qk blocks */
     uint16_t *scales;     /* (out, groups) fp16 */
     uint8_t *zeros;       /* (out, groups) */
@@ -65,6 +66,10 @@ int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbuf, int T, c
  * like the cuBLAS path); 3-bit, or every width after cuq_gemv_set_fp32(1) or with
  * GPTQ_CUDA_GEMV=fp32 in the environment, an fp32 kernel exact up to fp32 rounding. */
 void cuq_gemv_set_fp32(int on);
+/* 4-bit layers whose 64-byte blocks each lie in one group (group size a multiple of 128,
+ * act-order included) take a tensor-core kernel in fp16 mode unless cuq_gemv_set_mma(0)
+ * or GPTQ_CUDA_GEMV=half2. */
+void cuq_gemv_set_mma(int on);
 
 /* W in kernel order as fp16: w16 (out, in_pad), position p holding input perm[p]. */
 int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s);

@@ -32,6 +32,9 @@ int cuq_upload(const qk_layer *L, cuq_layer *d) {
     int32_t *cg = xmalloc(sizeof(int32_t) * (size_t)L->nchunks);
     for (int64_t g = 0; g < L->groups; g++)
         for (int32_t c = L->group_chunk[g]; c < L->group_chunk[g + 1]; c++) cg[c] = (int32_t)g;
+    d->block_group = L->nchunks % L->chunks_per_block == 0;
+    for (int64_t c = 0; c < L->nchunks; c++)
+        if (cg[c] != cg[c - c % L->chunks_per_block]) d->block_group = 0;
     int rc = upload((void **)&d->qw, L->qw, sizeof(qk_block) * (size_t)(L->out * L->row_blocks), "uploading codes") ||
              upload((void **)&d->scales, L->scales, sizeof(uint16_t) * (size_t)(L->out * L->groups), "uploading scales") ||
              upload((void **)&d->zeros, L->zeros, (size_t)(L->out * L->groups), "uploading zero points") ||
