@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_cuda.h"
+#include "device_cuda.h"
 #include "cli.h"
 #include "core/error.h"
 #include "core/fs.h"

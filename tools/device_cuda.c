@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "bench_cuda.h"
+#include "device_cuda.h"
 #include "cli.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -13,6 +13,16 @@
 #ifdef GPTQ_HAVE_CUDA
 #include "model/cuda/llama_cuda.h"
 #include "model/cuda/perplexity_cuda.h"
+
+void *generate_cuda_load(const char *model_dir, int max_seq, int max_batch) {
+    return llama_cuda_load(model_dir, max_seq, max_batch);
+}
+
+const float *generate_cuda_forward(void *m, const int *ids, int n, int pos0) {
+    return llama_cuda_forward((llama_cuda *)m, ids, n, pos0, 0);
+}
+
+void generate_cuda_free(void *m) { llama_cuda_free((llama_cuda *)m); }
 
 int perplexity_cuda(const char *model_dir, const int *ids, long n, int ctx, int max_windows, void *r) {
     llama_cuda *m = llama_cuda_load(model_dir, ctx, ctx);
@@ -92,16 +102,31 @@ fail:
 
 #else
 
+#define NO_CUDA "--device cuda: this gptq was built without CUDA (configure with nvcc on the PATH, -DGPTQ_CUDA=ON)"
+
+void *generate_cuda_load(const char *model_dir, int max_seq, int max_batch) {
+    (void)model_dir, (void)max_seq, (void)max_batch;
+    gptq_fail(NO_CUDA);
+    return NULL;
+}
+
+const float *generate_cuda_forward(void *m, const int *ids, int n, int pos0) {
+    (void)m, (void)ids, (void)n, (void)pos0;
+    gptq_fail(NO_CUDA);
+    return NULL;
+}
+
+void generate_cuda_free(void *m) { (void)m; }
+
 int perplexity_cuda(const char *model_dir, const int *ids, long n, int ctx, int max_windows, void *r) {
     (void)model_dir, (void)ids, (void)n, (void)ctx, (void)max_windows, (void)r;
-    return gptq_fail("--device cuda: this gptq was built without CUDA (configure with nvcc on the PATH, -DGPTQ_CUDA=ON)");
+    return gptq_fail(NO_CUDA);
 }
 
 int bench_cuda(const char *model_dir, int prompt_len, int gen, int reps, int json) {
     (void)model_dir, (void)prompt_len, (void)gen, (void)reps, (void)json;
-    fprintf(stderr, "gptq bench: --device cuda: this gptq was built without CUDA (configure with nvcc on the PATH, "
-                    "-DGPTQ_CUDA=ON)\n");
-    return 1;
+    gptq_fail(NO_CUDA);
+    return cli_fail();
 }
 
 #endif
