@@ -240,6 +240,47 @@ static void test_random_layers(void) {
            cases_run, products_run, worst_gemv, worst_gemv16, worst_gemm);
 }
 
+/* Three 4-bit layers of one input width (one act-order) in one launch: the same sums as
+ * one launch each. */
+static void test_multi(void) {
+    static const layer_case lcs[3] = {{96, 1024, 4, 128, ORDER_MONO, 1, 0}, {40, 1024, 4, 128, ORDER_ACT, 0, 0},
+                                      {200, 1024, 4, -1, ORDER_MONO, 0, 0}};
+    const int T = 3, in = 1024;
+    cuq_layer d[3];
+    qk_layer L[3];
+    float *dy[3], *dy1[3];
+    for (int k = 0; k < 3; k++) {
+        quant_layer q;
+        make_layer(&lcs[k], &q);
+        CHECK(qk_from_quant(&q, &L[k]) == 0 && cuq_upload(&L[k], &d[k]) == 0, "multi: layer %d", k);
+        CHECK(d[k].block_group, "multi: layer %d is eligible for the tensor-core kernel", k);
+        quant_layer_free(&q);
+        dy[k] = dmalloc(sizeof(float) * (size_t)(T * lcs[k].out));
+        dy1[k] = dmalloc(sizeof(float) * (size_t)(T * lcs[k].out));
+    }
+    float *x = xmalloc(sizeof(float) * (size_t)(T * in));
+    for (int i = 0; i < T * in; i++) x[i] = nrand();
+    float *dx = dupload(x, sizeof(float) * (size_t)(T * in)), *xb = dmalloc(sizeof(float) * (size_t)(3 * T * in));
+    cuq_gemv_set_fp32(0);
+    cuq_gemv_set_mma(1);
+    for (int k = 0; k < 3; k++) CHECK(cuq_gemv(&d[k], dy1[k], dx, xb, T, 0) == 0, "multi: single %d", k);
+    const cuq_layer *lp[3] = {&d[0], &d[1], &d[2]};
+    CHECK(cuq_gemv_multi(lp, dy, 3, dx, xb, T, 0) == 0, "multi: %s", gptq_last_error());
+    for (int k = 0; k < 3; k++) {
+        const size_t nb = sizeof(float) * (size_t)(T * lcs[k].out);
+        float *a = xmalloc(nb), *b = xmalloc(nb);
+        CU(cudaMemcpy(a, dy[k], nb, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(b, dy1[k], nb, cudaMemcpyDeviceToHost));
+        CHECK(memcmp(a, b, nb) == 0, "multi: layer %d differs from its own launch", k);
+        free(a), free(b);
+        cudaFree(dy[k]), cudaFree(dy1[k]);
+        cuq_free(&d[k]);
+        qk_free(&L[k]);
+    }
+    cudaFree(dx), cudaFree(xb);
+    free(x);
+}
+
 /* Dense fp16 GEMV (T <= 8) and GEMM against fp64 sums of the same fp16 weights. */
 static void test_dense(void) {
     static const int64_t shapes[][2] = {{1, 8}, {37, 64}, {130, 1000}, {64, 4104}, {5, 13}};
@@ -478,6 +519,7 @@ int main(void) {
         return 1;
     }
     test_random_layers();
+    test_multi();
     test_dense();
     if (getenv("GPTQ_BENCH")) {
         cudaStream_t s;

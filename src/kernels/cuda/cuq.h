@@ -71,6 +71,11 @@ void cuq_gemv_set_fp32(int on);
  * or GPTQ_CUDA_GEMV=half2. */
 void cuq_gemv_set_mma(int on);
 
+/* y[k] = x · W_kᵀ for n <= 3 layers that read the same x (q/k/v, gate/up): one launch when
+ * all take the tensor-core kernel with the same input width, else one cuq_gemv each.
+ * xbuf needs n·T·in_pad floats when the layers permute their inputs. */
+int cuq_gemv_multi(const cuq_layer *const *L, float *const *y, int n, const float *x, float *xbuf, int T, cudaStream_t s);
+
 /* W in kernel order as fp16: w16 (out, in_pad), position p holding input perm[p]. */
 int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s);
 

@@ -440,15 +440,42 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
 
 __device__ __forceinline__ uint32_t h2bits(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
 
+// Up to kMaxParts layers with the same input width in one launch (q/k/v, gate/up): more
+// tiles in flight per launch, fewer launches.
+constexpr int kMaxParts = 3;
+struct MmaPart {
+    const uint4 *qw;
+    const __half *scales;
+    const uint8_t *zeros;
+    const int32_t *chunk_group;
+    const float *x; /* (T, in_pad), permuted for act-order layers */
+    float *y;       /* (T, out) */
+    int out, groups, zero_base, tile0; /* tile0: first tile (16 rows) of this part in the grid */
+};
+struct MmaParts {
+    MmaPart p[kMaxParts];
+    int n;
+};
+
 __global__ void __launch_bounds__(kMmaWarps * 32)
-    qgemv_mma4_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
-                      const int32_t *__restrict__ chunk_group, const float *__restrict__ x, float *__restrict__ y, int out,
-                      int row_blocks, int groups, int in_pad, int zero_base, int ntok) {
+    qgemv_mma4_kernel(const __grid_constant__ MmaParts parts, int row_blocks, int in_pad, int ntok) {
     constexpr int C = 4;  // chunks per block at 4 bits
     extern __shared__ __align__(16) float smem[];
+    int pi = 0;
+#pragma unroll
+    for (int k = 1; k < kMaxParts; k++)
+        if (k < parts.n && (int)blockIdx.x >= parts.p[k].tile0) pi = k;
+    const MmaPart &P = parts.p[pi];
+    const uint4 *__restrict__ qw = P.qw;
+    const __half *__restrict__ scales = P.scales;
+    const uint8_t *__restrict__ zeros = P.zeros;
+    const int32_t *__restrict__ chunk_group = P.chunk_group;
+    const float *__restrict__ x = P.x;
+    float *__restrict__ y = P.y;
+    const int out = P.out, groups = P.groups, zero_base = P.zero_base;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int row0 = blockIdx.x * 16;
+    const int row0 = ((int)blockIdx.x - P.tile0) * 16;
     const int ra = min(row0 + g, out - 1), rb = min(row0 + g + 8, out - 1);
     // the tile's scales and 1024 + zero points, (16, groups) float2
     float2 *sz = reinterpret_cast<float2 *>(smem);
@@ -529,18 +556,29 @@ size_t smem_bytes_mma(const cuq_layer *L) {
     return stage > red ? stage : red;
 }
 
-cudaError_t launch_mma4(const cuq_layer *L, float *y, const float *x, int ntok, cudaStream_t s) {
-    const unsigned grid = (unsigned)((L->out + 15) / 16);
-    const int nwarps = (int)(L->row_blocks < kMmaWarps ? L->row_blocks : kMmaWarps);
-    const size_t smem = smem_bytes_mma(L);
+bool mma_ok(const cuq_layer *L) { return L->bits == 4 && L->block_group && smem_bytes_mma(L) <= kMaxSmem; }
+
+// n layers (all mma_ok, the same row_blocks and in_pad) with inputs xs[k] in one launch.
+cudaError_t launch_mma4(const cuq_layer *const *L, float *const *y, const float *const *xs, int n, int ntok,
+                        cudaStream_t s) {
+    MmaParts parts;
+    memset(&parts, 0, sizeof parts);
+    parts.n = n;
+    int tiles = 0;
+    size_t smem = 0;
+    for (int k = 0; k < n; k++) {
+        parts.p[k] = MmaPart{reinterpret_cast<const uint4 *>(L[k]->qw), reinterpret_cast<const __half *>(L[k]->scales),
+                             L[k]->zeros, L[k]->chunk_group, xs[k], y[k], (int)L[k]->out, (int)L[k]->groups,
+                             L[k]->zero_base, tiles};
+        tiles += (int)((L[k]->out + 15) / 16);
+        if (smem_bytes_mma(L[k]) > smem) smem = smem_bytes_mma(L[k]);
+    }
+    const int nwarps = (int)(L[0]->row_blocks < kMmaWarps ? L[0]->row_blocks : kMmaWarps);
     if (smem > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(qgemv_mma4_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    qgemv_mma4_kernel<<<grid, nwarps * 32, smem, s>>>(reinterpret_cast<const uint4 *>(L->qw),
-                                                     reinterpret_cast<const __half *>(L->scales), L->zeros, L->chunk_group,
-                                                     x, y, (int)L->out, (int)L->row_blocks, (int)L->groups, (int)L->in_pad,
-                                                     L->zero_base, ntok);
+    qgemv_mma4_kernel<<<(unsigned)tiles, nwarps * 32, smem, s>>>(parts, (int)L[0]->row_blocks, (int)L[0]->in_pad, ntok);
     return cudaGetLastError();
 }
 
@@ -556,12 +594,17 @@ extern "C" void cuq_gemv_set_fp32(int on) {
     if (use_mma < 0) use_mma = 1;
 }
 
-extern "C" int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbuf, int T, cudaStream_t s) {
+/* The kernel choice from the environment, once (unless a test set it). */
+static void settle_kernels(void) {
     if (use_fp16_gemv < 0) {
         const char *e = getenv("GPTQ_CUDA_GEMV");
         use_fp16_gemv = !(e && strcmp(e, "fp32") == 0);
         if (use_mma < 0) use_mma = !(e && (strcmp(e, "fp32") == 0 || strcmp(e, "half2") == 0));
     }
+}
+
+extern "C" int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbuf, int T, cudaStream_t s) {
+    settle_kernels();
 
     if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
     if (smem_bytes(L) > kMaxSmem || smem_bytes_h(L) > kMaxSmem)
@@ -579,12 +622,40 @@ extern "C" int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbu
     case 2: e = use_fp16_gemv ? launch_bits_h<2>(L, y, x, T, s) : launch_bits<2>(L, y, x, T, s); break;
     case 3: e = launch_bits<3>(L, y, x, T, s); break;
     case 4:
-        e = use_fp16_gemv && use_mma && L->block_group && smem_bytes_mma(L) <= kMaxSmem ? launch_mma4(L, y, x, T, s)
-            : use_fp16_gemv                                                          ? launch_bits_h<4>(L, y, x, T, s)
-                                                                                     : launch_bits<4>(L, y, x, T, s);
+        e = use_fp16_gemv && use_mma && mma_ok(L) ? launch_mma4(&L, &y, &x, 1, T, s)
+            : use_fp16_gemv                       ? launch_bits_h<4>(L, y, x, T, s)
+                                                  : launch_bits<4>(L, y, x, T, s);
         break;
     case 8: e = use_fp16_gemv ? launch_bits_h<8>(L, y, x, T, s) : launch_bits<8>(L, y, x, T, s); break;
     default: return gptq_fail("cuq_gemv: %d-bit weights are not supported", L->bits);
     }
     return cu_check(e, "quantized GEMV");
+}
+
+extern "C" int cuq_gemv_multi(const cuq_layer *const *L, float *const *y, int n, const float *x, float *xbuf, int T,
+                              cudaStream_t s) {
+    settle_kernels();
+    bool together = n >= 1 && n <= kMaxParts && T >= 1 && T <= CUQ_MAX_GEMV_T;
+    for (int k = 0; together && k < n; k++)
+        together = use_fp16_gemv && use_mma && mma_ok(L[k]) && L[k]->row_blocks == L[0]->row_blocks &&
+                   L[k]->in_pad == L[0]->in_pad && L[k]->in == L[0]->in;
+    if (!together) {
+        for (int k = 0; k < n; k++)
+            if (cuq_gemv(L[k], y[k], x, xbuf, T, s)) return -1;
+        return 0;
+    }
+    const float *xs[kMaxParts];
+    for (int k = 0; k < n; k++) {
+        xs[k] = x;
+        if (L[k]->perm) { /* each act-order layer its own permuted copy, in successive parts of xbuf */
+            if (!xbuf) return gptq_fail("cuq_gemv: an act-order layer needs a scratch buffer");
+            float *xp = xbuf + (size_t)k * L[k]->in_pad * T;
+            const int64_t m = L[k]->in_pad * T;
+            permute_kernel<<<(unsigned)((m + 255) / 256 < 4096 ? (m + 255) / 256 : 4096), 256, 0, s>>>(L[k]->perm, x, xp,
+                                                                                                   L[k]->in, L[k]->in_pad, T);
+            if (cu_check(cudaGetLastError(), "act-order permutation")) return -1;
+            xs[k] = xp;
+        }
+    }
+    return cu_check(launch_mma4(L, y, xs, n, T, s), "quantized GEMV");
 }

@@ -42,7 +42,8 @@ struct llama_cuda {
     float *inv_freq;   /* (head_dim/2) */
     uint16_t *k_cache, *v_cache; /* (n_layers, max_seq, kvd) fp16 */
     /* activations: (max_batch, ...) fp32 */
-    float *x, *xn, *q, *k, *v, *att, *hb, *hb2, *out, *logits_d, *xbuf;
+    float *x, *xn, *q, *k, *v, *att, *hb, *hb2, *out, *logits_d;
+    float *xbuf; /* (3, max_batch, widest in_pad) act-order permuted activations */
     float *att_part; /* split-attention partials of decode calls */
     uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
     int *ids_d, *pos_d;
@@ -207,7 +208,7 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
         !(m->hb2 = dalloc(sizeof(float) * B * c->hidden_dim, "activations")) ||
         !(m->out = dalloc(sizeof(float) * B * wide, "activations")) ||
         !(m->logits_d = dalloc(sizeof(float) * B * c->vocab_size, "logits")) ||
-        !(m->xbuf = dalloc(sizeof(float) * B * inpad, "activations")) ||
+        !(m->xbuf = dalloc(sizeof(float) * 3 * B * inpad, "activations")) || /* up to 3 permuted copies */
         !(m->x16 = dalloc(sizeof(uint16_t) * B * inpad, "activations")) ||
         (w16 && !(m->w16 = dalloc(sizeof(uint16_t) * w16, "dequantization scratch"))) ||
         !(m->att_part = dalloc(sizeof(float) * (size_t)cuk_attention_split_floats(
@@ -265,6 +266,24 @@ static int run_linear(llama_cuda *m, const cu_linear *l, float *y, const float *
     return rc;
 }
 
+/* ys[k] = x · W_kᵀ for n layers reading the same x: packed layers of a decode call share
+ * one launch where the kernels allow. */
+static int run_linears(llama_cuda *m, const cu_linear *const *ls, float *const *ys, int nl, const float *x, int n) {
+    int packed = n <= CUQ_MAX_GEMV_T;
+    for (int k = 0; k < nl; k++) packed &= ls[k]->q.qw != NULL;
+    if (!packed) {
+        for (int k = 0; k < nl; k++)
+            if (run_linear(m, ls[k], ys[k], x, n)) return -1;
+        return 0;
+    }
+    const cuq_layer *q[3];
+    for (int k = 0; k < nl; k++) q[k] = &ls[k]->q;
+    if (cuq_gemv_multi(q, ys, nl, x, m->xbuf, n, m->stream)) return -1;
+    for (int k = 0; k < nl; k++)
+        if (ls[k]->bias && cuk_bias(ys[k], ls[k]->bias, ls[k]->out, n, m->stream)) return -1;
+    return 0;
+}
+
 /* Everything after the H2D copies of ids and position, up to the logits on the device. */
 static int forward_device(llama_cuda *m, int n, int all_logits) {
     const hf_config *c = &m->cfg;
@@ -279,8 +298,9 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
         uint16_t *kc = m->k_cache + (size_t)i * m->max_seq * kvd, *vc = m->v_cache + (size_t)i * m->max_seq * kvd;
         /* xn holds norm(x) on entry; the residual adds are fused with the following norms */
         const float *next_norm = i + 1 < c->n_layers ? m->layers[i + 1].attn_norm : m->final_norm;
-        if (run_linear(m, &L->lin[LIN_Q], m->q, m->xn, n) || run_linear(m, &L->lin[LIN_K], m->k, m->xn, n) ||
-            run_linear(m, &L->lin[LIN_V], m->v, m->xn, n) ||
+        const cu_linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]}, *gu[2] = {&L->lin[LIN_GATE], &L->lin[LIN_UP]};
+        float *const qkv_y[3] = {m->q, m->k, m->v}, *const gu_y[2] = {m->hb, m->hb2};
+        if (run_linears(m, qkv, qkv_y, 3, m->xn, n) ||
             cuk_rope_kv(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, n, c->n_heads, c->n_kv_heads, hd, s) ||
             (n <= CUQ_MAX_GEMV_T
                  ? cuk_attention_decode(m->q, kc, vc, m->att, m->att_part, m->pos_d, n, m->max_seq, c->n_heads,
@@ -288,7 +308,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
                  : cuk_attention(m->q, kc, vc, m->att, m->pos_d, n, m->max_seq, c->n_heads, c->n_kv_heads, hd, s)) ||
             run_linear(m, &L->lin[LIN_O], m->out, m->att, n) ||
             cuk_add_rmsnorm(m->xn, m->x, m->out, L->ffn_norm, n, dim, c->norm_eps, s) ||
-            run_linear(m, &L->lin[LIN_GATE], m->hb, m->xn, n) || run_linear(m, &L->lin[LIN_UP], m->hb2, m->xn, n) ||
+            run_linears(m, gu, gu_y, 2, m->xn, n) ||
             cuk_silu_mul(m->hb, m->hb2, (int64_t)n * c->hidden_dim, s) || run_linear(m, &L->lin[LIN_DOWN], m->out, m->hb, n) ||
             cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, s))
             return -1;
