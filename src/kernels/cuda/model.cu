@@ -173,10 +173,11 @@ __global__ void __launch_bounds__(kAttWarps * 32)
 }
 
 constexpr int kSplitWarps = 4;
-constexpr int kSplitLen = 64;  // positions per split block
+constexpr int kSplitLen = 16;  // positions per split block: one per warp per pass, so every
+                               // block is short (each position's loads wait a full latency)
 
 // Decode attention, split over positions (few queries would leave most SMs idle):
-// block (head, token, split) handles positions [split·64, split·64 + 64) ∩ [0, len) and
+// block (head, token, split) handles positions [split·16, split·16 + 16) ∩ [0, len) and
 // writes its max score, its sum of exponentials and its unnormalized output to part
 // (n, n_heads, splits, hd + 2); attention_combine merges the splits.
 __global__ void __launch_bounds__(kSplitWarps * 32)
@@ -251,24 +252,29 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
 }
 
 // out (n, n_heads·hd) from the splits' partials: rescaled to the overall max and normalized.
+// The splits' weights exp(m_s − M) are computed once in shared memory.
 __global__ void attention_combine_kernel(const float *__restrict__ part, float *__restrict__ out, int n_heads, int hd,
                                          int splits) {
+    extern __shared__ float wgt[];  // (splits)
+    __shared__ float red[32];
     const int h = blockIdx.x, t = blockIdx.y;
     const float *src = part + ((int64_t)t * n_heads + h) * splits * (hd + 2);
     float M = -INFINITY;
-    for (int s = 0; s < splits; s++) M = fmaxf(M, src[s * (hd + 2) + hd]);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) M = fmaxf(M, src[s * (hd + 2) + hd]);
+    M = block_reduce<true>(M, red);
     float L = 0.f;
-    for (int s = 0; s < splits; s++) {
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
         const float m = src[s * (hd + 2) + hd];
-        if (m > -INFINITY) L += src[s * (hd + 2) + hd + 1] * expf(m - M);
+        const float w = m > -INFINITY ? expf(m - M) : 0.f;
+        wgt[s] = w;
+        L += w * src[s * (hd + 2) + hd + 1];
     }
+    L = block_reduce<false>(L, red);  // its barriers also publish wgt[]
     const float inv = 1.0f / L;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float v = 0.f;
-        for (int s = 0; s < splits; s++) {
-            const float m = src[s * (hd + 2) + hd];
-            if (m > -INFINITY) v += src[s * (hd + 2) + i] * expf(m - M);
-        }
+#pragma unroll 4
+        for (int s = 0; s < splits; s++) v = fmaf(src[s * (hd + 2) + i], wgt[s], v);
         out[((int64_t)t * n_heads + h) * hd + i] = v * inv;
     }
 }
@@ -344,7 +350,8 @@ extern "C" int cuk_attention_decode(const float *q, const uint16_t *kc, const ui
         q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), part, pos0, n_heads, n_kv, hd,
         1.0f / sqrtf((float)hd));
     if (cu_check(cudaGetLastError(), "attention")) return -1;
-    attention_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), 128, 0, s>>>(part, out, n_heads, hd, splits);
+    attention_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), 128, sizeof(float) * (size_t)splits, s>>>(part, out, n_heads,
+                                                                                                        hd, splits);
     return cu_check(cudaGetLastError(), "attention combine");
 }
 
