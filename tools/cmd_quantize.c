@@ -69,7 +69,7 @@ int cmd_quantize(int argc, char **argv) {
 
     double t0 = now_seconds();
     llama_model m;
-    if (llama_load(&m, model_dir) != 0) return cli_fail();
+    if (llama_load_ex(&m, model_dir, LLAMA_LOAD_DEQUANTIZE) != 0) return cli_fail();
     if (m.cfg.quant.present) {
         llama_free(&m);
         return cli_error(&cmd, "%s is already a GPTQ checkpoint", model_dir);

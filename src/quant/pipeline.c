@@ -197,8 +197,11 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
         for (int l = 0; l < c->n_layers && rc == 0; l++) {
             for (int j = 0; j < LIN_COUNT && rc == 0; j++) {
                 int k = l * LIN_COUNT + j;
-                rc = quantize_linear(&m->layers[l].lin[j], NULL, o, &r->rows[k], &r->packed[k], &saved[k]);
-                finish_weight(&m->layers[l].lin[j], &saved[k], o->keep_dequantized);
+                linear *lin = &m->layers[l].lin[j];
+                rc = quantize_linear(lin, NULL, o, &r->rows[k], &r->packed[k], &saved[k]);
+                finish_weight(lin, &saved[k], o->keep_dequantized);
+                /* done with its file pages: the resident set stays about one layer */
+                if (!lin->owned) st_release(&m->st, lin->w, (size_t)lin->out * lin->in * dtype_size(lin->dtype));
             }
             progress_update(&pg, l + 1);
         }
