@@ -12,9 +12,11 @@
 #include "model/llama.h"
 #include "model/perplexity.h"
 #include "quant/calib_auto.h"
+#include "quant/finite.h"
 #include "quant/measure.h"
 #include "quant/mixed.h"
 #include "quant/pipeline.h"
+#include "quant/resume.h"
 #include "quant/report.h"
 #include "text/calib.h"
 #include "text/textfile.h"
@@ -89,6 +91,7 @@ int cmd_quantize(int argc, char **argv) {
     int menu_sym = 0;
     int bits = 4, group = 128, act_order = 1, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
     int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
+    int resume = 0;
     float damp = 0.01f;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory (Hugging Face layout)"},
@@ -120,7 +123,8 @@ int cmd_quantize(int argc, char **argv) {
         {"--menu-sym", NULL, OPT_FLAG, &menu_sym, 0, -1, "--target-bpw: measure symmetric grids too (default: asym only)"},
         {"--calib-mix", NULL, OPT_FLOAT, &calib_mix, 0, 1, "fraction of the calibration windows the model writes itself (with --calib FILE)"},
         {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
-        {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory"},
+        {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory (and discard OUT.partial)"},
+        {"--resume", NULL, OPT_FLAG, &resume, 0, -1, "continue an interrupted GPTQ run from the state in OUT.partial"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -154,10 +158,14 @@ int cmd_quantize(int argc, char **argv) {
 
     double t0 = now_seconds();
     llama_model m;
-    if (llama_load(&m, model_dir) != 0) return cli_fail();
+    if (llama_load_ex(&m, model_dir, LLAMA_LOAD_DEQUANTIZE) != 0) return cli_fail();
     if (m.cfg.quant.present) {
         llama_free(&m);
         return cli_error(&cmd, "%s is already a GPTQ checkpoint", model_dir);
+    }
+    if (st_check_finite(&m.st) != 0) { /* before calibration runs the model */
+        llama_free(&m);
+        return cli_fail();
     }
     tokenizer *tok = tokenizer_load(model_dir);
     calib_set calib = {0};
@@ -167,15 +175,43 @@ int cmd_quantize(int argc, char **argv) {
     double measure_s = 0;
     char *eval_text = NULL;
     size_t eval_len = 0;
+    quant_resume *rs = NULL;
     if (!tok) {
         rc = cli_fail();
         goto out;
+    }
+    /* GPTQ into a checkpoint keeps its state in OUT.partial after every block (RTN takes seconds) */
+    if (out && qo.method == QMETHOD_GPTQ) {
+        char id[1024], *cfg = fs_join(model_dir, "config.json");
+        snprintf(id, sizeof id,
+                 "bits %d group %d act_order %d static_groups %d sym %d mse %d damp %.9g block %d lm_head %d calib %s "
+                 "nsamples %d seqlen %d seed %d",
+                 bits, group, act_order, static_groups, sym, mse, damp, block, lm_head, calib_arg, nsamples, seqlen, seed);
+        const char *files[3] = {cfg, strcmp(calib_arg, "auto") ? calib_arg : NULL, NULL};
+        rs = quant_resume_open(out, id, files, &m.st, m.cfg.n_layers, resume, force);
+        free(cfg);
+        if (!rs) {
+            rc = cli_fail();
+            goto out;
+        }
+        if (quant_resume_done(rs) > 0 && (eval || dump)) {
+            rc = cli_error(&cmd, "--eval and --dump-dequantized need every block in memory: not with a resumed run");
+            goto out;
+        }
+        if (quant_resume_done(rs) > 0)
+            fprintf(stderr, "gptq: resuming after block %d of %d\n", quant_resume_done(rs), m.cfg.n_layers);
+        quant_resume_catch_signals(rs);
+        qo.hooks = quant_resume_hooks(rs);
     }
     if (eval && !(eval_text = text_file_read(eval, &eval_len, 0))) {
         rc = cli_fail();
         goto out;
     }
-    if (qo.method == QMETHOD_GPTQ) {
+    if (qo.method == QMETHOD_GPTQ && quant_resume_done(rs) > 0 && !mixed) {
+        /* the restored block inputs replace the calibration windows */
+        calib.n = nsamples, calib.seqlen = seqlen;
+    } else if (qo.method == QMETHOD_GPTQ) {
+        /* (a mixed-precision plan needs the windows even when resuming: they key its measurement) */
         if (load_calib(&calib, &m, tok, calib_arg, calib_mix, nsamples, seqlen, seed) != 0) {
             rc = cli_fail();
             goto out;
@@ -240,6 +276,7 @@ int cmd_quantize(int argc, char **argv) {
             rc = cli_fail();
             goto out;
         }
+        quant_resume_finish(rs);
         fprintf(stderr, "gptq: wrote %s\n", out);
     }
     if (dump) {
@@ -296,6 +333,8 @@ int cmd_quantize(int argc, char **argv) {
         printf("}\n");
     }
 out:
+    if (rc != 0 && quant_resume_done(rs) == 0) quant_resume_finish(rs); /* no finished block: nothing to resume */
+    quant_resume_free(rs);
     mixed_plan_free(&plan);
     measurement_free(&ms);
     free(eval_text);

@@ -30,6 +30,10 @@ tokenizer *tokenizer_load(const char *dir);
  * ids and add_bos_token. */
 #define TOKENIZER_LOAD_RAW 1
 tokenizer *tokenizer_load_ex(const char *dir, int flags);
+/* The same from a tokenizer.json text in memory and, optionally (NULL), the text of a
+ * tokenizer_config.json; `what` names the input in errors.  For tests and fuzzing. */
+tokenizer *tokenizer_from_json(const char *json, size_t len, const char *tokenizer_config, size_t tcfg_len,
+                               const char *what, int flags);
 void tokenizer_free(tokenizer *t);
 
 /* Encodes `len` bytes of UTF-8 text.  With add_bos, prepends BOS when the tokenizer's
