@@ -5,7 +5,7 @@
 #   bench/mixed_curve.sh [SHARED_DIR] [OUT_DIR] [PART...]
 # PART: uniform (GPTQ act-order at menu settings between 2.2 and 4.5 bpw), rtn (RTN at
 # some of them), mixed (--target-bpw with one shared measurement),
-# heuristic (--target-bpw --alloc-heuristic llama.cpp), accept (mixed at the bpw of uniform
+# heuristic (--target-bpw --alloc-heuristic llama.cpp), table (nothing new), accept (mixed at the bpw of uniform
 # w2 g64, w3 g128, w4 g128); default: all. Runs already in OUT/results.jsonl are skipped,
 # so an interrupted run resumes. THREADS (default all cores), GPTQ_BIN, EVAL_WINDOWS
 # (0 = whole file), SETTINGS / RTN_SETTINGS / TARGETS / HTARGETS / ACCEPT tune it. Ends with
@@ -52,6 +52,7 @@ for part in $PARTS; do
   mixed) for t in $TARGETS; do run mixed "$t" --target-bpw "$t" --measurement "$OUT/measurement.json"; done ;;
   heuristic) for t in $HTARGETS; do run heuristic "$t" --target-bpw "$t" --alloc-heuristic llama.cpp; done ;;
   accept) for t in $ACCEPT; do run mixed "$t" --target-bpw "$t" --measurement "$OUT/measurement.json"; done ;;
+  table) ;;  # only the table and plot from the results so far
   *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done
