@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "io/gguf.h"
 #include "io/gptq_checkpoint.h"
 
 /* From this many query rows on, attention goes through sgemm (decode uses loops). */
@@ -96,6 +97,7 @@ static void init_rope(llama_model *m) {
 
 int llama_load(llama_model *m, const char *dir) {
     memset(m, 0, sizeof *m);
+    if (!fs_is_dir(dir) && gguf_is_gguf(dir)) return llama_load_gguf(m, dir);
     if (!fs_is_dir(dir)) return gptq_fail("%s: not a model directory", dir);
     char *cfg_path = fs_join(dir, "config.json");
     int rc = hf_config_load(&m->cfg, cfg_path);
@@ -165,6 +167,7 @@ void llama_free(llama_model *m) {
     if (!m->cfg.tie_embeddings) linear_free(&m->lm_head);
     free(m->rope_inv_freq);
     free(m->dir);
+    llama_gguf_release(m);
     st_close(&m->st);
     hf_config_free(&m->cfg);
     memset(m, 0, sizeof *m);

@@ -23,6 +23,7 @@
 #include "text/strmap.h"
 #include "text/textbuf.h"
 #include "text/utf8.h"
+#include "io/gguf.h"
 
 struct tokenizer {
     tokenizer_kind kind;
@@ -286,14 +287,12 @@ static void build_id_table(tokenizer *t) {
     for (int i = 0; i < t->added.n; i++) t->id_str[t->added.v[i].id] = t->added.v[i].content;
 }
 
-tokenizer *tokenizer_load_ex(const char *dir, int flags) {
-    int raw = (flags & TOKENIZER_LOAD_RAW) != 0, err;
-    char *path = fs_join(dir, "tokenizer.json");
+/* Builds a tokenizer from the text of a tokenizer.json (`path` names it in errors) and the
+ * parsed side files (any may be NULL).  Takes ownership of text, tcfg, cfg and gen. */
+static tokenizer *load_from(const char *path, char *text, size_t len, cJSON *tcfg, cJSON *cfg, cJSON *gen, int raw) {
     tokenizer *t = xcalloc(1, sizeof *t);
     t->bos_id = t->cfg_eos_id = -1;
-    cJSON *root = NULL, *tcfg = NULL, *cfg = NULL, *gen = NULL;
-    size_t len;
-    char *text = fs_read_all(path, &len);
+    cJSON *root = NULL;
     if (!text) goto fail;
     root = cJSON_ParseWithLength(text, len);
     if (!root) {
@@ -304,12 +303,6 @@ tokenizer *tokenizer_load_ex(const char *dir, int flags) {
         gptq_fail("%s: not a JSON object", path);
         goto fail;
     }
-    tcfg = read_json(dir, "tokenizer_config.json", 0, &err);
-    if (err) goto fail;
-    cfg = read_json(dir, "config.json", 0, &err);
-    if (err) goto fail;
-    gen = read_json(dir, "generation_config.json", 0, &err);
-    if (err) goto fail;
     if (load_parts(t, path, root, text, tcfg, raw)) goto fail;
     build_id_table(t);
     t->kind = pretok_has_byte_level(t->pretok) ? TOK_BYTE_LEVEL_BPE : TOK_SENTENCEPIECE_BPE;
@@ -349,7 +342,6 @@ tokenizer *tokenizer_load_ex(const char *dir, int flags) {
     cJSON_Delete(cfg);
     cJSON_Delete(gen);
     free(text);
-    free(path);
     return t;
 fail:
     cJSON_Delete(root);
@@ -357,9 +349,45 @@ fail:
     cJSON_Delete(cfg);
     cJSON_Delete(gen);
     free(text);
-    free(path);
     tokenizer_free(t);
     return NULL;
+}
+
+
+tokenizer *tokenizer_load_ex(const char *dir, int flags) {
+    if (gguf_is_gguf(dir)) return tokenizer_load_gguf(dir);
+    int raw = (flags & TOKENIZER_LOAD_RAW) != 0, err1 = 0, err2 = 0, err3 = 0;
+    char *path = fs_join(dir, "tokenizer.json");
+    size_t len = 0;
+    char *text = fs_read_all(path, &len);
+    cJSON *tcfg = NULL, *cfg = NULL, *gen = NULL;
+    if (text) {
+        tcfg = read_json(dir, "tokenizer_config.json", 0, &err1);
+        if (!err1) cfg = read_json(dir, "config.json", 0, &err2);
+        if (!err1 && !err2) gen = read_json(dir, "generation_config.json", 0, &err3);
+        if (err1 || err2 || err3) {
+            free(text);
+            text = NULL;
+        }
+    }
+    tokenizer *t = text ? load_from(path, text, len, tcfg, cfg, gen, raw) : NULL;
+    if (!text) {
+        cJSON_Delete(tcfg);
+        cJSON_Delete(cfg);
+        cJSON_Delete(gen);
+    }
+    free(path);
+    return t;
+}
+
+tokenizer *tokenizer_load_json(const char *label, const char *json, size_t len, int bos_id, int eos_id) {
+    char *text = xmalloc(len + 1);
+    memcpy(text, json, len);
+    text[len] = 0;
+    cJSON *cfg = cJSON_CreateObject();
+    if (bos_id >= 0) cJSON_AddNumberToObject(cfg, "bos_token_id", bos_id);
+    if (eos_id >= 0) cJSON_AddNumberToObject(cfg, "eos_token_id", eos_id);
+    return load_from(label, text, len, NULL, cfg, NULL, 1);
 }
 
 tokenizer *tokenizer_load(const char *dir) { return tokenizer_load_ex(dir, 0); }
