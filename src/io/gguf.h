@@ -73,7 +73,7 @@ typedef struct {
     const void *data;          /* in the file map */
 } gguf_tensor;
 
-typedef struct {
+typedef struct gguf_file_s {
     char *path;
     fs_map map;
     uint32_t version;

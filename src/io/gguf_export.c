@@ -30,6 +30,35 @@ ggml_type gguf_fallback_type(ggml_type want, int64_t ne0) {
     return t;
 }
 
+int gguf_tensor_name(const char *hf, char *out, size_t n) {
+    static const char *const map[][2] = {
+        {"input_layernorm.weight", "attn_norm.weight"},      {"self_attn.q_proj.weight", "attn_q.weight"},
+        {"self_attn.k_proj.weight", "attn_k.weight"},         {"self_attn.v_proj.weight", "attn_v.weight"},
+        {"self_attn.o_proj.weight", "attn_output.weight"},    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"},          {"mlp.up_proj.weight", "ffn_up.weight"},
+        {"mlp.down_proj.weight", "ffn_down.weight"},
+    };
+    if (strcmp(hf, "model.embed_tokens.weight") == 0) return snprintf(out, n, "token_embd.weight"), 0;
+    if (strcmp(hf, "lm_head.weight") == 0) return snprintf(out, n, "output.weight"), 0;
+    if (strcmp(hf, "model.norm.weight") == 0) return snprintf(out, n, "output_norm.weight"), 0;
+    int layer, used = 0;
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &used) == 1 && used > 0)
+        for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
+            if (strcmp(hf + used, map[k][0]) == 0) return snprintf(out, n, "blk.%d.%s", layer, map[k][1]), 0;
+    return -1;
+}
+
+int gguf_type_for(const gguf_file *types_from, const char *hf_name, ggml_type dflt) {
+    if (!types_from) return (int)dflt;
+    char gn[128];
+    if (gguf_tensor_name(hf_name, gn, sizeof gn)) return gptq_fail("no GGUF name for tensor '%s'", hf_name);
+    const gguf_tensor *t = gguf_find_tensor(types_from, gn);
+    if (!t) return gptq_fail("%s: has no tensor '%s' to take its type from", types_from->path, gn);
+    if (!ggml_quant_supported(t->type))
+        return gptq_fail("%s: tensor '%s' has type %s, which we cannot write", types_from->path, gn, ggml_traits(t->type)->name);
+    return (int)t->type;
+}
+
 /* llama_ftype of a file whose weights are all of type t (general.file_type). */
 static uint32_t file_type_of(ggml_type t) {
     switch (t) {
@@ -128,10 +157,12 @@ static int add_tensor(exporter *x, const char *hf_name, const char *gguf_name, i
             s->type = pt;
             s->bytes = bytes;
         } else {
-            s->type = gguf_fallback_type(x->o->type, cols);
-            if (s->type != x->o->type) {
+            int want = gguf_type_for(x->o->types_from, hf_name, x->o->type);
+            if (want < 0) return -1;
+            s->type = gguf_fallback_type((ggml_type)want, cols);
+            if (s->type != (ggml_type)want) {
                 gptq_warn("%s: row length %lld is not a multiple of %s's block of %d; written as %s", gguf_name,
-                          (long long)cols, ggml_traits(x->o->type)->name, ggml_traits(x->o->type)->block_size,
+                          (long long)cols, ggml_traits((uint32_t)want)->name, ggml_traits((uint32_t)want)->block_size,
                           ggml_traits(s->type)->name);
                 x->fell_back++;
             }

@@ -23,6 +23,8 @@
 #ifndef GPTQ_IO_GGUF_EXPORT_H
 #define GPTQ_IO_GGUF_EXPORT_H
 
+#include <stddef.h>
+
 #include "io/ggml_types.h"
 
 typedef struct {
@@ -34,7 +36,17 @@ typedef struct {
     int (*provide)(void *ctx, const char *hf_name, ggml_type *t, const void **data);
     void *ctx;
     const char *name; /* general.name (default: the directory's base name) */
+    /* Optional: take each weight's type from the tensor of the same name in this GGUF file
+     * (e.g. a llama-quantize output, to get its per-tensor mix) instead of `type`. */
+    const struct gguf_file_s *types_from;
 } gguf_export_opts;
+
+/* llama.cpp's name of a Hugging Face tensor ("model.layers.3.mlp.down_proj.weight" ->
+ * "blk.3.ffn_down.weight"); 0, or -1 if it has none. */
+int gguf_tensor_name(const char *hf_name, char *out, size_t n);
+/* The type `types_from` gives the HF tensor hf_name, or `dflt` without types_from;
+ * -1 with an error if that file lacks the tensor or holds a type we cannot write. */
+int gguf_type_for(const struct gguf_file_s *types_from, const char *hf_name, ggml_type dflt);
 
 /* The type a weight of row length ne0 gets when `want` is requested (see above). */
 ggml_type gguf_fallback_type(ggml_type want, int64_t ne0);

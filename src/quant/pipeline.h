@@ -25,16 +25,29 @@
 
 typedef enum { QMETHOD_GPTQ = 0, QMETHOD_RTN } quant_method;
 
+typedef struct quant_layer_report quant_layer_report;
+
+/* A replacement for the GPTQ/RTN step of every Linear (GGUF block formats use it,
+ * quant/gguf_quant.h): quantizes w (out, in) with the Hessian h (NULL for RTN), returns
+ * the dequantized weight in *wq (heap, out·in floats) and sets rep's loss, rel_err, bpw,
+ * damp_retries and dead.  0, or -1 with an error. */
+typedef struct {
+    int (*fn)(void *ctx, const char *name, const float *w, const float *h, int64_t out, int64_t in, float **wq,
+              quant_layer_report *rep);
+    void *ctx;
+} quant_linear_hook;
+
 typedef struct {
     quant_method method;
     gptq_params gp;        /* bits, group size, sym, act-order, static groups, damp, block */
     int quantize_lm_head;  /* lm_head too (needs untied embeddings) */
     int for_checkpoint;    /* skip (keep in float) layers the HF GPTQ format cannot hold */
     int keep_dequantized;  /* leave the dequantized weights in the model (in-memory eval) */
+    const quant_linear_hook *hook; /* NULL: gptq_quantize / rtn_quantize with gp, packed for the HF format */
 } quant_options;
 
 /* What happened to one Linear. */
-typedef struct {
+struct quant_layer_report {
     int layer;             /* block index, or -1 for lm_head */
     llama_linear_id id;    /* LIN_* (unused for lm_head) */
     char name[64];         /* "model.layers.3.mlp.down_proj" */
@@ -48,7 +61,7 @@ typedef struct {
     double seconds;
     int damp_retries;
     int dead;              /* dead input columns */
-} quant_layer_report;
+};
 
 typedef struct {
     int n_rows;
