@@ -30,6 +30,21 @@ check "inspect runs the model" grep -q 'tokenizer:    byte-level BPE, 8192 token
 check "q4_0 conversion" "$BIN" convert --model "$B" --out "$W/b-q4_0.gguf" --to gguf-q4_0
 check "q4_0 file runs" "$BIN" generate --model "$W/b-q4_0.gguf" --prompt "The" -n 8 --temp 0
 
+# GPTQ into GGUF blocks (stories260K: the 172-wide down_proj falls back to f16, with a warning)
+C=$SHARED/data/calib/calib_mix.txt
+check "quantize --format gguf q4_0" "$BIN" quantize --model "$S" --format gguf --type q4_0 --out "$W/g.gguf" --calib "$C" --nsamples 8 --seqlen 128
+check "GPTQ q4_0 file runs" "$BIN" generate --model "$W/g.gguf" --prompt Zoo -n 16 --temp 0
+out=$("$BIN" inspect "$W/g.gguf")
+check "q4_0 everywhere but the 172-wide layers" grep -q 'q4_0 ×31' <<<"$out"
+check "act-order with static groups" "$BIN" quantize --model "$S" --format gguf --type q8_0 --act-order --static-groups --out "$W/g8.gguf" --calib "$C" --nsamples 8 --seqlen 128
+check "types from another file" "$BIN" quantize --model "$S" --format gguf --types-from "$W/g8.gguf" --out "$W/g8b.gguf" --calib "$C" --nsamples 8 --seqlen 128
+check "same types as that file" test "$("$BIN" inspect "$W/g8.gguf" | grep 'tensor types')" = "$("$BIN" inspect "$W/g8b.gguf" | grep 'tensor types')"
+expect_error "act-order needs static groups" "needs --static-groups" "$BIN" quantize --model "$S" --format gguf --act-order --out "$W/x.gguf"
+expect_error "bad type" "--type must be" "$BIN" quantize --model "$S" --format gguf --type q7_k --out "$W/x.gguf"
+expect_error "bad protocol" "--protocol must be" "$BIN" perplexity --model "$S" --data "$C" --protocol hf
+p=$("$BIN" perplexity --model "$W/s32.gguf" --data "$SHARED/data/wikitext-2-raw/wiki.test.raw" --protocol llama.cpp --ctx 128 --max-windows 4 --json | tail -1)
+check "llama.cpp protocol runs" grep -q '"windows": 4' <<<"$p"
+
 # errors
 expect_error "existing output" "already exists" "$BIN" convert --model "$S" --out "$W/s32.gguf" --to gguf-f32
 expect_error "unknown type" "--to must be" "$BIN" convert --model "$S" --out "$W/x.gguf" --to gguf-q7
