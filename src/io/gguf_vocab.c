@@ -332,10 +332,14 @@ char *gguf_vocab_to_hf_json(const gguf_file *g, int *bos_out, int *eos_out, int 
     if (unk != UINT32_MAX) cJSON_AddStringToObject(m, "unk_token", toks->strs[unk]);
     cJSON *vocab = cJSON_AddObjectToObject(m, "vocab");
     cJSON *ml = cJSON_AddArrayToObject(m, "merges");
+    strmap seen; /* a token listed twice keeps its first id, as llama.cpp's token_to_id map does */
+    strmap_init(&seen, (size_t)n * 2 + 16);
     for (uint64_t i = 0; i < n; i++) {
-        int ty = types ? (int)gguf_arr_i(types, i) : GGUF_TOK_NORMAL;
-        if (!cJSON_GetObjectItemCaseSensitive(vocab, toks->strs[i]))
+        int ty = types ? (int)gguf_arr_i(types, i) : GGUF_TOK_NORMAL, prev;
+        if (!strmap_get(&seen, toks->strs[i], toks->str_lens[i], &prev)) {
+            strmap_put(&seen, toks->strs[i], toks->str_lens[i], (int)i);
             cJSON_AddItemToObject(vocab, toks->strs[i], cJSON_CreateNumber((double)i));
+        }
         if (ty == GGUF_TOK_CONTROL || ty == GGUF_TOK_USER_DEFINED) {
             cJSON *a = cJSON_CreateObject();
             cJSON_AddNumberToObject(a, "id", (double)i);
@@ -345,6 +349,7 @@ char *gguf_vocab_to_hf_json(const gguf_file *g, int *bos_out, int *eos_out, int 
             cJSON_AddItemToArray(added, a);
         }
     }
+    strmap_free(&seen);
     if (byte_level) {
         for (uint64_t i = 0; i < merges->n; i++) cJSON_AddItemToArray(ml, cJSON_CreateString(merges->strs[i]));
         const char *re = strcmp(pre, "gpt-2") == 0 || strcmp(pre, "default") == 0 ? GPT2_REGEX : LLAMA3_REGEX;

@@ -128,7 +128,12 @@ static int read_config(const gguf_file *g, hf_config *c) {
     }
     const gguf_tensor *emb = gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return gptq_fail("%s: tensor 'token_embd.weight' is missing", g->path);
+    if (emb->n_dims != 2 || emb->ne[1] > (1 << 24)) return gptq_fail("%s: tensor 'token_embd.weight' has an implausible shape", g->path);
     c->vocab_size = (int)emb->ne[1];
+    const gguf_kv *toks = gguf_find(g, "tokenizer.ggml.tokens");
+    if (toks && toks->type == GGUF_ARRAY && toks->n != (uint64_t)c->vocab_size)
+        return gptq_fail("%s: %llu tokens in tokenizer.ggml.tokens but token_embd.weight has %d rows", g->path,
+                         (unsigned long long)toks->n, c->vocab_size);
     c->tie_embeddings = gguf_find_tensor(g, "output.weight") == NULL;
     uint32_t bos = UINT32_MAX, eos = UINT32_MAX;
     if (gguf_get_u32(g, "tokenizer.ggml.bos_token_id", 0, &bos) || gguf_get_u32(g, "tokenizer.ggml.eos_token_id", 0, &eos)) return -1;
