@@ -7,28 +7,41 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/membw.h"
 #include "model/llama.h"
 #include <omp.h>
 
 int cmd_bench(int argc, char **argv) {
     const char *model_dir = NULL;
-    int prompt_len = 512, gen = 128, json = 0, reps = 1;
+    int prompt_len = 512, gen = 128, json = 0, reps = 1, membw = 0, dequant = 0, membw_mib = 1024;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
         {"--prompt-len", NULL, OPT_INT, &prompt_len, 1, 1 << 20, "prompt tokens to prefill (default 512)"},
         {"--gen", NULL, OPT_INT, &gen, 0, 1 << 20, "tokens to decode after the prompt (default 128)"},
         {"--reps", NULL, OPT_INT, &reps, 1, 100, "repeat prefill+decode and keep the best (default 1)"},
+        {"--membw", NULL, OPT_FLAG, &membw, 0, -1, "probe the memory read bandwidth first (alone when no --model)"},
+        {"--membw-mib", NULL, OPT_INT, &membw_mib, 1, 1 << 20, "buffer size of the bandwidth probe (default 1024 MiB)"},
+        {"--dequantize", NULL, OPT_FLAG, &dequant, 0, -1, "GPTQ layers to fp32 at load (reference path) instead of the fused kernels"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
-    cli_command cmd = {"bench", "--model DIR [--prompt-len 512] [--gen 128] [--json]", opts, 0, {0}, 0};
+    cli_command cmd = {"bench", "--model DIR [--prompt-len 512] [--gen 128] [--membw] [--json]  |  --membw", opts, 0, {0}, 0};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 2 : 0;
-    if (!model_dir) return cli_error(&cmd, "--model is required");
+    if (!model_dir && !membw) return cli_error(&cmd, "--model is required (or --membw alone)");
 
+    double bw = 0;
+    if (membw) {
+        bw = membw_read_gbs((size_t)membw_mib << 20, 10);
+        printf("membw:    %.2f GB/s read (%d MiB buffer, %d threads)\n", bw, membw_mib, omp_get_max_threads());
+        if (!model_dir) {
+            if (json) printf("{\"membw_gb_s\": %.3f, \"threads\": %d}\n", bw, omp_get_max_threads());
+            return 0;
+        }
+    }
     double t0 = now_seconds();
     llama_model m;
-    if (llama_load(&m, model_dir) != 0) return cli_fail();
+    if (llama_load_ex(&m, model_dir, dequant ? LLAMA_LOAD_DEQUANTIZE : 0) != 0) return cli_fail();
     double load_s = now_seconds() - t0;
     int total = prompt_len + gen;
     int *ids = xmalloc(sizeof(int) * total);
@@ -51,16 +64,23 @@ int cmd_bench(int argc, char **argv) {
     }
     double prefill_tok_s = prompt_len / best_prefill;
     double ms_tok = gen ? 1000.0 * best_decode / gen : 0, decode_tok_s = gen ? gen / best_decode : 0;
-    printf("model:    %s (%.1f M parameters)\n", model_dir, m.n_params / 1e6);
+    /* Weights streamed per decode step (KV cache and activations are small beside them). */
+    const double wbytes = (double)llama_weight_bytes(&m), dec_gbs = gen ? wbytes / (best_decode / gen) / 1e9 : 0;
+    printf("model:    %s (%.1f M parameters, %.1f MiB of weights per token)\n", model_dir, m.n_params / 1e6,
+           wbytes / 1048576.0);
     printf("threads:  %d, cpu path %s\n", omp_get_max_threads(), cpu_path_name());
     printf("load:     %.3f s\n", load_s);
     printf("prefill:  %d tokens in %.3f s = %.1f tok/s\n", prompt_len, best_prefill, prefill_tok_s);
-    if (gen) printf("decode:   %d tokens in %.3f s = %.2f ms/token, %.2f tok/s\n", gen, best_decode, ms_tok, decode_tok_s);
+    if (gen) printf("decode:   %d tokens in %.3f s = %.2f ms/token, %.2f tok/s, weights at %.2f GB/s\n", gen, best_decode,
+                    ms_tok, decode_tok_s, dec_gbs);
+    if (gen && bw > 0) printf("          = %.1f%% of the probed bandwidth\n", 100.0 * dec_gbs / bw);
     printf("peak RSS: %.1f MiB\n", peak_rss_mb());
     if (json)
         printf("{\"load_s\": %.4f, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.3f, \"decode_ms_per_token\": %.3f, "
-               "\"peak_rss_mb\": %.1f, \"threads\": %d, \"prompt_len\": %d, \"gen\": %d}\n",
-               load_s, prefill_tok_s, decode_tok_s, ms_tok, peak_rss_mb(), omp_get_max_threads(), prompt_len, gen);
+               "\"peak_rss_mb\": %.1f, \"threads\": %d, \"prompt_len\": %d, \"gen\": %d, \"weight_bytes\": %.0f, "
+               "\"decode_weight_gb_s\": %.3f, \"membw_gb_s\": %.3f}\n",
+               load_s, prefill_tok_s, decode_tok_s, ms_tok, peak_rss_mb(), omp_get_max_threads(), prompt_len, gen, wbytes,
+               dec_gbs, bw);
     llama_state_free(s);
     free(ids);
     llama_free(&m);

@@ -28,7 +28,7 @@ static void emit(const tokenizer *tok, const int *ids, int n, size_t *printed) {
 
 int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *prompt = NULL;
-    int n_new = 128, top_k = 0, seed = -1, json = 0;
+    int n_new = 128, top_k = 0, seed = -1, json = 0, dequant = 0;
     float temp = 0.8f, top_p = 1.0f;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory (Hugging Face layout)"},
@@ -38,6 +38,7 @@ int cmd_generate(int argc, char **argv) {
         {"--top-k", NULL, OPT_INT, &top_k, 0, 1 << 30, "keep the k most likely tokens (0 = off)"},
         {"--top-p", NULL, OPT_FLOAT, &top_p, 0, 1, "nucleus sampling mass (1 = off)"},
         {"--seed", NULL, OPT_INT, &seed, 0, 2147483647, "random seed (default: from the clock)"},
+        {"--dequantize", NULL, OPT_FLAG, &dequant, 0, -1, "GPTQ layers to fp32 at load (reference path) instead of the fused kernels"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -50,7 +51,7 @@ int cmd_generate(int argc, char **argv) {
 
     double t_load = now_seconds();
     llama_model m;
-    if (llama_load(&m, model_dir) != 0) return cli_fail();
+    if (llama_load_ex(&m, model_dir, dequant ? LLAMA_LOAD_DEQUANTIZE : 0) != 0) return cli_fail();
     tokenizer *tok = tokenizer_load(model_dir);
     if (!tok) {
         llama_free(&m);

@@ -13,7 +13,7 @@
 
 int cmd_perplexity(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *compare = NULL, *protocol = "gptq";
-    int ctx = 512, max_windows = 0, json = 0, raw = 0;
+    int ctx = 512, max_windows = 0, json = 0, raw = 0, dequant = 0;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
         {"--data", "-f", OPT_STR, &data, 0, -1, "text file to evaluate (UTF-8, read as is)"},
@@ -23,6 +23,7 @@ int cmd_perplexity(int argc, char **argv) {
         {"--raw-bytes", NULL, OPT_FLAG, &raw, 0, -1, "keep CRLF line endings (default: read as text, CRLF -> LF)"},
         {"--protocol", NULL, OPT_STR, &protocol, 0, -1,
          "gptq (default) or llama.cpp: as llama-perplexity (raw bytes, BOS first, each window's second half scored)"},
+        {"--dequantize", NULL, OPT_FLAG, &dequant, 0, -1, "GPTQ layers to fp32 at load (reference path) instead of the fused kernels"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -40,7 +41,7 @@ int cmd_perplexity(int argc, char **argv) {
     char *text = text_file_read(data, &len, raw);
     if (!text) return cli_fail();
     llama_model m;
-    if (llama_load(&m, model_dir) != 0) {
+    if (llama_load_ex(&m, model_dir, dequant ? LLAMA_LOAD_DEQUANTIZE : 0) != 0) {
         free(text);
         return cli_fail();
     }

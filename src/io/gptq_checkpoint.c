@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "kernels/cpu/qmatmul.h"
 
 /* ---------------- reading ---------------- */
 
@@ -25,54 +26,85 @@ static const st_tensor *need_tensor(const st_archive *st, const char *prefix, co
     return t;
 }
 
-int gptq_ckpt_load_linear(const st_archive *st, const hf_quant_config *qc, const char *prefix, int64_t out, int64_t in,
-                          float **w) {
+/* The checkpoint tensors of one quantized Linear, checked against each other, the layer
+ * shape and the module's settings (config.json top level + "dynamic" rules). */
+typedef struct {
+    const char *file;
+    int bits, group_size, zero_v2;
+    int64_t groups;
+    const st_tensor *tq;    /* qweight int32 (in·bits/32, out) */
+    const st_tensor *tz;    /* qzeros int32 (groups, out·bits/32) */
+    const st_tensor *ts;    /* scales fp16 (groups, out) */
+    int32_t *g_idx;         /* (in) owned; i / group_size when the checkpoint has none */
+} ckpt_linear;
+
+/* 1 and c filled if <prefix>.qweight exists, 0 if not, -1 with an error naming the file. */
+static int find_linear(const st_archive *st, const hf_quant_config *qc, const char *prefix, int64_t out, int64_t in,
+                       ckpt_linear *c) {
     char name[320];
+    memset(c, 0, sizeof *c);
     snprintf(name, sizeof name, "%s.qweight", prefix);
     const st_tensor *tq = st_find(st, name);
     if (!tq) return 0;
-    const char *file = st->paths[tq->file_index];
-    int bits = qc->bits;
-    if (gptq_pack_check(out, in, bits) != 0) return gptq_fail("%s: %s: %s", file, prefix, gptq_last_error());
+    c->file = st->paths[tq->file_index];
+    hf_quant_module ms;
+    if (!hf_quant_module_settings(qc, prefix, &ms))
+        return gptq_fail("%s: '%s' has a qweight but quantization_config.dynamic keeps it in float", c->file, prefix);
+    c->bits = ms.bits, c->group_size = ms.group_size, c->zero_v2 = qc->format_v2;
+    if (gptq_pack_check(out, in, c->bits) != 0) return gptq_fail("%s: %s: %s", c->file, prefix, gptq_last_error());
+    if (tq->ndim == 2 && tq->shape[1] == out && tq->shape[0] != in * c->bits / 32)
+        return gptq_fail("%s: '%s.qweight' has %lld rows but %d-bit weights over %lld inputs need %lld (bits in the config "
+                         "do not match the tensor)",
+                         c->file, prefix, (long long)tq->shape[0], c->bits, (long long)in, (long long)(in * c->bits / 32));
     snprintf(name, sizeof name, "%s.scales", prefix);
     const st_tensor *ts = st_find(st, name);
     if (!ts || ts->ndim != 2 || ts->shape[0] < 1)
-        return gptq_fail("%s: quantized layer '%s' lacks a 2-D scales tensor", file, prefix);
-    int64_t groups = ts->shape[0];
-    int64_t want_groups = qc->group_size > 0 ? (in + qc->group_size - 1) / qc->group_size : 1;
-    if (groups != want_groups)
-        return gptq_fail("%s: '%s.scales' has %lld groups but group_size %d over %lld inputs needs %lld", file, prefix,
-                         (long long)groups, qc->group_size, (long long)in, (long long)want_groups);
-    if (!(tq = need_tensor(st, prefix, "qweight", DT_I32, in * bits / 32, out, 2)) ||
-        !(ts = need_tensor(st, prefix, "scales", DT_F16, groups, out, 2)))
+        return gptq_fail("%s: quantized layer '%s' lacks a 2-D scales tensor", c->file, prefix);
+    c->groups = ts->shape[0];
+    int64_t want_groups = c->group_size > 0 ? (in + c->group_size - 1) / c->group_size : 1;
+    if (c->groups != want_groups)
+        return gptq_fail("%s: '%s.scales' has %lld groups but group_size %d over %lld inputs needs %lld", c->file, prefix,
+                         (long long)c->groups, c->group_size, (long long)in, (long long)want_groups);
+    if (!(c->tq = need_tensor(st, prefix, "qweight", DT_I32, in * c->bits / 32, out, 2)) ||
+        !(c->ts = need_tensor(st, prefix, "scales", DT_F16, c->groups, out, 2)) ||
+        !(c->tz = need_tensor(st, prefix, "qzeros", DT_I32, c->groups, out * c->bits / 32, 2)))
         return -1;
-    const st_tensor *tz = need_tensor(st, prefix, "qzeros", DT_I32, groups, out * bits / 32, 2);
-    if (!tz) return -1;
     snprintf(name, sizeof name, "%s.g_idx", prefix);
-    int32_t *g_idx = xmalloc(sizeof(int32_t) * in);
+    c->g_idx = xmalloc(sizeof(int32_t) * in);
     if (st_find(st, name)) {
         const st_tensor *tg = need_tensor(st, prefix, "g_idx", DT_I32, in, 0, 1);
-        if (!tg) {
-            free(g_idx);
-            return -1;
-        }
-        memcpy(g_idx, tg->data, sizeof(int32_t) * in);
+        if (!tg) goto fail;
+        memcpy(c->g_idx, tg->data, sizeof(int32_t) * in);
     } else {
-        for (int64_t i = 0; i < in; i++) g_idx[i] = (int32_t)(qc->group_size > 0 ? i / qc->group_size : 0);
+        for (int64_t i = 0; i < in; i++) c->g_idx[i] = (int32_t)(c->group_size > 0 ? i / c->group_size : 0);
     }
     for (int64_t i = 0; i < in; i++)
-        if (g_idx[i] < 0 || g_idx[i] >= groups) {
-            int32_t bad = g_idx[i];
-            free(g_idx);
-            return gptq_fail("%s: '%s.g_idx'[%lld] = %d is outside 0..%lld", file, prefix, (long long)i, bad,
-                             (long long)groups - 1);
+        if (c->g_idx[i] < 0 || c->g_idx[i] >= c->groups) {
+            gptq_fail("%s: '%s.g_idx'[%lld] = %d is outside 0..%lld", c->file, prefix, (long long)i, c->g_idx[i],
+                      (long long)c->groups - 1);
+            goto fail;
         }
+    return 1;
+fail:
+    free(c->g_idx);
+    c->g_idx = NULL;
+    return -1;
+}
+
+int gptq_ckpt_load_linear(const st_archive *st, const hf_quant_config *qc, const char *prefix, int64_t out, int64_t in,
+                          float **w) {
+    ckpt_linear c;
+    int rc = find_linear(st, qc, prefix, out, in, &c);
+    if (rc != 1) return rc;
+    const int bits = c.bits;
+    const int64_t groups = c.groups;
     uint8_t *codes = xmalloc((size_t)out * in);
     int32_t *zeros = xmalloc(sizeof(int32_t) * groups * out);
-    gptq_unpack_qweight(tq->data, out, in, bits, codes);
-    gptq_unpack_qzeros(tz->data, groups, out, bits, zeros); /* stored + 1 */
-    int zero_shift = qc->format_v2 ? 1 : 0;                /* v2 stores the zero point itself */
-    const uint16_t *sc = ts->data;
+    gptq_unpack_qweight(c.tq->data, out, in, bits, codes);
+    gptq_unpack_qzeros(c.tz->data, groups, out, bits, zeros); /* stored + 1 */
+    int zero_shift = c.zero_v2 ? 1 : 0;                      /* v2 stores the zero point itself */
+    const uint16_t *sc = c.ts->data;
+    const int32_t *g_idx = c.g_idx;
     float *wf = xaligned_alloc(sizeof(float) * out * in);
 #pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < out; o++)
@@ -81,8 +113,24 @@ int gptq_ckpt_load_linear(const st_archive *st, const hf_quant_config *qc, const
             float s = f16_to_f32(sc[g * out + o]);
             wf[o * in + i] = s * (float)((int32_t)codes[o * in + i] - (zeros[g * out + o] - zero_shift));
         }
-    free(codes), free(zeros), free(g_idx);
+    free(codes), free(zeros), free(c.g_idx);
     *w = wf;
+    return 1;
+}
+
+int gptq_ckpt_load_qk(const st_archive *st, const hf_quant_config *qc, const char *prefix, int64_t out, int64_t in,
+                      qk_layer *L) {
+    ckpt_linear c;
+    int rc = find_linear(st, qc, prefix, out, in, &c);
+    if (rc != 1) return rc;
+    rc = qk_from_gptq(c.tq->data, c.tz->data, c.ts->data, c.g_idx, out, in, c.groups, c.bits, c.group_size, c.zero_v2,
+                      L);
+    free(c.g_idx);
+    if (rc != 0) return gptq_fail("%s: '%s': %s", c.file, prefix, gptq_last_error());
+    /* The repacked copy is all the kernels read: drop the mapped pages of the source. */
+    st_release(st, c.tq->data, c.tq->nbytes);
+    st_release(st, c.tz->data, c.tz->nbytes);
+    st_release(st, c.ts->data, c.ts->nbytes);
     return 1;
 }
 

@@ -9,6 +9,7 @@
 #define GPTQ_IO_GPTQ_CHECKPOINT_H
 
 #include "io/hf_config.h"
+#include "kernels/cpu/qtypes.h"
 #include "io/safetensors.h"
 #include "quant/pack.h"
 
@@ -26,10 +27,19 @@ typedef struct {
 int gptq_ckpt_write(const char *src_dir, const st_archive *src, const gptq_packed *packed, char *const *module_names,
                     int n_modules, const gptq_ckpt_meta *meta, const char *out_dir, int force);
 
-/* If the archive holds <prefix>.qweight, dequantizes that Linear (out, in) into a new
+/* Layer settings (bits, group size) come from quantization_config and its "dynamic"
+ * per-module rules; g_idx may be absent (then input i is in group i / group_size).
+ *
+ * If the archive holds <prefix>.qweight, dequantizes that Linear (out, in) into a new
  * fp32 array *w (out, in) and returns 1; returns 0 if the layer is not quantized; -1 with
  * an error naming the file on inconsistent tensors. */
 int gptq_ckpt_load_linear(const st_archive *st, const hf_quant_config *qc, const char *prefix, int64_t out, int64_t in,
                           float **w);
+
+/* The same layer repacked for the fused kernels (kernels/cpu/qmatmul.h) without expanding
+ * it to floats: 1 and *L filled, 0 if not quantized, -1 with an error naming the file.
+ * The source tensors' mapped pages are released afterwards. */
+int gptq_ckpt_load_qk(const st_archive *st, const hf_quant_config *qc, const char *prefix, int64_t out, int64_t in,
+                      qk_layer *L);
 
 #endif

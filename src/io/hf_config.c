@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -98,6 +101,75 @@ static int parse_eos(hf_config *c, const cJSON *j, const char *path) {
     return 0;
 }
 
+static int check_bits(int bits, const char *what, const char *path) {
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+        return gptq_fail("%s: %s bits %d is not supported (2, 3, 4, 8)", path, what, bits);
+    return 0;
+}
+
+/* GPTQModel's "dynamic": {"-:regex": {}, "+:regex": {"bits": 8, ...}, "regex": {...}}. */
+static int parse_dynamic(hf_quant_config *q, const cJSON *dyn, const char *path) {
+    if (!dyn || cJSON_IsNull(dyn)) return 0;
+    if (!cJSON_IsObject(dyn)) return gptq_fail("%s: \"dynamic\" must be an object", path);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, dyn) {
+        q->rules = xrealloc(q->rules, sizeof(hf_quant_rule) * (q->n_rules + 1));
+        hf_quant_rule *r = &q->rules[q->n_rules++];
+        memset(r, 0, sizeof *r);
+        const char *key = it->string;
+        if (strncmp(key, "-:", 2) == 0) r->skip = 1, key += 2;
+        else if (strncmp(key, "+:", 2) == 0) key += 2;
+        r->pattern = xstrdup(key);
+        r->bits = r->group_size = r->desc_act = r->sym = HF_INHERIT;
+        int err;
+        PCRE2_SIZE off;
+        r->code = pcre2_compile((PCRE2_SPTR)key, PCRE2_ZERO_TERMINATED, PCRE2_ANCHORED | PCRE2_UTF, &err, &off, NULL);
+        if (!r->code) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(err, msg, sizeof msg);
+            return gptq_fail("%s: \"dynamic\" pattern \"%s\" is not a valid regular expression (%s at %zu)", path, key,
+                             (const char *)msg, (size_t)off);
+        }
+        if (!cJSON_IsObject(it)) return gptq_fail("%s: \"dynamic\" value for \"%s\" must be an object", path, it->string);
+        if (r->skip) continue;
+        if (opt_int(it, "bits", &r->bits, path) || opt_int(it, "group_size", &r->group_size, path) ||
+            opt_bool(it, "desc_act", &r->desc_act, path) || opt_bool(it, "sym", &r->sym, path))
+            return -1;
+        if (r->bits != HF_INHERIT && check_bits(r->bits, "dynamic", path)) return -1;
+        if (r->group_size != HF_INHERIT && (r->group_size == 0 || r->group_size < -1))
+            return gptq_fail("%s: \"dynamic\" group_size %d for \"%s\" is invalid", path, r->group_size, key);
+    }
+    return 0;
+}
+
+int hf_quant_module_settings(const hf_quant_config *q, const char *name, hf_quant_module *out) {
+    *out = (hf_quant_module){q->bits, q->group_size, q->desc_act, q->sym};
+    for (int i = 0; i < q->n_rules; i++) {
+        const hf_quant_rule *r = &q->rules[i];
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->code, NULL);
+        int rc = pcre2_match(r->code, (PCRE2_SPTR)name, strlen(name), 0, 0, md, NULL);
+        pcre2_match_data_free(md);
+        if (rc < 0) continue;
+        if (r->skip) return 0;
+        if (r->bits != HF_INHERIT) out->bits = r->bits;
+        if (r->group_size != HF_INHERIT) out->group_size = r->group_size;
+        if (r->desc_act != HF_INHERIT) out->desc_act = r->desc_act;
+        if (r->sym != HF_INHERIT) out->sym = r->sym;
+        return 1;
+    }
+    return 1;
+}
+
+void hf_quant_config_free(hf_quant_config *q) {
+    for (int i = 0; i < q->n_rules; i++) {
+        free(q->rules[i].pattern);
+        pcre2_code_free(q->rules[i].code);
+    }
+    free(q->rules);
+    q->rules = NULL;
+    q->n_rules = 0;
+}
+
 /* Reads a GPTQ quantization config object. Unknown methods are errors, not silently
  * treated as float checkpoints. */
 static int parse_quant(hf_quant_config *q, const cJSON *o, const char *path) {
@@ -116,8 +188,7 @@ static int parse_quant(hf_quant_config *q, const cJSON *o, const char *path) {
         opt_bool(o, "static_groups", &q->static_groups, path) || opt_bool(o, "true_sequential", &q->true_sequential, path) ||
         opt_bool(o, "lm_head", &q->lm_head, path) || opt_float(o, "damp_percent", &q->damp, path))
         return -1;
-    if (q->bits != 2 && q->bits != 3 && q->bits != 4 && q->bits != 8)
-        return gptq_fail("%s: quantization bits %d is not supported (2, 3, 4, 8)", path, q->bits);
+    if (check_bits(q->bits, "quantization", path)) return -1;
     if (q->group_size == 0 || q->group_size < -1) return gptq_fail("%s: group_size %d is invalid", path, q->group_size);
     const cJSON *f = get(o, "checkpoint_format");
     if (cJSON_IsString(f)) {
@@ -125,17 +196,9 @@ static int parse_quant(hf_quant_config *q, const cJSON *o, const char *path) {
         else if (strcmp(f->valuestring, "gptq") != 0)
             return gptq_fail("%s: checkpoint_format \"%s\" is not supported (gptq, gptq_v2)", path, f->valuestring);
     }
-    const cJSON *dyn = get(o, "dynamic");
-    if (dyn && !cJSON_IsNull(dyn)) {
-        if (!cJSON_IsObject(dyn)) return gptq_fail("%s: \"dynamic\" must be an object", path);
-        const cJSON *it;
-        cJSON_ArrayForEach(it, dyn) {
-            if (strncmp(it->string, "-:", 2) != 0)
-                return gptq_fail("%s: per-module overrides in \"dynamic\" (%s) are not supported yet; only \"-:\" skips", path,
-                                 it->string);
-            q->skip = xrealloc(q->skip, sizeof(char *) * (q->n_skip + 1));
-            q->skip[q->n_skip++] = xstrdup(it->string + 2);
-        }
+    if (parse_dynamic(q, get(o, "dynamic"), path) != 0) {
+        hf_quant_config_free(q);
+        return -1;
     }
     return 0;
 }
@@ -152,10 +215,7 @@ int hf_quant_config_load(hf_quant_config *q, const char *path) {
 }
 
 void hf_config_free(hf_config *c) {
-    for (int i = 0; i < c->quant.n_skip; i++) free(c->quant.skip[i]);
-    free(c->quant.skip);
-    c->quant.skip = NULL;
-    c->quant.n_skip = 0;
+    hf_quant_config_free(&c->quant);
 }
 
 int hf_config_load(hf_config *c, const char *path) {

@@ -21,9 +21,26 @@ typedef struct {
     int format_v2;       /* checkpoint_format "gptq_v2": zero points stored as is (v1: minus one) */
     int lm_head;         /* lm_head is quantized too */
     float damp;          /* damp_percent */
-    int n_skip;          /* modules kept in float (GPTQModel "dynamic" negative patterns) */
-    char **skip;         /* (n_skip) regular expressions, PCRE2 syntax, matched against module names */
+    int n_rules;         /* GPTQModel "dynamic" per-module rules, in file order */
+    struct hf_quant_rule *rules; /* (n_rules) */
 } hf_quant_config;
+
+/* One GPTQModel "dynamic" rule.  Key "-:REGEX" keeps matching modules in float; "+:REGEX"
+ * or "REGEX" overrides bits / group_size / desc_act / sym for them.  Matching follows
+ * Python's re.match on the module name ("model.layers.3.mlp.down_proj"): anchored at the
+ * start only.  The first matching rule in file order decides. */
+#define HF_INHERIT (-1000) /* an override field the rule does not set */
+typedef struct hf_quant_rule {
+    char *pattern;  /* the regex, PCRE2 syntax */
+    void *code;     /* compiled pcre2_code (8-bit) */
+    int skip;       /* 1: "-:" rule */
+    int bits, group_size, desc_act, sym; /* HF_INHERIT or the override */
+} hf_quant_rule;
+
+/* The settings one module is stored with. */
+typedef struct {
+    int bits, group_size, desc_act, sym;
+} hf_quant_module;
 
 typedef struct {
     char model_type[32];   /* "llama", "mistral", "qwen2" */
@@ -59,6 +76,10 @@ int hf_config_load(hf_config *c, const char *path);
 
 /* Parses a quantization config object from a JSON file (quantize_config.json) into q. */
 int hf_quant_config_load(hf_quant_config *q, const char *path);
+/* Settings of module `name` under q's top-level values and dynamic rules: 1 (quantized,
+ * *out filled), or 0 (a "-:" rule keeps it in float). */
+int hf_quant_module_settings(const hf_quant_config *q, const char *name, hf_quant_module *out);
+void hf_quant_config_free(hf_quant_config *q);
 void hf_config_free(hf_config *c);
 
 /* A float as the shortest decimal that reads back to the same float, for JSON output

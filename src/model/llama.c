@@ -51,13 +51,20 @@ static int load_linear(llama_model *m, linear *l, const char *prefix, int64_t ou
     char name[256];
     memset(l, 0, sizeof *l);
     l->out = out, l->in = in;
-    /* A GPTQ checkpoint's quantized layers are dequantized on load. */
-    float *wq = NULL;
-    int q = m->cfg.quant.present ? gptq_ckpt_load_linear(&m->st, &m->cfg.quant, prefix, out, in, &wq) : 0;
+    /* A GPTQ checkpoint's quantized layers stay packed for the fused kernels, or are
+     * dequantized to fp32 on load (LLAMA_LOAD_DEQUANTIZE, the reference path). */
+    int q = 0;
+    if (m->cfg.quant.present && (m->load_flags & LLAMA_LOAD_DEQUANTIZE)) {
+        float *wq = NULL;
+        q = gptq_ckpt_load_linear(&m->st, &m->cfg.quant, prefix, out, in, &wq);
+        if (q == 1) linear_set_f32(l, wq);
+    } else if (m->cfg.quant.present) {
+        qk_layer qk;
+        q = gptq_ckpt_load_qk(&m->st, &m->cfg.quant, prefix, out, in, &qk);
+        if (q == 1) linear_set_qk(l, &qk);
+    }
     if (q < 0) return -1;
-    if (q == 1) {
-        linear_set_f32(l, wq);
-    } else {
+    if (q == 0) {
         snprintf(name, sizeof name, "%s.weight", prefix);
         const st_tensor *t = need(m, name, 2, out, in);
         if (!t) return -1;
@@ -95,9 +102,12 @@ static void init_rope(llama_model *m) {
     }
 }
 
-int llama_load(llama_model *m, const char *dir) {
+int llama_load(llama_model *m, const char *dir) { return llama_load_ex(m, dir, 0); }
+
+int llama_load_ex(llama_model *m, const char *dir, int flags) {
     memset(m, 0, sizeof *m);
     if (!fs_is_dir(dir) && gguf_is_gguf(dir)) return llama_load_gguf(m, dir);
+    m->load_flags = flags;
     if (!fs_is_dir(dir)) return gptq_fail("%s: not a model directory", dir);
     char *cfg_path = fs_join(dir, "config.json");
     int rc = hf_config_load(&m->cfg, cfg_path);
@@ -152,6 +162,13 @@ int llama_load(llama_model *m, const char *dir) {
 fail:
     llama_free(m);
     return -1;
+}
+
+int64_t llama_weight_bytes(const llama_model *m) {
+    int64_t b = linear_weight_bytes(&m->lm_head);
+    for (int i = 0; i < m->cfg.n_layers; i++)
+        for (int j = 0; j < LIN_COUNT; j++) b += linear_weight_bytes(&m->layers[i].lin[j]);
+    return b;
 }
 
 void llama_free(llama_model *m) {
