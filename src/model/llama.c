@@ -106,7 +106,7 @@ int llama_load(llama_model *m, const char *dir) { return llama_load_ex(m, dir, 0
 
 int llama_load_ex(llama_model *m, const char *dir, int flags) {
     memset(m, 0, sizeof *m);
-    if (!fs_is_dir(dir) && gguf_is_gguf(dir)) return llama_load_gguf(m, dir);
+    if (!fs_is_dir(dir) && gguf_is_gguf(dir)) return llama_load_gguf(m, dir, flags);
     m->load_flags = flags;
     if (!fs_is_dir(dir)) return gptq_fail("%s: not a model directory", dir);
     char *cfg_path = fs_join(dir, "config.json");

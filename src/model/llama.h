@@ -52,9 +52,10 @@ typedef struct {
 int llama_load(llama_model *m, const char *dir);
 int llama_load_ex(llama_model *m, const char *dir, int flags);
 /* Loads a llama-architecture GGUF file (model/llama_gguf.c): hyper-parameters from its
- * metadata, float tensors borrowed from the map, block-quantized ones dequantized to fp32,
- * attn_q / attn_k rows un-permuted back to the Hugging Face layout. */
-int llama_load_gguf(llama_model *m, const char *path);
+ * metadata, float tensors borrowed from the map, q4_0 / q8_0 weights repacked for the fused
+ * kernels (unless LLAMA_LOAD_DEQUANTIZE), other block types dequantized to fp32, attn_q /
+ * attn_k rows un-permuted back to the Hugging Face layout. */
+int llama_load_gguf(llama_model *m, const char *path, int flags);
 /* Frees what llama_load_gguf added (called by llama_free). */
 void llama_gguf_release(llama_model *m);
 /* Bytes of Linear weights (packed or dense, lm_head included) one decode step streams. */

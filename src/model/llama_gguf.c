@@ -2,8 +2,10 @@
  *
  * The hyper-parameters come from the llama.* keys, every tensor's shape is checked
  * against them, float tensors (f32/f16/bf16) are used in place from the file map, and
- * block-quantized ones (q4_0 ... q6_k) are dequantized to owned fp32 weights (fused
- * kernels for these formats are future work).  attn_q and attn_k were written with
+ * q4_0 and q8_0 weights are GPTQ grids already (symmetric, groups of 32, fp16 scales:
+ * value = d·(q − 8), resp. d·q) and are repacked for the fused GPTQ kernels, exactly;
+ * the other block types (q4_1, q5_*, K-quants) are dequantized to owned fp32 weights
+ * (fused kernels for them are future work), as is everything with LLAMA_LOAD_DEQUANTIZE.  attn_q and attn_k were written with
  * llama.cpp's row permutation for its pairwise RoPE; our forward pass rotates halves as
  * Hugging Face does, so their rows are put back (GGUF row h·d + 2i + j -> HF row
  * h·d + j·d/2 + i). */
@@ -15,6 +17,8 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "model/llama.h"
+#include "kernels/cpu/qmatmul.h"
+#include "quant/ggml_blocks.h"
 #include "quant/ggml_quants.h"
 
 static int is_float_type(ggml_type t) { return t == GGML_T_F32 || t == GGML_T_F16 || t == GGML_T_BF16; }
@@ -59,8 +63,53 @@ static float *load_vec(const gguf_file *g, const char *name, int64_t n) {
     return v;
 }
 
+/* HF row of GGUF row r of a q/k weight with `heads` heads (identity for heads 0). */
+static int64_t unpermuted_row(int64_t r, int64_t rows, int heads) {
+    if (heads <= 0) return r;
+    int64_t d = rows / heads, half = d / 2, h = r / d, k = r % d;
+    return h * d + (k % 2) * half + k / 2;
+}
+
+/* A q4_0 / q8_0 tensor as a GPTQ layer (codes, fp16 scales, zero 8 / 128, groups of 32)
+ * repacked for the fused kernels into L.  0, or -1 with an error. */
+static int blocks_to_qk(const gguf_tensor *t, int64_t rows, int64_t cols, int heads, qk_layer *L) {
+    const int is4 = t->type == GGML_T_Q4_0;
+    quant_layer q;
+    quant_layer_alloc(&q, rows, cols, is4 ? 4 : 8, 32, 0);
+    const int64_t nb = cols / 32;
+    const size_t rb = ggml_row_size(t->type, cols);
+    for (int64_t i = 0; i < cols; i++) q.g_idx[i] = (int32_t)(i / 32);
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t hr = unpermuted_row(r, rows, heads);
+        const unsigned char *row = (const unsigned char *)t->data + (size_t)r * rb;
+        uint8_t *codes = q.codes + hr * cols;
+        for (int64_t b = 0; b < nb; b++) {
+            ggml_fp16 d;
+            if (is4) {
+                block_q4_0 blk;
+                memcpy(&blk, row + b * sizeof blk, sizeof blk);
+                d = blk.d;
+                for (int j = 0; j < 16; j++) {
+                    codes[b * 32 + j] = blk.qs[j] & 0xF;
+                    codes[b * 32 + 16 + j] = blk.qs[j] >> 4;
+                }
+            } else {
+                block_q8_0 blk;
+                memcpy(&blk, row + b * sizeof blk, sizeof blk);
+                d = blk.d;
+                for (int j = 0; j < 32; j++) codes[b * 32 + j] = (uint8_t)(blk.qs[j] + 128);
+            }
+            q.scales[b * rows + hr] = f16_to_f32(d);
+            q.zeros[b * rows + hr] = is4 ? 8 : 128;
+        }
+    }
+    int rc = qk_from_quant(&q, L);
+    quant_layer_free(&q);
+    return rc;
+}
+
 /* Weight (rows, cols) into l; heads > 0 un-permutes q/k rows. */
-static int load_lin(const gguf_file *g, linear *l, const char *name, int64_t rows, int64_t cols, int heads) {
+static int load_lin(const gguf_file *g, linear *l, const char *name, int64_t rows, int64_t cols, int heads, int flags) {
     memset(l, 0, sizeof *l);
     l->out = rows, l->in = cols;
     const gguf_tensor *t = need(g, name, cols, rows);
@@ -70,14 +119,16 @@ static int load_lin(const gguf_file *g, linear *l, const char *name, int64_t row
         l->w = t->data;
         return 0;
     }
+    if ((t->type == GGML_T_Q4_0 || t->type == GGML_T_Q8_0) && !(flags & LLAMA_LOAD_DEQUANTIZE)) {
+        qk_layer L;
+        if (blocks_to_qk(t, rows, cols, heads, &L)) return gptq_fail_context("%s: tensor '%s'", g->path, name);
+        linear_set_qk(l, &L);
+        return 0;
+    }
     float *w = dequant(t, rows, cols);
     if (heads > 0) {
         float *u = xaligned_alloc(sizeof(float) * (size_t)(rows * cols));
-        int64_t d = rows / heads, half = d / 2;
-        for (int64_t r = 0; r < rows; r++) {
-            int64_t h = r / d, k = r % d, hf = h * d + (k % 2) * half + k / 2;
-            memcpy(u + hf * cols, w + r * cols, sizeof(float) * (size_t)cols);
-        }
+        for (int64_t r = 0; r < rows; r++) memcpy(u + unpermuted_row(r, rows, heads) * cols, w + r * cols, sizeof(float) * (size_t)cols);
         free(w);
         w = u;
     }
@@ -143,8 +194,9 @@ static int read_config(const gguf_file *g, hf_config *c) {
     return 0;
 }
 
-int llama_load_gguf(llama_model *m, const char *path) {
+int llama_load_gguf(llama_model *m, const char *path, int flags) {
     memset(m, 0, sizeof *m);
+    m->load_flags = flags;
     gguf_file *g = xcalloc(1, sizeof *g);
     if (gguf_open(g, path)) {
         free(g);
@@ -180,13 +232,13 @@ int llama_load_gguf(llama_model *m, const char *path) {
         for (int j = 0; j < LIN_COUNT; j++) {
             snprintf(p, sizeof p, "blk.%d.%s.weight", i, names[j]);
             int heads = j == LIN_Q ? c->n_heads : j == LIN_K ? c->n_kv_heads : 0;
-            if (load_lin(g, &L->lin[j], p, shapes[j][0], shapes[j][1], heads)) goto fail;
+            if (load_lin(g, &L->lin[j], p, shapes[j][0], shapes[j][1], heads, flags)) goto fail;
         }
     }
     if (!(m->final_norm = load_vec(g, "output_norm.weight", c->dim))) goto fail;
     if (c->tie_embeddings) {
         m->lm_head = (linear){.out = c->vocab_size, .in = c->dim, .dtype = m->embed_dtype, .w = m->tok_embed};
-    } else if (load_lin(g, &m->lm_head, "output.weight", c->vocab_size, c->dim, 0)) {
+    } else if (load_lin(g, &m->lm_head, "output.weight", c->vocab_size, c->dim, 0, flags)) {
         goto fail;
     }
     for (int i = 0; i < c->n_layers; i++)

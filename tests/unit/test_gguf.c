@@ -174,9 +174,43 @@ static void stories(const char *dir) {
     char *q = fs_join(dir, "s-q8.gguf");
     o.type = GGML_T_Q8_0;
     CHECK(gguf_export_model(hf, q, &o) == 0, "q8_0 export: %s", gptq_last_error());
-    CHECK(llama_load(&b, q) == 0, "load q8_0: %s", gptq_last_error());
+    CHECK(llama_load_ex(&b, q, LLAMA_LOAD_DEQUANTIZE) == 0, "load q8_0: %s", gptq_last_error());
     CHECK(b.layers[0].lin[LIN_Q].dtype == DT_F32 && b.layers[0].lin[LIN_DOWN].dtype == DT_F16, "q8_0 dequantized, 172-wide down_proj fell back to f16");
     llama_free(&b);
+
+    /* q4_0 / q8_0 run on the fused GPTQ kernels: same weights (rows un-permuted) and logits
+     * as the dequantized load */
+    const ggml_type fused_types[2] = {GGML_T_Q4_0, GGML_T_Q8_0};
+    for (int k = 0; k < 2; k++) {
+        o.type = fused_types[k];
+        CHECK(gguf_export_model(hf, q, &o) == 0, "export: %s", gptq_last_error());
+        llama_model f, d;
+        CHECK(llama_load(&f, q) == 0 && llama_load_ex(&d, q, LLAMA_LOAD_DEQUANTIZE) == 0, "load: %s", gptq_last_error());
+        CHECK(f.layers[0].lin[LIN_Q].qk != NULL && f.layers[2].lin[LIN_K].qk != NULL && d.layers[0].lin[LIN_Q].qk == NULL,
+              "%s layers on the fused kernels", ggml_traits(o.type)->name);
+        int rows_same = 1;
+        for (int l = 0; l < f.cfg.n_layers; l++)
+            for (int j = 0; j < LIN_COUNT; j++)
+                for (int64_t r = 0; r < f.layers[l].lin[j].out; r++) {
+                    linear_row_f32(&f.layers[l].lin[j], r, ra);
+                    linear_row_f32(&d.layers[l].lin[j], r, rb);
+                    rows_same &= memcmp(ra, rb, sizeof(float) * (size_t)f.layers[l].lin[j].in) == 0;
+                }
+        CHECK(rows_same, "%s: fused weights differ from the dequantized ones", ggml_traits(o.type)->name);
+        llama_state *sf = llama_state_new(&f, 16, 16), *sd = llama_state_new(&d, 16, 16);
+        int ids[6] = {1, 403, 261, 9, 71, 300};
+        const float *lf = llama_forward(&f, sf, ids, 6, 0, 0), *ld = llama_forward(&d, sd, ids, 6, 0, 0);
+        double md = 0, mx = 0;
+        for (int v = 0; v < f.cfg.vocab_size; v++) {
+            md = fmax(md, fabs(lf[v] - ld[v]));
+            mx = fmax(mx, fabs(ld[v]));
+        }
+        CHECK(md <= 1e-4 * mx, "%s: fused logits differ by %g (max %g)", ggml_traits(o.type)->name, md, mx);
+        llama_state_free(sf);
+        llama_state_free(sd);
+        llama_free(&f);
+        llama_free(&d);
+    }
     free(q);
     free(path);
 }
