@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device_cuda.h"
 #include "cli.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -12,7 +13,7 @@
 #include "text/tokenizer.h"
 
 int cmd_perplexity(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL, *compare = NULL, *protocol = "gptq";
+    const char *model_dir = NULL, *data = NULL, *compare = NULL, *device = "cpu", *protocol = "gptq";
     int ctx = 512, max_windows = 0, json = 0, raw = 0, dequant = 0;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
@@ -24,6 +25,7 @@ int cmd_perplexity(int argc, char **argv) {
         {"--protocol", NULL, OPT_STR, &protocol, 0, -1,
          "gptq (default) or llama.cpp: as llama-perplexity (raw bytes, BOS first, each window's second half scored)"},
         {"--dequantize", NULL, OPT_FLAG, &dequant, 0, -1, "GPTQ layers to fp32 at load (reference path) instead of the fused kernels"},
+        {"--device", NULL, OPT_STR, &device, 0, -1, "cpu (default) or cuda (the forward pass on the GPU)"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -36,6 +38,10 @@ int cmd_perplexity(int argc, char **argv) {
     if (!lcpp && strcmp(protocol, "gptq") != 0) return cli_error(&cmd, "--protocol must be gptq or llama.cpp, got '%s'", protocol);
     if (lcpp && compare) return cli_error(&cmd, "--compare works with the gptq protocol only");
     if (lcpp) raw = 1; /* llama-perplexity reads the file's bytes as they are */
+    const int cuda = strcmp(device, "cuda") == 0;
+    if (!cuda && strcmp(device, "cpu") != 0) return cli_error(&cmd, "--device must be cpu or cuda, got '%s'", device);
+    if (cuda && (compare || dequant)) return cli_error(&cmd, "--device cuda does not take --compare or --dequantize yet");
+    if (cuda && lcpp) return cli_error(&cmd, "--protocol llama.cpp runs on the CPU only");
 
     size_t len;
     char *text = text_file_read(data, &len, raw);
@@ -84,6 +90,7 @@ int cmd_perplexity(int argc, char **argv) {
         printf("compared with %s: its perplexity %.4f, mean KL divergence %.6f nats/token, top-1 agreement %.2f%%\n",
                compare, r.ref_ppl, r.kl_mean, 100 * r.top1);
     } else if (lcpp ? ppl_evaluate_llamacpp(&m, ids, n, ctx, tokenizer_bos(tok), max_windows, &r) != 0
+               : cuda ? perplexity_cuda(model_dir, ids, n, ctx, max_windows, &r) != 0
                     : ppl_evaluate(&m, ids, n, ctx, max_windows, NULL, &r) != 0) {
         rc = cli_fail();
         goto out;

@@ -14,8 +14,10 @@
 #include "model/llama.h"
 #include "model/perplexity.h"
 #include "quant/calib_auto.h"
+#include "quant/finite.h"
 #include "quant/gguf_quant.h"
 #include "quant/pipeline.h"
+#include "quant/resume.h"
 #include "quant/report.h"
 #include "text/calib.h"
 #include "text/textfile.h"
@@ -26,6 +28,7 @@ int cmd_quantize(int argc, char **argv) {
     const char *dump = NULL, *format = "hf", *gtype = "q4_0", *types_from = NULL;
     int bits = 4, group = 128, act_order = 0, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
     int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
+    int resume = 0;
     float damp = 0.01f;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory (Hugging Face layout)"},
@@ -58,7 +61,8 @@ int cmd_quantize(int argc, char **argv) {
         {"--eval-ctx", NULL, OPT_INT, &eval_ctx, 2, 1 << 20, "window length for --eval (512)"},
         {"--eval-windows", NULL, OPT_INT, &eval_windows, 0, 1 << 30, "windows for --eval (0 = all)"},
         {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
-        {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory"},
+        {"--force", NULL, OPT_FLAG, &force, 0, -1, "replace an existing output directory (and discard OUT.partial)"},
+        {"--resume", NULL, OPT_FLAG, &resume, 0, -1, "continue an interrupted GPTQ run from the state in OUT.partial"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -79,6 +83,8 @@ int cmd_quantize(int argc, char **argv) {
     if (no_act_order) act_order = 0;
     if (gguf && act_order && !static_groups)
         return cli_error(&cmd, "--act-order with --format gguf needs --static-groups (GGUF blocks have no g_idx)");
+    if (gguf && resume) return cli_error(&cmd, "--resume is not available with --format gguf");
+    if (gguf_is_gguf(model_dir)) return cli_error(&cmd, "%s: quantize needs a Hugging Face model directory, not a GGUF file", model_dir);
     quant_options qo = {0};
     if (strcmp(method, "gptq") == 0) qo.method = QMETHOD_GPTQ;
     else if (strcmp(method, "rtn") == 0) qo.method = QMETHOD_RTN;
@@ -88,10 +94,14 @@ int cmd_quantize(int argc, char **argv) {
 
     double t0 = now_seconds();
     llama_model m;
-    if (llama_load(&m, model_dir) != 0) return cli_fail();
+    if (llama_load_ex(&m, model_dir, LLAMA_LOAD_DEQUANTIZE) != 0) return cli_fail();
     if (m.cfg.quant.present) {
         llama_free(&m);
         return cli_error(&cmd, "%s is already a GPTQ checkpoint", model_dir);
+    }
+    if (st_check_finite(&m.st) != 0) { /* before calibration runs the model */
+        llama_free(&m);
+        return cli_fail();
     }
     tokenizer *tok = tokenizer_load(model_dir);
     calib_set calib = {0};
@@ -100,15 +110,43 @@ int cmd_quantize(int argc, char **argv) {
     gguf_file tf = {0};
     char *eval_text = NULL;
     size_t eval_len = 0;
+    quant_resume *rs = NULL;
     if (!tok) {
         rc = cli_fail();
         goto out;
+    }
+    /* GPTQ into a checkpoint keeps its state in OUT.partial after every block (RTN takes seconds);
+     * not for GGUF output, whose blocks live in memory until the file is written */
+    if (out && !gguf && qo.method == QMETHOD_GPTQ) {
+        char id[1024], *cfg = fs_join(model_dir, "config.json");
+        snprintf(id, sizeof id,
+                 "bits %d group %d act_order %d static_groups %d sym %d mse %d damp %.9g block %d lm_head %d calib %s "
+                 "nsamples %d seqlen %d seed %d",
+                 bits, group, act_order, static_groups, sym, mse, damp, block, lm_head, calib_arg, nsamples, seqlen, seed);
+        const char *files[3] = {cfg, strcmp(calib_arg, "auto") ? calib_arg : NULL, NULL};
+        rs = quant_resume_open(out, id, files, &m.st, m.cfg.n_layers, resume, force);
+        free(cfg);
+        if (!rs) {
+            rc = cli_fail();
+            goto out;
+        }
+        if (quant_resume_done(rs) > 0 && (eval || dump)) {
+            rc = cli_error(&cmd, "--eval and --dump-dequantized need every block in memory: not with a resumed run");
+            goto out;
+        }
+        if (quant_resume_done(rs) > 0)
+            fprintf(stderr, "gptq: resuming after block %d of %d\n", quant_resume_done(rs), m.cfg.n_layers);
+        quant_resume_catch_signals(rs);
+        qo.hooks = quant_resume_hooks(rs);
     }
     if (eval && !(eval_text = text_file_read(eval, &eval_len, 0))) {
         rc = cli_fail();
         goto out;
     }
-    if (qo.method == QMETHOD_GPTQ) {
+    if (qo.method == QMETHOD_GPTQ && quant_resume_done(rs) > 0) {
+        /* the restored block inputs replace the calibration windows */
+        calib.n = nsamples, calib.seqlen = seqlen;
+    } else if (qo.method == QMETHOD_GPTQ) {
         int crc = strcmp(calib_arg, "auto") == 0
                       ? calib_generate(&calib, &m, tok, nsamples, seqlen, (uint64_t)seed)
                       : calib_from_file(&calib, tok, calib_arg, nsamples, seqlen, (uint64_t)seed);
@@ -177,6 +215,7 @@ int cmd_quantize(int argc, char **argv) {
             rc = cli_fail();
             goto out;
         }
+        quant_resume_finish(rs);
         fprintf(stderr, "gptq: wrote %s\n", out);
     }
     if (dump) {
@@ -226,6 +265,8 @@ int cmd_quantize(int argc, char **argv) {
 out:
     if (gguf) gguf_quant_free(&gq);
     if (tf.path) gguf_close(&tf);
+    if (rc != 0 && quant_resume_done(rs) == 0) quant_resume_finish(rs); /* no finished block: nothing to resume */
+    quant_resume_free(rs);
     free(eval_text);
     quant_result_free(&res);
     calib_free(&calib);

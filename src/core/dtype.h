@@ -43,14 +43,23 @@ static inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
+/* IEEE half precision in the compiler's arithmetic type: _Float16 (gcc, clang >= 15);
+ * clang 14 (Debian 12's, used for the libFuzzer build) has it on x86 only as the storage
+ * type __fp16, which converts with the same round-to-nearest-even. */
+#if defined(__clang__) && __clang_major__ < 15
+typedef __fp16 gptq_half_t;
+#else
+typedef _Float16 gptq_half_t;
+#endif
+
 static inline float f16_to_f32(uint16_t h) {
-    _Float16 v;
+    gptq_half_t v;
     memcpy(&v, &h, 2);
     return (float)v;
 }
 
 static inline uint16_t f32_to_f16(float f) {
-    _Float16 v = (_Float16)f;
+    gptq_half_t v = (gptq_half_t)f;
     uint16_t h;
     memcpy(&h, &v, 2);
     return h;

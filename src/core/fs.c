@@ -66,6 +66,21 @@ int fs_map_file(fs_map *m, const char *path) {
     return 0;
 }
 
+int fs_map_copy(fs_map *m, const void *data, size_t n) {
+    m->data = NULL;
+    m->size = n;
+    if (n == 0) return 0;
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        m->size = 0;
+        return gptq_fail("cannot map %zu bytes: %s", n, strerror(errno));
+    }
+    memcpy(p, data, n);
+    mprotect(p, n, PROT_READ);
+    m->data = p;
+    return 0;
+}
+
 void fs_unmap(fs_map *m) {
     if (m->data) munmap(m->data, m->size);
     m->data = NULL;

@@ -15,6 +15,9 @@ typedef struct {
     size_t size; /* bytes */
 } fs_map;
 int fs_map_file(fs_map *m, const char *path);
+/* The same shape for bytes already in memory: a private anonymous mapping holding a copy,
+ * released by fs_unmap like a file's (parsers of in-memory input, fuzzing). */
+int fs_map_copy(fs_map *m, const void *data, size_t n);
 void fs_unmap(fs_map *m);
 
 /* "dir/name" in a fresh heap string. */

@@ -84,9 +84,16 @@ static int parse_rope(hf_config *c, const cJSON *r, const char *key, const char 
     return 0;
 }
 
+/* A token id: an integer in 0..1e9 (anything else, e.g. 1e400, is an error rather than an
+ * out-of-range float-to-int conversion). */
+static int is_token_id(const cJSON *j) {
+    return cJSON_IsNumber(j) && j->valuedouble >= 0 && j->valuedouble <= 1e9 && j->valuedouble == floor(j->valuedouble);
+}
+
 static int parse_eos(hf_config *c, const cJSON *j, const char *path) {
     if (!j || cJSON_IsNull(j)) return 0;
     if (cJSON_IsNumber(j)) {
+        if (!is_token_id(j)) return gptq_fail("%s: \"eos_token_id\" must be a non-negative integer", path);
         c->eos_ids[0] = (int)j->valuedouble;
         c->n_eos = 1;
         return 0;
@@ -95,7 +102,7 @@ static int parse_eos(hf_config *c, const cJSON *j, const char *path) {
     c->n_eos = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, j) {
-        if (!cJSON_IsNumber(it)) return gptq_fail("%s: \"eos_token_id\" list must hold integers", path);
+        if (!is_token_id(it)) return gptq_fail("%s: \"eos_token_id\" list must hold non-negative integers", path);
         if (c->n_eos < HF_MAX_EOS) c->eos_ids[c->n_eos++] = (int)it->valuedouble;
     }
     return 0;
@@ -220,10 +227,17 @@ void hf_config_free(hf_config *c) {
 
 int hf_config_load(hf_config *c, const char *path) {
     memset(c, 0, sizeof *c);
-    char *text = fs_read_all(path, NULL);
+    size_t len;
+    char *text = fs_read_all(path, &len);
     if (!text) return -1;
-    cJSON *root = cJSON_Parse(text);
+    int rc = hf_config_parse(c, text, len, path);
     free(text);
+    return rc;
+}
+
+int hf_config_parse(hf_config *c, const char *text, size_t len, const char *path) {
+    memset(c, 0, sizeof *c);
+    cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) return gptq_fail("%s: not valid JSON", path);
     int rc = -1;
     if (!cJSON_IsObject(root)) {

@@ -2,6 +2,8 @@
 #ifndef GPTQ_IO_HF_CONFIG_H
 #define GPTQ_IO_HF_CONFIG_H
 
+#include <stddef.h>
+
 #include "core/dtype.h"
 
 typedef enum { ROPE_DEFAULT = 0, ROPE_LLAMA3, ROPE_LINEAR } rope_kind;
@@ -73,6 +75,8 @@ typedef struct {
 /* Parses DIR/config.json-style text at `path`. Missing required keys, wrong types,
  * non-positive sizes and unsupported architectures/activations are errors naming the file. */
 int hf_config_load(hf_config *c, const char *path);
+/* The same from config.json text in memory (`path` names it in errors). */
+int hf_config_parse(hf_config *c, const char *text, size_t len, const char *path);
 
 /* Parses a quantization config object from a JSON file (quantize_config.json) into q. */
 int hf_quant_config_load(hf_quant_config *q, const char *path);

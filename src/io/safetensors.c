@@ -113,17 +113,35 @@ static int parse_header(st_archive *a, int fi) {
 
     /* Tensors of one file must not overlap (the format packs them back to back). */
     int n = a->n_tensors - first;
-    st_tensor *tmp = xmalloc(sizeof(st_tensor) * (n ? n : 1));
-    memcpy(tmp, a->tensors + first, sizeof(st_tensor) * n);
-    qsort(tmp, n, sizeof(st_tensor), cmp_by_offset);
-    for (int i = 1; i < n; i++) {
-        if ((const char *)tmp[i - 1].data + tmp[i - 1].nbytes > (const char *)tmp[i].data) {
-            rc = gptq_fail("%s: tensors '%s' and '%s' overlap", path, tmp[i - 1].name, tmp[i].name);
-            break;
+    if (n >= 2) { /* (with none, a->tensors may still be NULL) */
+        st_tensor *tmp = xmalloc(sizeof(st_tensor) * n);
+        memcpy(tmp, a->tensors + first, sizeof(st_tensor) * n);
+        qsort(tmp, n, sizeof(st_tensor), cmp_by_offset);
+        for (int i = 1; i < n; i++) {
+            if ((const char *)tmp[i - 1].data + tmp[i - 1].nbytes > (const char *)tmp[i].data) {
+                rc = gptq_fail("%s: tensors '%s' and '%s' overlap", path, tmp[i - 1].name, tmp[i].name);
+                break;
+            }
         }
+        free(tmp);
+        if (rc != 0) return rc;
     }
-    free(tmp);
-    return rc;
+
+    /* Typed access (float, uint16_t, int32_t pointers) needs element alignment.  The map
+     * is page aligned, so only the file's own layout can break it: a header length or a
+     * preceding tensor that is not a multiple of the element size (hand-made files, or
+     * writers older than the format's 8-byte header padding).  Such tensors get an
+     * aligned copy instead of being read misaligned. */
+    for (int i = first; i < a->n_tensors; i++) {
+        st_tensor *t = &a->tensors[i];
+        if (t->nbytes == 0 || (uintptr_t)t->data % dtype_size(t->dtype) == 0) continue;
+        void *copy = xaligned_alloc(t->nbytes);
+        memcpy(copy, t->data, t->nbytes);
+        a->copies = xrealloc(a->copies, sizeof(void *) * (a->n_copies + 1));
+        a->copies[a->n_copies++] = copy;
+        t->data = copy;
+    }
+    return 0;
 }
 
 static int add_file(st_archive *a, const char *path) {
@@ -137,6 +155,7 @@ static int add_file(st_archive *a, const char *path) {
 }
 
 static int finish(st_archive *a) {
+    if (a->n_tensors == 0) return 0; /* a->tensors is NULL: qsort must not see it */
     qsort(a->tensors, a->n_tensors, sizeof(st_tensor), cmp_tensor_name);
     for (int i = 1; i < a->n_tensors; i++)
         if (strcmp(a->tensors[i - 1].name, a->tensors[i].name) == 0)
@@ -153,17 +172,32 @@ int st_open_file(st_archive *a, const char *path) {
     return 0;
 }
 
-static int open_index(st_archive *a, const char *dir, const char *index_path) {
-    char *text = fs_read_all(index_path, NULL);
-    if (!text) return -1;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
+int st_open_memory(st_archive *a, const char *name, const void *data, size_t n) {
+    memset(a, 0, sizeof *a);
+    a->paths = xmalloc(sizeof(char *));
+    a->maps = xmalloc(sizeof(fs_map));
+    a->paths[0] = xstrdup(name);
+    a->maps[0] = (fs_map){0};
+    a->n_files = 1;
+    if (fs_map_copy(&a->maps[0], data, n) != 0 || parse_header(a, 0) != 0 || finish(a) != 0) {
+        st_close(a);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_index(st_archive *a, const char *dir, const char *text, size_t len, const char *index_path) {
+    cJSON *root = cJSON_ParseWithLength(text, len);
     if (!root) return gptq_fail("%s: not valid JSON", index_path);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     int rc = 0;
     if (!cJSON_IsObject(wm)) {
         cJSON_Delete(root);
         return gptq_fail("%s: no \"weight_map\" object", index_path);
+    }
+    if (!wm->child) { /* else the model fails later with a message naming no file */
+        cJSON_Delete(root);
+        return gptq_fail("%s: \"weight_map\" names no tensors", index_path);
     }
     /* Open each distinct shard once, in order of first mention. */
     const cJSON *it;
@@ -204,7 +238,10 @@ int st_open_dir(st_archive *a, const char *dir) {
     char *index_path = fs_join(dir, "model.safetensors.index.json");
     int rc;
     if (fs_exists(index_path)) {
-        rc = open_index(a, dir, index_path);
+        size_t len;
+        char *text = fs_read_all(index_path, &len);
+        rc = text ? open_index(a, dir, text, len, index_path) : -1;
+        free(text);
     } else {
         char *single = fs_join(dir, "model.safetensors");
         if (!fs_exists(single)) rc = gptq_fail("%s: no model.safetensors or model.safetensors.index.json", dir);
@@ -216,17 +253,26 @@ int st_open_dir(st_archive *a, const char *dir) {
     return rc;
 }
 
+int st_open_index_json(st_archive *a, const char *dir, const char *json, size_t len, const char *index_path) {
+    memset(a, 0, sizeof *a);
+    int rc = open_index(a, dir, json, len, index_path);
+    if (rc != 0) st_close(a);
+    return rc;
+}
+
 void st_close(st_archive *a) {
     for (int i = 0; i < a->n_tensors; i++) free(a->tensors[i].name);
     for (int i = 0; i < a->n_files; i++) {
         fs_unmap(&a->maps[i]);
         free(a->paths[i]);
     }
-    free(a->tensors), free(a->maps), free(a->paths);
+    for (int i = 0; i < a->n_copies; i++) free(a->copies[i]);
+    free(a->tensors), free(a->maps), free(a->paths), free(a->copies);
     memset(a, 0, sizeof *a);
 }
 
 const st_tensor *st_find(const st_archive *a, const char *name) {
+    if (a->n_tensors == 0) return NULL; /* a->tensors is NULL: bsearch must not see it */
     st_tensor key = {.name = (char *)name};
     return bsearch(&key, a->tensors, a->n_tensors, sizeof(st_tensor), cmp_tensor_name);
 }
@@ -306,8 +352,13 @@ void st_writer_meta(st_writer *w, const char *key, const char *value) {
     w->n_meta++;
 }
 
+/* Larger elements first, then by name: back-to-back tensors then all start aligned to
+ * their element size (sizes are multiples of it, the header is padded to 8). */
 static int cmp_entry_name(const void *a, const void *b) {
-    return strcmp(((const st_entry *)a)->name, ((const st_entry *)b)->name);
+    const st_entry *x = a, *y = b;
+    size_t sx = dtype_size(x->dtype), sy = dtype_size(y->dtype);
+    if (sx != sy) return sx > sy ? -1 : 1;
+    return strcmp(x->name, y->name);
 }
 
 int st_writer_write(st_writer *w, const char *path) {

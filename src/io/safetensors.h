@@ -20,7 +20,9 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
-    const void *data; /* points into the file's memory map */
+    const void *data; /* points into the file's memory map (or to an aligned copy, when
+                       * the file places it at an offset that is not a multiple of the
+                       * element size); always aligned to the element size */
     size_t nbytes;
     int file_index; /* which file of the archive holds it */
 } st_tensor;
@@ -32,6 +34,9 @@ typedef struct {
     fs_map *maps;   /* (n_files) */
     int n_tensors;
     st_tensor *tensors; /* (n_tensors), sorted by name */
+    int n_copies;
+    void **copies;      /* (n_copies) aligned heap copies of tensors whose bytes in the file
+                         * are not aligned to their element size (see parse_header) */
 } st_archive;
 
 /* Opens one .safetensors file. */
@@ -39,6 +44,12 @@ int st_open_file(st_archive *a, const char *path);
 /* Opens a model directory: model.safetensors.index.json (sharded) if present, else
  * model.safetensors. */
 int st_open_dir(st_archive *a, const char *dir);
+/* Parses a whole safetensors file held in memory (copied; `name` stands for its path in
+ * errors).  Same checks as st_open_file. */
+int st_open_memory(st_archive *a, const char *name, const void *data, size_t n);
+/* Opens the shards named by the text of a model.safetensors.index.json (`index_path` names
+ * it in errors) from directory dir: what st_open_dir does when the index exists. */
+int st_open_index_json(st_archive *a, const char *dir, const char *json, size_t len, const char *index_path);
 void st_close(st_archive *a);
 
 /* NULL if absent. */
@@ -84,8 +95,9 @@ void st_writer_add(st_writer *w, const char *name, gptq_dtype dt, int ndim, cons
 void st_writer_add_fill(st_writer *w, const char *name, gptq_dtype dt, int ndim, const int64_t *shape, st_fill_fn fill,
                         void *ctx);
 void st_writer_meta(st_writer *w, const char *key, const char *value);
-/* Writes the file atomically (temporary name, then rename). Tensors are written in
- * name order, 8-byte aligned header as the format recommends. */
+/* Writes the file atomically (temporary name, then rename).  Header padded to 8 bytes
+ * and tensors ordered by element size (largest first), then by name, as the reference
+ * safetensors writer does, so that every tensor starts aligned to its element size. */
 int st_writer_write(st_writer *w, const char *path);
 void st_writer_free(st_writer *w);
 

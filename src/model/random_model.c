@@ -360,9 +360,9 @@ static int check_space(const char *dir, int64_t need) {
     struct statvfs sv;
     if (statvfs(dir, &sv) != 0) return 0; /* cannot tell: let the writes find out */
     double avail = (double)sv.f_bavail * (double)sv.f_frsize;
-    if (avail < (double)need + 64e6)
-        return gptq_fail("%s: not enough disk space: the checkpoint needs %.2f GB, %.2f GB free", dir, need / 1e9,
-                         avail / 1e9);
+    if (avail < (double)need + 64e6) /* (64 MB to spare for everything else) */
+        return gptq_fail("%s: not enough disk space: the checkpoint needs %.1f MB (+64 MB to spare), %.1f MB free", dir,
+                         need / 1e6, avail / 1e6);
     return 0;
 }
 

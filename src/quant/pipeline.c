@@ -199,8 +199,11 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
         for (int l = 0; l < c->n_layers && rc == 0; l++) {
             for (int j = 0; j < LIN_COUNT && rc == 0; j++) {
                 int k = l * LIN_COUNT + j;
-                rc = quantize_linear(&m->layers[l].lin[j], NULL, o, &r->rows[k], &r->packed[k], &saved[k]);
-                finish_weight(&m->layers[l].lin[j], &saved[k], o->keep_dequantized);
+                linear *lin = &m->layers[l].lin[j];
+                rc = quantize_linear(lin, NULL, o, &r->rows[k], &r->packed[k], &saved[k]);
+                finish_weight(lin, &saved[k], o->keep_dequantized);
+                /* done with its file pages: the resident set stays about one layer */
+                if (!lin->owned) st_release(&m->st, lin->w, (size_t)lin->out * lin->in * dtype_size(lin->dtype));
             }
             progress_update(&pg, l + 1);
         }
@@ -219,7 +222,12 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
     float *X = xaligned_alloc(sizeof(float) * rows * dim); /* block inputs, then outputs */
     float *A = xaligned_alloc(sizeof(float) * rows * wa);  /* attention outputs, then X + o(A) */
     llama_state *s = llama_state_new_ex(m, S, S, 1);
-    for (int w = 0; w < N; w++) {
+    int first = 0; /* blocks already done by an interrupted run (restored with X) */
+    if (o->hooks && o->hooks->restore && (first = o->hooks->restore(o->hooks->ctx, X, rows, dim, r)) < 0) {
+        rc = -1;
+        goto gptq_done;
+    }
+    for (int w = 0; w < N && first == 0; w++) {
         const int *ids = calib->ids + (size_t)w * S;
         for (int t = 0; t < S; t++)
             if (ids[t] < 0 || ids[t] >= c->vocab_size) {
@@ -229,7 +237,7 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
         llama_embed(m, ids, S, X + (size_t)w * S * dim);
     }
     progress_start(&pg, "gptq: block", c->n_layers);
-    for (int l = 0; l < c->n_layers && rc == 0; l++) {
+    for (int l = first; l < c->n_layers && rc == 0; l++) {
         llama_layer *L = &m->layers[l];
         quant_layer_report *rep = &r->rows[l * LIN_COUNT];
         gptq_packed *pk = &r->packed[l * LIN_COUNT];
@@ -307,6 +315,7 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
             if (!L->lin[j].owned) st_release(&m->st, L->lin[j].w, (size_t)L->lin[j].out * L->lin[j].in * dtype_size(L->lin[j].dtype));
         }
         progress_update(&pg, l + 1);
+        if (o->hooks && o->hooks->block_done) rc = o->hooks->block_done(o->hooks->ctx, l + 1, X, rows, dim, r);
     }
     progress_end(&pg);
 

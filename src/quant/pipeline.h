@@ -37,6 +37,20 @@ typedef struct {
     void *ctx;
 } quant_linear_hook;
 
+struct quant_result;
+
+/* Hooks that make a GPTQ run resumable (quant/resume.h implements them; NULL = none).
+ * The state after block l is the next block's inputs X and the results of blocks 0..l:
+ * nothing else carries over from one block to the next. */
+typedef struct {
+    void *ctx;
+    /* Before the first block: fills X (rows, dim) and r's rows/packed layers of the blocks
+     * already done and returns how many there are (0: start from the embeddings), or -1. */
+    int (*restore)(void *ctx, float *X, size_t rows, int dim, struct quant_result *r);
+    /* After each block: `done` blocks are finished, X holds the inputs of the next one. */
+    int (*block_done)(void *ctx, int done, const float *X, size_t rows, int dim, const struct quant_result *r);
+} quant_block_hooks;
+
 typedef struct {
     quant_method method;
     gptq_params gp;        /* bits, group size, sym, act-order, static groups, damp, block */
@@ -44,6 +58,7 @@ typedef struct {
     int for_checkpoint;    /* skip (keep in float) layers the HF GPTQ format cannot hold */
     int keep_dequantized;  /* leave the dequantized weights in the model (in-memory eval) */
     const quant_linear_hook *hook; /* NULL: gptq_quantize / rtn_quantize with gp, packed for the HF format */
+    const quant_block_hooks *hooks; /* GPTQ only: save/restore state per block, or NULL */
 } quant_options;
 
 /* What happened to one Linear. */
@@ -63,7 +78,7 @@ struct quant_layer_report {
     int dead;              /* dead input columns */
 };
 
-typedef struct {
+typedef struct quant_result {
     int n_rows;
     quant_layer_report *rows; /* (n_layers*LIN_COUNT + 1) */
     gptq_packed *packed;      /* (n_layers*LIN_COUNT + 1): [layer*LIN_COUNT + id], lm_head last; qweight NULL if not quantized */

@@ -20,8 +20,7 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* Joins the "text" fields of a JSON-lines file with blank lines. */
-static char *jsonl_text(const char *path, const char *raw, size_t *len_out) {
+char *calib_jsonl_text(const char *path, const char *raw, size_t *len_out) {
     size_t cap = strlen(raw) + 1, len = 0;
     char *out = xmalloc(cap);
     int line_no = 0;
@@ -89,7 +88,7 @@ int calib_from_file(calib_set *c, const tokenizer *tok, const char *path, int n,
     char *raw = text_file_read(path, &len, 0);
     if (!raw) return -1;
     if (ends_with(path, ".jsonl")) {
-        char *t = jsonl_text(path, raw, &len);
+        char *t = calib_jsonl_text(path, raw, &len);
         free(raw);
         if (!t) return -1;
         raw = t;

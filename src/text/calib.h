@@ -6,6 +6,7 @@
 #ifndef GPTQ_TEXT_CALIB_H
 #define GPTQ_TEXT_CALIB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "text/tokenizer.h"
@@ -24,6 +25,11 @@ int calib_from_file(calib_set *c, const tokenizer *tok, const char *path, int n,
 int calib_from_text(calib_set *c, const tokenizer *tok, const char *text, size_t len, const char *what, int n, int seqlen,
                     uint64_t seed);
 void calib_free(calib_set *c);
+
+/* The text a .jsonl calibration file contributes: the "text" fields of its lines (raw:
+ * NUL-terminated file contents) joined by blank lines; blank lines are skipped.  NULL +
+ * error naming `path` and the line for a line that is not an object with a "text" string. */
+char *calib_jsonl_text(const char *path, const char *raw, size_t *len_out);
 
 /* The deterministic generator used for window offsets (xorshift64*): a value in [0, bound). */
 uint64_t calib_rand(uint64_t *state, uint64_t bound);

@@ -43,6 +43,21 @@ struct tokenizer {
 
 /* ---- small JSON helpers ---- */
 
+/* Parses a JSON object from text; NULL + *err = 1 + error naming `path` if it is not one. */
+static cJSON *parse_object(const char *text, size_t len, const char *path, int *err) {
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    if (!j) {
+        gptq_fail("%s: not valid JSON (near byte %ld)", path, (long)(cJSON_GetErrorPtr() - text));
+        *err = 1;
+    } else if (!cJSON_IsObject(j)) {
+        gptq_fail("%s: not a JSON object", path);
+        cJSON_Delete(j);
+        j = NULL;
+        *err = 1;
+    }
+    return j;
+}
+
 static cJSON *read_json(const char *dir, const char *name, int required, int *err) {
     char *path = fs_join(dir, name);
     *err = 0;
@@ -57,16 +72,7 @@ static cJSON *read_json(const char *dir, const char *name, int required, int *er
         free(path);
         return NULL;
     }
-    cJSON *j = cJSON_ParseWithLength(text, len);
-    if (!j) {
-        gptq_fail("%s: not valid JSON (near byte %ld)", path, (long)(cJSON_GetErrorPtr() - text));
-        *err = 1;
-    } else if (!cJSON_IsObject(j)) {
-        gptq_fail("%s: not a JSON object", path);
-        cJSON_Delete(j);
-        j = NULL;
-        *err = 1;
-    }
+    cJSON *j = parse_object(text, len, path, err);
     free(text);
     free(path);
     return j;
@@ -287,22 +293,13 @@ static void build_id_table(tokenizer *t) {
     for (int i = 0; i < t->added.n; i++) t->id_str[t->added.v[i].id] = t->added.v[i].content;
 }
 
-/* Builds a tokenizer from the text of a tokenizer.json (`path` names it in errors) and the
- * parsed side files (any may be NULL).  Takes ownership of text, tcfg, cfg and gen. */
-static tokenizer *load_from(const char *path, char *text, size_t len, cJSON *tcfg, cJSON *cfg, cJSON *gen, int raw) {
+/* Builds the tokenizer from tokenizer.json (`root`, parsed from the NUL-terminated `text`,
+ * named `path` in errors) and the optional tokenizer_config / config / generation_config
+ * objects; frees all four objects. */
+static tokenizer *build(const char *path, const char *text, cJSON *root, cJSON *tcfg, cJSON *cfg, cJSON *gen, int flags) {
+    int raw = (flags & TOKENIZER_LOAD_RAW) != 0;
     tokenizer *t = xcalloc(1, sizeof *t);
     t->bos_id = t->cfg_eos_id = -1;
-    cJSON *root = NULL;
-    if (!text) goto fail;
-    root = cJSON_ParseWithLength(text, len);
-    if (!root) {
-        gptq_fail("%s: not valid JSON (near byte %ld)", path, (long)(cJSON_GetErrorPtr() - text));
-        goto fail;
-    }
-    if (!cJSON_IsObject(root)) {
-        gptq_fail("%s: not a JSON object", path);
-        goto fail;
-    }
     if (load_parts(t, path, root, text, tcfg, raw)) goto fail;
     build_id_table(t);
     t->kind = pretok_has_byte_level(t->pretok) ? TOK_BYTE_LEVEL_BPE : TOK_SENTENCEPIECE_BPE;
@@ -328,66 +325,94 @@ static tokenizer *load_from(const char *path, char *text, size_t len, cJSON *tcf
         t->cfg_eos_id = t->eos.v[0];
     }
     for (size_t i = 0; i < t->prefix.n; i++)
-        if (t->prefix.v[i] < 0 || t->prefix.v[i] >= t->n_ids) {
-            gptq_fail("%s: post_processor adds id %d, outside the vocabulary", path, t->prefix.v[i]);
+        if (t->prefix.v[i] < 0 || t->prefix.v[i] >= t->n_ids || !t->id_str[t->prefix.v[i]]) {
+            gptq_fail("%s: post_processor adds id %d, which no token of the vocabulary has", path, t->prefix.v[i]);
             goto fail;
         }
     for (size_t i = 0; i < t->suffix.n; i++)
-        if (t->suffix.v[i] < 0 || t->suffix.v[i] >= t->n_ids) {
-            gptq_fail("%s: post_processor adds id %d, outside the vocabulary", path, t->suffix.v[i]);
+        if (t->suffix.v[i] < 0 || t->suffix.v[i] >= t->n_ids || !t->id_str[t->suffix.v[i]]) {
+            gptq_fail("%s: post_processor adds id %d, which no token of the vocabulary has", path, t->suffix.v[i]);
             goto fail;
         }
     cJSON_Delete(root);
     cJSON_Delete(tcfg);
     cJSON_Delete(cfg);
     cJSON_Delete(gen);
-    free(text);
     return t;
 fail:
     cJSON_Delete(root);
     cJSON_Delete(tcfg);
     cJSON_Delete(cfg);
     cJSON_Delete(gen);
-    free(text);
     tokenizer_free(t);
     return NULL;
 }
 
-
 tokenizer *tokenizer_load_ex(const char *dir, int flags) {
     if (gguf_is_gguf(dir)) return tokenizer_load_gguf(dir);
-    int raw = (flags & TOKENIZER_LOAD_RAW) != 0, err1 = 0, err2 = 0, err3 = 0;
+    int err;
     char *path = fs_join(dir, "tokenizer.json");
-    size_t len = 0;
+    cJSON *root = NULL, *tcfg = NULL, *cfg = NULL, *gen = NULL;
+    tokenizer *t = NULL;
+    size_t len;
     char *text = fs_read_all(path, &len);
-    cJSON *tcfg = NULL, *cfg = NULL, *gen = NULL;
-    if (text) {
-        tcfg = read_json(dir, "tokenizer_config.json", 0, &err1);
-        if (!err1) cfg = read_json(dir, "config.json", 0, &err2);
-        if (!err1 && !err2) gen = read_json(dir, "generation_config.json", 0, &err3);
-        if (err1 || err2 || err3) {
-            free(text);
-            text = NULL;
-        }
-    }
-    tokenizer *t = text ? load_from(path, text, len, tcfg, cfg, gen, raw) : NULL;
-    if (!text) {
-        cJSON_Delete(tcfg);
-        cJSON_Delete(cfg);
-        cJSON_Delete(gen);
-    }
+    if (!text) goto done;
+    err = 0;
+    root = parse_object(text, len, path, &err);
+    if (!root) goto done;
+    tcfg = read_json(dir, "tokenizer_config.json", 0, &err);
+    if (err) goto done;
+    cfg = read_json(dir, "config.json", 0, &err);
+    if (err) goto done;
+    gen = read_json(dir, "generation_config.json", 0, &err);
+    if (err) goto done;
+    t = build(path, text, root, tcfg, cfg, gen, flags);
+    root = tcfg = cfg = gen = NULL; /* build freed them */
+done:
+    cJSON_Delete(root);
+    cJSON_Delete(tcfg);
+    cJSON_Delete(cfg);
+    cJSON_Delete(gen);
+    free(text);
     free(path);
     return t;
 }
 
+tokenizer *tokenizer_from_json(const char *json, size_t len, const char *tokenizer_config, size_t tcfg_len,
+                               const char *what, int flags) {
+    int err = 0;
+    char *text = xmalloc(len + 1); /* load_parts looks for "ByteLevel" in the text */
+    memcpy(text, json, len);
+    text[len] = 0;
+    cJSON *root = parse_object(text, len, what, &err), *tcfg = NULL;
+    if (root && tokenizer_config) {
+        char *name = xmalloc(strlen(what) + 32);
+        sprintf(name, "%s (tokenizer_config)", what);
+        tcfg = parse_object(tokenizer_config, tcfg_len, name, &err);
+        free(name);
+    }
+    tokenizer *t = NULL;
+    if (!err) t = build(what, text, root, tcfg, NULL, NULL, flags);
+    else cJSON_Delete(root), cJSON_Delete(tcfg);
+    free(text);
+    return t;
+}
+
 tokenizer *tokenizer_load_json(const char *label, const char *json, size_t len, int bos_id, int eos_id) {
+    int err = 0;
     char *text = xmalloc(len + 1);
     memcpy(text, json, len);
     text[len] = 0;
-    cJSON *cfg = cJSON_CreateObject();
-    if (bos_id >= 0) cJSON_AddNumberToObject(cfg, "bos_token_id", bos_id);
-    if (eos_id >= 0) cJSON_AddNumberToObject(cfg, "eos_token_id", eos_id);
-    return load_from(label, text, len, NULL, cfg, NULL, 1);
+    cJSON *root = parse_object(text, len, label, &err);
+    tokenizer *t = NULL;
+    if (root) {
+        cJSON *cfg = cJSON_CreateObject();
+        if (bos_id >= 0) cJSON_AddNumberToObject(cfg, "bos_token_id", bos_id);
+        if (eos_id >= 0) cJSON_AddNumberToObject(cfg, "eos_token_id", eos_id);
+        t = build(label, text, root, NULL, cfg, NULL, TOKENIZER_LOAD_RAW);
+    }
+    free(text);
+    return t;
 }
 
 tokenizer *tokenizer_load(const char *dir) { return tokenizer_load_ex(dir, 0); }

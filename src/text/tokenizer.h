@@ -36,6 +36,10 @@ tokenizer *tokenizer_load_json(const char *label, const char *json, size_t len, 
 /* The tokenizer of a GGUF file's tokenizer.ggml.* metadata (text/tokenizer_gguf.c);
  * tokenizer_load and tokenizer_load_ex call it when given a GGUF file instead of a directory. */
 tokenizer *tokenizer_load_gguf(const char *path);
+/* The same from a tokenizer.json text in memory and, optionally (NULL), the text of a
+ * tokenizer_config.json; `what` names the input in errors.  For tests and fuzzing. */
+tokenizer *tokenizer_from_json(const char *json, size_t len, const char *tokenizer_config, size_t tcfg_len,
+                               const char *what, int flags);
 void tokenizer_free(tokenizer *t);
 
 /* Encodes `len` bytes of UTF-8 text.  With add_bos, prepends BOS when the tokenizer's

@@ -70,8 +70,8 @@ h = json.loads(b[8:8 + n]); off = 8 + n + h['model.layers.2.mlp.up_proj.weight']
 b[off + 40:off + 44] = struct.pack('<f', float('nan'))
 open(p, 'wb').write(b)
 PY
-expect_error "NaN weight (gptq)" "model\.layers\.2\.mlp\.up_proj: weight \[.*\] is not finite" "$BIN" quantize --model "$W/nan" --out "$W/x5" --calib "$CAL" --nsamples 2 --seqlen 64
-expect_error "NaN weight (rtn)" "model\.layers\.2\.mlp\.up_proj: weight \[.*\] is not finite" "$BIN" quantize --model "$W/nan" --out "$W/x6" --method rtn
+expect_error "NaN weight (gptq)" "tensor 'model\.layers\.2\.mlp\.up_proj\.weight' element \[.*\] is not finite" "$BIN" quantize --model "$W/nan" --out "$W/x5" --calib "$CAL" --nsamples 2 --seqlen 64
+expect_error "NaN weight (rtn)" "tensor 'model\.layers\.2\.mlp\.up_proj\.weight' element \[.*\] is not finite" "$BIN" quantize --model "$W/nan" --out "$W/x6" --method rtn
 for x in x1 x2 x3 x4 x5 x6; do check "no output left for $x" test ! -e "$W/$x"; done
 check "no temporary directories left" test -z "$(ls -d "$W"/x*.tmp.* 2>/dev/null)"
 finish

@@ -30,6 +30,7 @@ int main(void) {
     CHECK(calib_from_file(&c, tok, cal, 8, 64, 2) == 0, "calib: %s", gptq_last_error());
     CHECK(same_set(&a, &b), "same seed gives different windows");
     CHECK(!same_set(&a, &c), "different seeds give the same windows");
+    calib_free(&c);
     size_t len;
     char *text = text_file_read(cal, &len, 0);
     int *all = NULL;

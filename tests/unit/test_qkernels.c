@@ -307,6 +307,94 @@ static void test_random_layers(void) {
     printf("%d layers, %d products checked; worst normwise relative error %.3g\n", cases_run, products_run, worst_rel);
 }
 
+/* The q8 decode GEMV against the oracle, within its stated bound: each activation moves
+ * by at most d_b/2, so |y − exact| <= Σ_i |w_i|·d_b(i)/2 (+ fp32 rounding). */
+static void test_q8_decode(void) {
+    static const int gs_list[] = {128, -1, 256, 384};
+    static const int64_t in_list[] = {128, 256, 768, 1152};
+    int run = 0;
+    for (int n = 0; n < 24; n++) {
+        layer_case lc = {0};
+        lc.bits = n % 2 ? 8 : 4;
+        lc.group_size = gs_list[irand(4)];
+        do lc.in = in_list[irand(4)];
+        while (lc.group_size > 0 && lc.in % lc.group_size);
+        lc.order = n % 3 == 2 ? ORDER_ACT : ORDER_MONO;
+        lc.sym = n % 4 == 1;
+        lc.out = 1 + irand(70);
+        quant_layer q;
+        make_layer(&lc, &q);
+        qk_layer L;
+        CHECK(qk_from_quant(&q, &L) == 0, "q8: qk_from_quant: %s", gptq_last_error());
+        const int vnni = cpu_get_features()->avx512vnni;
+        CHECK(qk_q8_supported(&L) == vnni, "q8: supported(%d-bit g%d) = %d with VNNI %d", lc.bits, lc.group_size,
+              qk_q8_supported(&L), vnni);
+        if (!vnni) {
+            qk_free(&L);
+            quant_layer_free(&q);
+            continue;
+        }
+        float *x = random_x(lc.in), *y = xmalloc(sizeof(float) * lc.out), *yref = xmalloc(sizeof(float) * lc.out),
+              *y2 = xmalloc(sizeof(float) * lc.out);
+        double *mag = xmalloc(sizeof(double) * lc.out);
+        oracle(&q, x, 1, yref, mag);
+        qk_gemv_q8(&L, y, x);
+        /* block scale of each input: its position in kernel order / 128 */
+        float *dpos = xmalloc(sizeof(float) * lc.in);
+        for (int64_t p = 0; p < L.in_pad; p += 128) {
+            float amax = 0;
+            for (int64_t k = p; k < p + 128; k++) {
+                int64_t i = L.perm ? L.perm[k] : k;
+                if (i >= 0) amax = fmaxf(amax, fabsf(x[i]));
+            }
+            for (int64_t k = p; k < p + 128; k++) {
+                int64_t i = L.perm ? L.perm[k] : k;
+                if (i >= 0) dpos[i] = amax / 127.0f;
+            }
+        }
+        int64_t bad = -1;
+        double worst = 0;
+        for (int64_t o = 0; o < lc.out; o++) {
+            double bound = 1e-5 * mag[o];
+            for (int64_t i = 0; i < lc.in; i++) {
+                int64_t g = q.g_idx[i];
+                double w = q.scales[g * q.out + o] * ((double)q.codes[o * q.in + i] - q.zeros[g * q.out + o]);
+                bound += fabs(w) * dpos[i] * 0.5;
+            }
+            double d = fabs((double)y[o] - yref[o]);
+            if (d / bound > worst) worst = d / bound;
+            if (!(d <= bound) && bad < 0) bad = o;
+        }
+        CHECK(bad < 0, "q8 %d-bit g%d %s in %lld: output %lld off by more than the bound (worst %.3g of it)", lc.bits,
+              lc.group_size, order_name[lc.order], (long long)lc.in, (long long)bad, worst);
+        /* qk_matmul takes the q8 path for one token when enabled, the exact one when not */
+        qk_matmul(&L, y2, x, 1);
+        CHECK(memcmp(y, y2, sizeof(float) * lc.out) == 0, "q8: qk_matmul(T=1) is the q8 GEMV");
+        qk_set_decode_q8(0);
+        qk_matmul(&L, y2, x, 1);
+        qk_set_decode_q8(1);
+        compare(y2, yref, mag, lc.out, "q8 disabled: exact decode");
+        free(dpos), free(mag), free(y2), free(yref), free(y), free(x);
+        qk_free(&L);
+        quant_layer_free(&q);
+        run++;
+    }
+    /* layouts it does not take: 2/3-bit, groups that are not whole 128-input blocks */
+    layer_case no[] = {{8, 256, 2, 128, ORDER_MONO, 0, 0}, {8, 256, 3, 128, ORDER_MONO, 0, 0},
+                       {8, 256, 4, 64, ORDER_MONO, 0, 0},  {8, 256, 8, 32, ORDER_ACT, 0, 0},
+                       {8, 96, 4, -1, ORDER_MONO, 0, 0}};
+    for (size_t k = 0; k < sizeof no / sizeof no[0]; k++) {
+        quant_layer q;
+        make_layer(&no[k], &q);
+        qk_layer L;
+        CHECK(qk_from_quant(&q, &L) == 0, "q8 negative: qk_from_quant: %s", gptq_last_error());
+        CHECK(!qk_q8_supported(&L), "q8 must not take %d-bit g%d in %lld", no[k].bits, no[k].group_size, (long long)no[k].in);
+        qk_free(&L);
+        quant_layer_free(&q);
+    }
+    printf("q8 decode: %d layers checked against the bound\n", run);
+}
+
 /* 8-bit v1 zero point 256 (stored 255) and v2 zero 0 in one layer set. */
 static void test_zero_extremes(void) {
     layer_case lc = {12, 64, 8, 32, ORDER_MONO, 0, 0};
@@ -506,6 +594,7 @@ int main(void) {
     double t0 = now();
     test_random_layers();
     test_zero_extremes();
+    test_q8_decode();
     test_errors();
     printf("tests took %.2f s\n", now() - t0);
     if (getenv("GPTQ_BENCH")) {

@@ -205,7 +205,10 @@ void qk_matmul_ex(const qk_layer *L, float *y, const float *x, int T, qk_path pa
     free(xk);
 }
 
-void qk_matmul(const qk_layer *L, float *y, const float *x, int T) { qk_matmul_ex(L, y, x, T, QK_PATH_AUTO, 0); }
+void qk_matmul(const qk_layer *L, float *y, const float *x, int T) {
+    if (T == 1 && qk_decode_q8_enabled() && qk_q8_supported(L)) qk_gemv_q8(L, y, x);
+    else qk_matmul_ex(L, y, x, T, QK_PATH_AUTO, 0);
+}
 
 /* ---- the oracle ---- */
 

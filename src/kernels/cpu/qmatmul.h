@@ -50,8 +50,22 @@ typedef enum { QK_PATH_AUTO = 0, QK_PATH_SCALAR, QK_PATH_AVX2, QK_PATH_AVX512 } 
 /* The default T at or above which a path dequantizes row tiles and calls sgemm. */
 int qk_blas_min_t(qk_path path);
 
-/* y (T, out) = x (T, in) · Wᵀ with the best path for this CPU. */
+/* y (T, out) = x (T, in) · Wᵀ with the best path for this CPU.  For T == 1 that is the
+ * q8 decode GEMV where it applies (qk_q8_supported and qk_decode_q8_enabled), else the
+ * exact fp32 kernels. */
 void qk_matmul(const qk_layer *L, float *y, const float *x, int T);
+
+/* ---- q8 decode (kernels/cpu/qmatmul_q8.c) ----
+ * y (out) = x (in) · Wᵀ with x quantized to int8 per block of 128 inputs (an fp32 scale
+ * each) and int32 VNNI dot products: 4- and 8-bit layers whose groups are whole 128-input
+ * blocks, on CPUs with AVX-512 VNNI.  |error| <= Σ_i |w_i|·d_b(i)/2 with d_b = max|x| of
+ * the block / 127. */
+int qk_q8_supported(const qk_layer *L);
+void qk_gemv_q8(const qk_layer *L, float *y, const float *x);
+/* On by default; GPTQ_DECODE=exact in the environment (or qk_set_decode_q8(0)) keeps
+ * decode on the exact fp32 kernels. */
+int qk_decode_q8_enabled(void);
+void qk_set_decode_q8(int on);
 
 /* The same with an explicit path (QK_PATH_AUTO = the best; a path the CPU lacks falls
  * back to the next one down, see qk_path_supported) and BLAS threshold (T >= blas_min_t
