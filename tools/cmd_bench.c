@@ -2,7 +2,9 @@
  * on random token ids (the speed of a forward pass does not depend on which tokens). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "device_cuda.h"
 #include "cli.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -12,7 +14,7 @@
 #include <omp.h>
 
 int cmd_bench(int argc, char **argv) {
-    const char *model_dir = NULL;
+    const char *model_dir = NULL, *device = "cpu";
     int prompt_len = 512, gen = 128, json = 0, reps = 1, membw = 0, dequant = 0, membw_mib = 1024;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
@@ -22,6 +24,7 @@ int cmd_bench(int argc, char **argv) {
         {"--membw", NULL, OPT_FLAG, &membw, 0, -1, "probe the memory read bandwidth first (alone when no --model)"},
         {"--membw-mib", NULL, OPT_INT, &membw_mib, 1, 1 << 20, "buffer size of the bandwidth probe (default 1024 MiB)"},
         {"--dequantize", NULL, OPT_FLAG, &dequant, 0, -1, "GPTQ layers to fp32 at load (reference path) instead of the fused kernels"},
+        {"--device", NULL, OPT_STR, &device, 0, -1, "cpu (default) or cuda"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -29,6 +32,11 @@ int cmd_bench(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 2 : 0;
     if (!model_dir && !membw) return cli_error(&cmd, "--model is required (or --membw alone)");
+    if (strcmp(device, "cuda") == 0) {
+        if (!model_dir) return cli_error(&cmd, "--device cuda needs --model");
+        return bench_cuda(model_dir, prompt_len, gen, reps, json);
+    }
+    if (strcmp(device, "cpu") != 0) return cli_error(&cmd, "--device must be cpu or cuda, got '%s'", device);
 
     double bw = 0;
     if (membw) {

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "device_cuda.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "model/llama.h"
@@ -27,7 +28,7 @@ static void emit(const tokenizer *tok, const int *ids, int n, size_t *printed) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model_dir = NULL, *prompt = NULL;
+    const char *model_dir = NULL, *prompt = NULL, *device = "cpu";
     int n_new = 128, top_k = 0, seed = -1, json = 0, dequant = 0;
     float temp = 0.8f, top_p = 1.0f;
     const cli_opt opts[] = {
@@ -39,6 +40,7 @@ int cmd_generate(int argc, char **argv) {
         {"--top-p", NULL, OPT_FLOAT, &top_p, 0, 1, "nucleus sampling mass (1 = off)"},
         {"--seed", NULL, OPT_INT, &seed, 0, 2147483647, "random seed (default: from the clock)"},
         {"--dequantize", NULL, OPT_FLAG, &dequant, 0, -1, "GPTQ layers to fp32 at load (reference path) instead of the fused kernels"},
+        {"--device", NULL, OPT_STR, &device, 0, -1, "cpu (default) or cuda (the forward pass on the GPU)"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -47,6 +49,9 @@ int cmd_generate(int argc, char **argv) {
     if (rc) return rc < 0 ? 2 : 0;
     if (!model_dir) return cli_error(&cmd, "--model is required");
     if (!prompt) return cli_error(&cmd, "--prompt is required");
+    const int cuda = strcmp(device, "cuda") == 0;
+    if (!cuda && strcmp(device, "cpu") != 0) return cli_error(&cmd, "--device must be cpu or cuda, got '%s'", device);
+    if (cuda && dequant) return cli_error(&cmd, "--device cuda does not take --dequantize");
     if (seed < 0) seed = (int)(time(NULL) & 0x7fffffff);
 
     double t_load = now_seconds();
@@ -77,7 +82,12 @@ int cmd_generate(int argc, char **argv) {
     if (max_seq > m.cfg.max_pos)
         gptq_warn("%d tokens exceed the model's max_position_embeddings (%d)", max_seq, m.cfg.max_pos);
 
-    llama_state *s = llama_state_new(&m, max_seq, np);
+    void *gm = NULL; /* the GPU copy with --device cuda */
+    if (cuda && !(gm = generate_cuda_load(model_dir, max_seq, np))) {
+        rc = cli_fail();
+        goto out;
+    }
+    llama_state *s = llama_state_new(&m, cuda ? 1 : max_seq, cuda ? 1 : np);
     sampler smp;
     sampler_init(&smp, m.cfg.vocab_size, temp, top_k, top_p, (uint64_t)seed);
     int *ids = xmalloc(sizeof(int) * (max_seq + 1));
@@ -88,21 +98,22 @@ int cmd_generate(int argc, char **argv) {
     emit(tok, ids + skip, np - skip, &printed);
 
     double t0 = now_seconds();
-    const float *logits = llama_forward(&m, s, ids, np, 0, 0);
+    const float *logits = gm ? generate_cuda_forward(gm, ids, np, 0) : llama_forward(&m, s, ids, np, 0, 0);
     double t_prefill = now_seconds() - t0;
     int n = np, generated = 0;
     t0 = now_seconds();
-    while (generated < n_new) {
+    while (logits && generated < n_new) {
         int next = sampler_sample(&smp, logits);
         if (tokenizer_is_eos(tok, next)) break;
         ids[n++] = next;
         generated++;
         emit(tok, ids + skip, n - skip, &printed);
         if (generated == n_new) break;
-        logits = llama_forward(&m, s, &ids[n - 1], 1, n - 1, 0);
+        logits = gm ? generate_cuda_forward(gm, &ids[n - 1], 1, n - 1) : llama_forward(&m, s, &ids[n - 1], 1, n - 1, 0);
     }
     double t_decode = now_seconds() - t0;
     printf("\n");
+    if (!logits) rc = cli_fail(); /* a GPU step failed */
     fprintf(stderr, "gptq: %d prompt tokens in %.3f s (%.1f tok/s), %d new tokens in %.3f s (%.1f tok/s)\n", np, t_prefill,
             np / (t_prefill > 0 ? t_prefill : 1e-9), generated, t_decode, generated / (t_decode > 0 ? t_decode : 1e-9));
     if (json)
@@ -112,6 +123,7 @@ int cmd_generate(int argc, char **argv) {
     free(ids);
     sampler_free(&smp);
     llama_state_free(s);
+    generate_cuda_free(gm);
 out:
     free(pids);
     tokenizer_free(tok);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "device_cuda.h"
 #include "cli.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -12,7 +13,7 @@
 #include "text/tokenizer.h"
 
 int cmd_perplexity(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL, *compare = NULL;
+    const char *model_dir = NULL, *data = NULL, *compare = NULL, *device = "cpu";
     int ctx = 512, max_windows = 0, json = 0, raw = 0, dequant = 0;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory"},
@@ -22,6 +23,7 @@ int cmd_perplexity(int argc, char **argv) {
         {"--compare", NULL, OPT_STR, &compare, 0, -1, "also the KL divergence and top-1 agreement against this (original) model"},
         {"--raw-bytes", NULL, OPT_FLAG, &raw, 0, -1, "keep CRLF line endings (default: read as text, CRLF -> LF)"},
         {"--dequantize", NULL, OPT_FLAG, &dequant, 0, -1, "GPTQ layers to fp32 at load (reference path) instead of the fused kernels"},
+        {"--device", NULL, OPT_STR, &device, 0, -1, "cpu (default) or cuda (the forward pass on the GPU)"},
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
@@ -30,6 +32,9 @@ int cmd_perplexity(int argc, char **argv) {
     if (rc) return rc < 0 ? 2 : 0;
     if (!model_dir) return cli_error(&cmd, "--model is required");
     if (!data) return cli_error(&cmd, "--data is required");
+    const int cuda = strcmp(device, "cuda") == 0;
+    if (!cuda && strcmp(device, "cpu") != 0) return cli_error(&cmd, "--device must be cpu or cuda, got '%s'", device);
+    if (cuda && (compare || dequant)) return cli_error(&cmd, "--device cuda does not take --compare or --dequantize yet");
 
     size_t len;
     char *text = text_file_read(data, &len, raw);
@@ -77,7 +82,8 @@ int cmd_perplexity(int argc, char **argv) {
         }
         printf("compared with %s: its perplexity %.4f, mean KL divergence %.6f nats/token, top-1 agreement %.2f%%\n",
                compare, r.ref_ppl, r.kl_mean, 100 * r.top1);
-    } else if (ppl_evaluate(&m, ids, n, ctx, max_windows, NULL, &r) != 0) {
+    } else if (cuda ? perplexity_cuda(model_dir, ids, n, ctx, max_windows, &r) != 0
+                    : ppl_evaluate(&m, ids, n, ctx, max_windows, NULL, &r) != 0) {
         rc = cli_fail();
         goto out;
     }

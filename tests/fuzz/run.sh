@@ -32,7 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 B=build-fuzz
-CC=clang nice -n 19 cmake -S . -B $B -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGPTQ_FUZZ=ON >/dev/null || exit 1
+CC=clang nice -n 19 cmake -S . -B $B -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGPTQ_FUZZ=ON -DGPTQ_CUDA=OFF >/dev/null || exit 1
 nice -n 19 cmake --build $B -j2 --target "${targets[@]/#/fuzz_}" >/dev/null || { echo "fuzz build failed" >&2; exit 1; }
 
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE

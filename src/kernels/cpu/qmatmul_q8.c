@@ -28,7 +28,6 @@
 #include "kernels/cpu/qmatmul.h"
 
 #define XB_CHUNKS 4  /* chunks per activation block: 128 inputs */
-#define QK_PF 8      /* weight blocks ahead to prefetch per row */
 #define PAR_MIN (1 << 18)
 
 static int decode_mode = -1; /* -1: not read yet; 1: q8 where supported; 0: exact fp32 */
@@ -60,38 +59,73 @@ typedef struct {
     float *xsum;  /* (groups) Σ of the dequantized activations of each group */
 } q8_acts;
 
-static void q8_prepare(const qk_layer *L, const float *x, q8_acts *a) {
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+#define INL static inline __attribute__((always_inline))
+
+/* Σ_g s_g·z_g·xsum_g of row o: the zero-point term subtracted at the end (16 groups at
+ * a time; scales are fp16, zero points small integers). */
+TGT INL float zero_term(const qk_layer *L, int64_t o, const float *xsum) {
+    const int64_t G = L->groups;
+    const uint16_t *sc = L->scales + o * G;
+    const uint8_t *zr = L->zeros + o * G;
+    const __m512 zb = _mm512_set1_ps((float)L->zero_base);
+    __m512 t = _mm512_setzero_ps();
+    for (int64_t g = 0; g < G; g += 16) {
+        const __mmask16 m = G - g >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (G - g)) - 1u);
+        const __m512 s = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, sc + g));
+        const __m512 z = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, zr + g))), zb);
+        t = _mm512_fmadd_ps(_mm512_mul_ps(s, z), _mm512_maskz_loadu_ps(m, xsum + g), t);
+    }
+    return _mm512_reduce_add_ps(t);
+}
+
+/* Bytes of four int32 vectors (values -127..127) interleaved per 32-bit lane:
+ * lane i = a[i] | b[i] << 8 | c[i] << 16 | d[i] << 24. */
+TGT INL __m512i interleave4(__m512i a, __m512i b, __m512i c, __m512i d) {
+    const __m512i ff = _mm512_set1_epi32(0xFF);
+    __m512i v = _mm512_and_si512(a, ff);
+    v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_and_si512(b, ff), 8));
+    v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_and_si512(c, ff), 16));
+    return _mm512_or_si512(v, _mm512_slli_epi32(d, 24));
+}
+
+/* x (in) -> int8 activations in the weight blocks' byte order, block scales, group sums. */
+TGT static void q8_prepare(const qk_layer *L, const float *x, q8_acts *a) {
     const int64_t P = L->in_pad, nb = L->nchunks / XB_CHUNKS;
-    float *xk = xmalloc(sizeof(float) * (size_t)P);
-    if (L->perm)
+    float *xk = NULL;
+    if (L->perm) { /* act-order: gather into kernel order once */
+        xk = xaligned_alloc(sizeof(float) * (size_t)P);
         for (int64_t p = 0; p < P; p++) xk[p] = L->perm[p] >= 0 ? x[L->perm[p]] : 0.0f;
-    else
-        memcpy(xk, x, sizeof(float) * (size_t)P);
+        x = xk;
+    }
     int32_t *qs = xmalloc(sizeof(int32_t) * (size_t)nb);
+    const __m512 sign = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
     for (int64_t b = 0; b < nb; b++) {
-        const float *v = xk + b * 128;
-        float amax = 0;
-        for (int i = 0; i < 128; i++) amax = fmaxf(amax, fabsf(v[i]));
-        const float d = amax / 127.0f, inv = amax > 0 ? 127.0f / amax : 0.0f;
-        int8_t q[128];
-        int32_t s = 0;
-        for (int i = 0; i < 128; i++) {
-            q[i] = (int8_t)lrintf(v[i] * inv);
-            s += q[i];
+        __m512 v[8];
+        __m512 m = _mm512_setzero_ps();
+        for (int k = 0; k < 8; k++) {
+            v[k] = _mm512_loadu_ps(x + b * 128 + k * 16);
+            m = _mm512_max_ps(m, _mm512_and_ps(v[k], sign));
         }
-        a->d[b] = d;
-        qs[b] = s;
+        const float amax = _mm512_reduce_max_ps(m);
+        const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+        __m512i q[8], sum = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) { /* round to nearest even, as nearbyintf */
+            q[k] = _mm512_cvtps_epi32(_mm512_mul_ps(v[k], inv));
+            sum = _mm512_add_epi32(sum, q[k]);
+        }
+        a->d[b] = amax / 127.0f;
+        qs[b] = _mm512_reduce_add_epi32(sum);
         int8_t *o = a->xa + b * 128;
-        if (L->bits == 4) { /* XL then XH: [i*4 + j] = input 32j + i (+16) */
-            for (int i = 0; i < 16; i++)
-                for (int j = 0; j < 4; j++) {
-                    o[i * 4 + j] = q[j * 32 + i];
-                    o[64 + i * 4 + j] = q[j * 32 + 16 + i];
-                }
-        } else { /* two 64-input weight blocks: [w*64 + i*4 + k] = input 64w + 32(k/2) + 16(k&1) + i */
-            for (int w = 0; w < 2; w++)
-                for (int i = 0; i < 16; i++)
-                    for (int k = 0; k < 4; k++) o[w * 64 + i * 4 + k] = q[w * 64 + (k >> 1) * 32 + 16 * (k & 1) + i];
+        if (L->bits == 4) { /* XL lane i, byte j = input 32j + i; XH: 32j + 16 + i */
+            _mm512_store_si512(o, interleave4(q[0], q[2], q[4], q[6]));
+            _mm512_store_si512(o + 64, interleave4(q[1], q[3], q[5], q[7]));
+        } else { /* weight block w, lane i, byte k = input 64w + 32(k/2) + 16(k&1) + i */
+            _mm512_store_si512(o, interleave4(q[0], q[1], q[2], q[3]));
+            _mm512_store_si512(o + 64, interleave4(q[4], q[5], q[6], q[7]));
         }
     }
     for (int64_t g = 0; g < L->groups; g++) {
@@ -101,21 +135,6 @@ static void q8_prepare(const qk_layer *L, const float *x, q8_acts *a) {
     }
     free(qs);
     free(xk);
-}
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-
-#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")))
-#define INL static inline __attribute__((always_inline))
-
-/* Σ_g s_g·(z_g)·xsum_g of row o: the zero-point term subtracted at the end. */
-static float zero_term(const qk_layer *L, int64_t o, const float *xsum) {
-    const int64_t G = L->groups;
-    float t = 0;
-    for (int64_t g = 0; g < G; g++)
-        t += f16_to_f32(L->scales[o * G + g]) * (float)(L->zeros[o * G + g] + L->zero_base) * xsum[g];
-    return t;
 }
 
 TGT INL void q8_rows(const qk_layer *L, const q8_acts *a, float *y, int64_t o, const int bits, const int R) {
@@ -138,13 +157,13 @@ TGT INL void q8_rows(const qk_layer *L, const q8_acts *a, float *y, int64_t o, c
             __m512i is;
             if (bits == 4) {
                 const __m512i W = _mm512_load_si512(blk[r * rb].w);
-                _mm_prefetch((const char *)blk[r * rb + QK_PF].w, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk[(r + R) * rb].w, _MM_HINT_T0);
                 is = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(W, m0f), X0);
                 is = _mm512_dpbusd_epi32(is, _mm512_and_si512(_mm512_srli_epi32(W, 4), m0f), X1);
             } else {
                 const __m512i W0 = _mm512_load_si512(blk[r * rb].w), W1 = _mm512_load_si512(blk[r * rb + 1].w);
-                _mm_prefetch((const char *)blk[r * rb + QK_PF].w, _MM_HINT_T0);
-                _mm_prefetch((const char *)blk[r * rb + QK_PF + 1].w, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk[(r + R) * rb].w, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk[(r + R) * rb + 1].w, _MM_HINT_T0);
                 is = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W0, X0);
                 is = _mm512_dpbusd_epi32(is, W1, X1);
             }
@@ -175,6 +194,7 @@ TGT static void q8_range(const qk_layer *L, const q8_acts *a, float *y, int64_t 
     }
 }
 #else
+static void q8_prepare(const qk_layer *L, const float *x, q8_acts *a) { (void)L, (void)x, (void)a; }
 static void q8_range(const qk_layer *L, const q8_acts *a, float *y, int64_t o0, int64_t o1) {
     (void)L, (void)a, (void)y, (void)o0, (void)o1;
 }

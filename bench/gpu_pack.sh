@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Packs this checkout's CUDA build for the device machine (which has the CUDA driver,
+# toolkit and cuBLAS but none of our Debian libraries): build/ binaries plus the shared
+# libraries they need from this machine, xz-compressed, into DEST (default
+# /work/main/.dev/cuda, the folder the device tool carries), with bench/gpu.sh beside it.
+# Usage: bash bench/gpu_pack.sh [DEST]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dest=${1:-/work/main/.dev/cuda}
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/bin" "$stage/lib" "$dest"
+cp build/gptq build/tests/test_cuda_kernels "$stage/bin/"
+cp build/tests/test_cuda_model "$stage/bin/"
+mkdir -p "$stage/shared/models" "$stage/shared/data/wikitext-2-raw" "$stage/tests"
+cp -r ../shared/models/stories260K "$stage/shared/models/"
+cp ../shared/data/wikitext-2-raw/wiki.test.raw "$stage/shared/data/wikitext-2-raw/"
+cp tests/cli/common.bash tests/cli/cuda_device.sh "$stage/tests/"
+# every non-system library of the binaries (glibc, libm, libgcc_s come from the device)
+for l in $(ldd build/gptq build/tests/test_cuda_kernels | awk '/=> \//{print $3}' | sort -u); do
+  case "$(basename "$l")" in libc.so*|libm.so*|libgcc_s.so*|libpthread*|libdl*|librt*|ld-linux*|libcuda.so*|libcublas*) ;;
+    *) cp -L "$l" "$stage/lib/" ;; esac
+done
+tar -C "$stage" -cJf "$dest/pkg.tar.xz" bin lib shared tests
+cp bench/gpu.sh "$dest/gpu.sh"
+du -sh "$dest"/*

@@ -1,0 +1,118 @@
+/* CUDA kernels for GPTQ inference, callable from C.
+ *
+ * Quantized weights keep the CPU's qk layout (kernels/cpu/qtypes.h) byte for byte: a row's
+ * 64-byte blocks are contiguous, so 4 threads read one block as four 16-byte vectors and a
+ * warp streams 512 contiguous bytes of a row per load, fully coalesced.  Lane w of a block
+ * quarter q holds, for every code index k, input 32·j + 16·(k&1) + 4q + w of the block's
+ * chunk j = k/2, so each (k, quarter) meets four consecutive activations: one float4.
+ *
+ * Products, y (T, out) = x (T, in) · Wᵀ, fp32 activations and outputs:
+ *   T <= 8   cuq_gemv: one pass over the packed codes for all T tokens (decode, batch 1..8),
+ *            in fp16 arithmetic for 2/4/8 bits or exact fp32 (cuq_gemv_set_fp32).
+ *   T > 8    cuq_gemm: the layer dequantized to fp16 in kernel order (cuq_dequant_f16), the
+ *            activations permuted and rounded to fp16, and a cuBLAS fp16 GEMM with fp32
+ *            accumulation.
+ * act-order: activations are permuted once per call into kernel order (x_perm[p] = x[perm[p]],
+ * 0 at padding); identity layers read x as it is.
+ * Dense fp16 weights (the unquantized baseline, lm_head, embeddings): cuh_gemv for T <= 8,
+ * cuBLAS above.
+ *
+ * Every launcher checks its launch and returns 0, or -1 with an error (core/error.h). */
+#ifndef GPTQ_KERNELS_CUDA_CUQ_H
+#define GPTQ_KERNELS_CUDA_CUQ_H
+
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "kernels/cpu/qtypes.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CUQ_MAX_GEMV_T 8 /* most tokens one GEMV call takes */
+
+/* A quantized Linear on the device (all pointers are device memory, owned). */
+typedef struct {
+    int64_t out, in;      /* logical shape */
+    int64_t in_pad;       /* positions in kernel order (qk_layer.in_pad) */
+    int64_t nchunks;      /* in_pad / 32 */
+    int64_t groups;
+    int64_t row_blocks;   /* 64-byte blocks per row */
+    int bits;             /* 2, 3, 4, 8 */
+    int zero_base;        /* real zero = zeros[] + zero_base */
+    int block_group;      /* every 64-byte block lies in one group (the tensor-core GEMV's condition) */
+    uint32_t *qw;         /* (out, row_blocks, 16) the qk blocks */
+    uint16_t *scales;     /* (out, groups) fp16 */
+    uint8_t *zeros;       /* (out, groups) */
+    int32_t *chunk_group; /* (nchunks) group of each chunk */
+    int32_t *perm;        /* (in_pad) input at each position, -1 = padding; NULL = identity */
+} cuq_layer;
+
+/* Copies a host qk layer to the device.  -1 + error on allocation or copy failure. */
+int cuq_upload(const qk_layer *L, cuq_layer *d);
+void cuq_free(cuq_layer *d);
+/* Bytes one GEMV reads from the weights (codes, scales, zeros). */
+int64_t cuq_stream_bytes(const cuq_layer *d);
+
+/* y (T, out) = x (T, in) · Wᵀ for 1 <= T <= CUQ_MAX_GEMV_T.  xbuf: device scratch of
+ * T·in_pad floats, used when the layer permutes its inputs (may be NULL otherwise). */
+int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbuf, int T, cudaStream_t s);
+
+/* cuq_gemv's kernels: for 2, 4 and 8 bits by default an fp16 kernel (half2 weights and
+ * activations, sums of four products in fp16, then fp32: errors of fp16 rounding, ~1e-3,
+ * like the cuBLAS path); 3-bit, or every width after cuq_gemv_set_fp32(1) or with
+ * GPTQ_CUDA_GEMV=fp32 in the environment, an fp32 kernel exact up to fp32 rounding. */
+void cuq_gemv_set_fp32(int on);
+/* 4-bit layers whose 64-byte blocks each lie in one group (group size a multiple of 128,
+ * act-order included) take a tensor-core kernel in fp16 mode unless cuq_gemv_set_mma(0)
+ * or GPTQ_CUDA_GEMV=half2. */
+void cuq_gemv_set_mma(int on);
+
+/* y[k] = x · W_kᵀ for n <= 3 layers that read the same x (q/k/v, gate/up): one launch when
+ * all take the tensor-core kernel with the same input width, else one cuq_gemv each.
+ * xbuf needs n·T·in_pad floats when the layers permute their inputs. */
+int cuq_gemv_multi(const cuq_layer *const *L, float *const *y, int n, const float *x, float *xbuf, int T, cudaStream_t s);
+
+/* W in kernel order as fp16: w16 (out, in_pad), position p holding input perm[p]. */
+int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s);
+
+/* x16 (T, in_pad) fp16 = x (T, in) permuted into kernel order (perm NULL: in_pad == in). */
+int cuq_acts_f16(const int32_t *perm, int64_t in, int64_t in_pad, uint16_t *x16, const float *x, int T, cudaStream_t s);
+
+/* y (T, out) = x (T, in) · Wᵀ for dense fp16 W (out, in), 1 <= T <= CUQ_MAX_GEMV_T. */
+int cuh_gemv(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int T, cudaStream_t s);
+
+/* y (T, out) = x (T, in) · Wᵀ for any T through cuBLAS (fp16 operands, fp32 accumulation):
+ * the layer is dequantized into w16 (out·in_pad halves of scratch) and x converted into x16
+ * (T·in_pad halves).  Set the handle's stream to s. */
+int cuq_gemm(cublasHandle_t h, const cuq_layer *L, float *y, const float *x, int T, uint16_t *w16, uint16_t *x16,
+             cudaStream_t s);
+/* The same for dense fp16 W (out, in); x16 holds T·in halves of scratch. */
+int cuh_gemm(cublasHandle_t h, const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int T, uint16_t *x16,
+             cudaStream_t s);
+
+/* dst[i] = fp16(src[i]) for n elements. */
+int cuk_f32_to_f16(uint16_t *dst, const float *src, int64_t n, cudaStream_t s);
+
+/* Device buffers of random content, for benchmarks of real shapes without real weights:
+ * n random 32-bit words; n fp16 values uniform in [-scale/2, scale/2]. */
+int cuk_fill_random(uint32_t *p, int64_t n, uint64_t seed, cudaStream_t s);
+int cuk_fill_f16(uint16_t *p, int64_t n, uint64_t seed, float scale, cudaStream_t s);
+
+/* dst = src, bytes a multiple of 16, through a streaming copy kernel (the bandwidth probe
+ * beside cudaMemcpy's device-to-device copy). */
+int cuk_copy(void *dst, const void *src, int64_t bytes, cudaStream_t s);
+
+/* A CUDA error as a library error: "<what>: <CUDA's message>", returns -1 (0 if ok). */
+int cu_check(cudaError_t e, const char *what);
+/* The same for cuBLAS status codes. */
+int cublas_check(cublasStatus_t st, const char *what);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

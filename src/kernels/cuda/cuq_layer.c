@@ -1,0 +1,80 @@
+/* Device copies of qk layers (cuq.h), the cuBLAS products and CUDA error reporting. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels/cuda/cuq.h"
+
+int cu_check(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return 0;
+    return gptq_fail("CUDA: %s: %s", what, cudaGetErrorString(e));
+}
+
+int cublas_check(cublasStatus_t st, const char *what) {
+    if (st == CUBLAS_STATUS_SUCCESS) return 0;
+    return gptq_fail("cuBLAS: %s: %s", what, cublasGetStatusString(st));
+}
+
+/* cudaMalloc + copy of n bytes; *dst stays NULL on failure. */
+static int upload(void **dst, const void *src, size_t n, const char *what) {
+    *dst = NULL;
+    if (cu_check(cudaMalloc(dst, n), what)) {
+        *dst = NULL;
+        return -1;
+    }
+    return cu_check(cudaMemcpy(*dst, src, n, cudaMemcpyHostToDevice), what);
+}
+
+int cuq_upload(const qk_layer *L, cuq_layer *d) {
+    memset(d, 0, sizeof *d);
+    d->out = L->out, d->in = L->in, d->in_pad = L->in_pad, d->nchunks = L->nchunks;
+    d->groups = L->groups, d->row_blocks = L->row_blocks, d->bits = L->bits, d->zero_base = L->zero_base;
+    int32_t *cg = xmalloc(sizeof(int32_t) * (size_t)L->nchunks);
+    for (int64_t g = 0; g < L->groups; g++)
+        for (int32_t c = L->group_chunk[g]; c < L->group_chunk[g + 1]; c++) cg[c] = (int32_t)g;
+    d->block_group = L->nchunks % L->chunks_per_block == 0;
+    for (int64_t c = 0; c < L->nchunks; c++)
+        if (cg[c] != cg[c - c % L->chunks_per_block]) d->block_group = 0;
+    int rc = upload((void **)&d->qw, L->qw, sizeof(qk_block) * (size_t)(L->out * L->row_blocks), "uploading codes") ||
+             upload((void **)&d->scales, L->scales, sizeof(uint16_t) * (size_t)(L->out * L->groups), "uploading scales") ||
+             upload((void **)&d->zeros, L->zeros, (size_t)(L->out * L->groups), "uploading zero points") ||
+             upload((void **)&d->chunk_group, cg, sizeof(int32_t) * (size_t)L->nchunks, "uploading groups") ||
+             (L->perm && upload((void **)&d->perm, L->perm, sizeof(int32_t) * (size_t)L->in_pad, "uploading act-order"));
+    free(cg);
+    if (rc) {
+        cuq_free(d);
+        return -1;
+    }
+    return 0;
+}
+
+void cuq_free(cuq_layer *d) {
+    if (!d) return;
+    cudaFree(d->qw), cudaFree(d->scales), cudaFree(d->zeros), cudaFree(d->chunk_group), cudaFree(d->perm);
+    memset(d, 0, sizeof *d);
+}
+
+int64_t cuq_stream_bytes(const cuq_layer *d) {
+    return d->out * d->row_blocks * (int64_t)sizeof(qk_block) + d->out * d->groups * 3;
+}
+
+int cuq_gemm(cublasHandle_t h, const cuq_layer *L, float *y, const float *x, int T, uint16_t *w16, uint16_t *x16,
+             cudaStream_t s) {
+    if (cuq_dequant_f16(L, w16, s) || cuq_acts_f16(L->perm, L->in, L->in_pad, x16, x, T, s)) return -1;
+    const float one = 1.0f, zero = 0.0f;
+    /* column-major: y^T (out, T) = W (in_pad, out)^T · x^T (in_pad, T) */
+    return cublas_check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)L->out, T, (int)L->in_pad, &one, w16, CUDA_R_16F,
+                                     (int)L->in_pad, x16, CUDA_R_16F, (int)L->in_pad, &zero, y, CUDA_R_32F, (int)L->out,
+                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                        "quantized layer GEMM");
+}
+
+int cuh_gemm(cublasHandle_t h, const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int T, uint16_t *x16,
+             cudaStream_t s) {
+    if (cuk_f32_to_f16(x16, x, in * T, s)) return -1;
+    const float one = 1.0f, zero = 0.0f;
+    return cublas_check(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, T, (int)in, &one, w, CUDA_R_16F, (int)in, x16,
+                                     CUDA_R_16F, (int)in, &zero, y, CUDA_R_32F, (int)out, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT),
+                        "fp16 GEMM");
+}

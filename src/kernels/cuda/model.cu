@@ -1,0 +1,372 @@
+// The non-GEMM kernels of the Llama forward pass on the GPU (model/cuda/llama_cuda.c):
+// embedding, RMSNorm, RoPE + KV-cache append, attention, SwiGLU, residual add.
+// Positions come from device memory (*pos0), so a captured decode step replays at any
+// position.  fp32 activations, fp16 KV cache and embeddings; the arithmetic follows the
+// CPU forward (model/llama.c) operation for operation where it can.
+#include <cuda_fp16.h>
+
+#include "kernels/cuda/cu_common.cuh"
+#include "kernels/cuda/cuq.h"
+#include "kernels/cuda/model_kernels.h"
+
+namespace {
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+// Sum (or max) over a block of up to 1024 threads; every thread gets the result.
+template <bool MAX>
+__device__ float block_reduce(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = MAX ? warp_max(v) : warp_sum(v);
+    __syncthreads();  // red may still be read from a previous call
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < nw ? red[lane] : (MAX ? -INFINITY : 0.f);
+    return MAX ? warp_max(v) : warp_sum(v);
+}
+
+__global__ void embed_kernel(const __half *__restrict__ emb, const int *__restrict__ ids, float *__restrict__ x, int dim) {
+    const int t = blockIdx.x;
+    const __half *row = emb + (int64_t)ids[t] * dim;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) x[(int64_t)t * dim + i] = __half2float(row[i]);
+}
+
+__global__ void rmsnorm_kernel(float *out, const float *x, const float *__restrict__ w, int dim, float eps) {
+    __shared__ float red[32];
+    const int64_t t = blockIdx.x;
+    const float *xt = x + t * dim;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += xt[i] * xt[i];
+    ss = block_reduce<false>(ss, red);
+    const float inv = 1.0f / sqrtf(ss / dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) out[t * dim + i] = w[i] * (xt[i] * inv);
+}
+
+// x += y, then out = rmsnorm(x) · w: the residual add fused with the next norm.
+__global__ void add_rmsnorm_kernel(float *out, float *x, const float *__restrict__ y, const float *__restrict__ w, int dim,
+                                   float eps) {
+    __shared__ float red[32];
+    const int64_t t = blockIdx.x;
+    float *xt = x + t * dim;
+    const float *yt = y + t * dim;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        const float v = xt[i] + yt[i];
+        xt[i] = v;
+        ss += v * v;
+    }
+    ss = block_reduce<false>(ss, red);
+    const float inv = 1.0f / sqrtf(ss / dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) out[t * dim + i] = w[i] * (xt[i] * inv);
+}
+
+// One block per token: rotates the q heads in place, rotates k and writes k and v (fp16)
+// into the cache rows at the token's position.
+__global__ void rope_kv_kernel(float *q, const float *k, const float *v, __half *kc, __half *vc,
+                               const float *__restrict__ inv_freq, const int *pos0, int n_heads, int n_kv, int hd) {
+    const int t = blockIdx.x, half = hd / 2;
+    const int pos = *pos0 + t;
+    const int qd = n_heads * hd, kvd = n_kv * hd;
+    // blockIdx.y splits the (head, pair) items of a token over gridDim.y blocks
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < (n_heads + n_kv) * half; i += blockDim.x * gridDim.y) {
+        const int h = i / half, j = i - h * half;
+        const float a = (float)pos * inv_freq[j];
+        const float c = cosf(a), s = sinf(a);
+        if (h < n_heads) {
+            float *p = q + (int64_t)t * qd + h * hd;
+            const float x0 = p[j], x1 = p[j + half];
+            p[j] = x0 * c - x1 * s;
+            p[j + half] = x1 * c + x0 * s;
+        } else {
+            const int kh = h - n_heads;
+            const float *p = k + (int64_t)t * kvd + kh * hd;
+            const float x0 = p[j], x1 = p[j + half];
+            __half *dst = kc + (int64_t)pos * kvd + kh * hd;
+            dst[j] = __float2half_rn(x0 * c - x1 * s);
+            dst[j + half] = __float2half_rn(x1 * c + x0 * s);
+        }
+    }
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < kvd; i += blockDim.x * gridDim.y)
+        vc[(int64_t)pos * kvd + i] = __float2half_rn(v[(int64_t)t * kvd + i]);
+}
+
+constexpr int kAttWarps = 8;
+constexpr int kMaxHeadDim = 256;
+
+// One block per (head, token): causal attention of query t (position *pos0 + t) over
+// cache positions 0..pos.  Scores live in shared memory (max_seq floats).
+__global__ void __launch_bounds__(kAttWarps * 32)
+    attention_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
+                     float *__restrict__ out, const int *pos0, int n_heads, int n_kv, int hd, float scale) {
+    extern __shared__ float sc[];  // (len) scores
+    __shared__ float qs[kMaxHeadDim];
+    __shared__ float part[kAttWarps][kMaxHeadDim];
+    __shared__ float red[32];
+    const int h = blockIdx.x, t = blockIdx.y;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int len = *pos0 + t + 1;
+    const int kvh = h / (n_heads / n_kv), kvd = n_kv * hd, h2 = hd / 2;
+    const float *qv = q + ((int64_t)t * n_heads + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qv[i];
+    __syncthreads();
+    // scores: a warp per position, lanes over the head's dimensions (half2)
+    float mx = -INFINITY;
+    for (int p = warp; p < len; p += kAttWarps) {
+        const __half2 *kr = reinterpret_cast<const __half2 *>(kc + (int64_t)p * kvd + kvh * hd);
+        float d = 0.f;
+        for (int i = lane; i < h2; i += 32) {
+            const float2 kf = __half22float2(kr[i]);
+            d = fmaf(qs[2 * i], kf.x, d);
+            d = fmaf(qs[2 * i + 1], kf.y, d);
+        }
+        d = warp_sum(d) * scale;
+        if (lane == 0) sc[p] = d;
+        mx = fmaxf(mx, d);
+    }
+    mx = block_reduce<true>(mx, red);
+    float sum = 0.f;
+    for (int p = threadIdx.x; p < len; p += blockDim.x) {
+        const float e = expf(sc[p] - mx);
+        sc[p] = e;
+        sum += e;
+    }
+    sum = block_reduce<false>(sum, red);  // its barriers also publish sc[]
+    const float inv = 1.0f / sum;
+    // weighted values: a warp per position, lanes over dimensions, then the warps' sums
+    float2 acc[kMaxHeadDim / 64];
+#pragma unroll
+    for (int k = 0; k < kMaxHeadDim / 64; k++) acc[k] = make_float2(0.f, 0.f);
+    for (int p = warp; p < len; p += kAttWarps) {
+        const __half2 *vr = reinterpret_cast<const __half2 *>(vc + (int64_t)p * kvd + kvh * hd);
+        const float wgt = sc[p];
+#pragma unroll
+        for (int k = 0; k < kMaxHeadDim / 64; k++) {
+            const int i = lane + 32 * k;
+            if (i < h2) {
+                const float2 vf = __half22float2(vr[i]);
+                acc[k].x = fmaf(wgt, vf.x, acc[k].x);
+                acc[k].y = fmaf(wgt, vf.y, acc[k].y);
+            }
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxHeadDim / 64; k++) {
+        const int i = lane + 32 * k;
+        if (i < h2) part[warp][2 * i] = acc[k].x, part[warp][2 * i + 1] = acc[k].y;
+    }
+    __syncthreads();
+    float *o = out + ((int64_t)t * n_heads + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float s = 0.f;
+#pragma unroll
+        for (int w = 0; w < kAttWarps; w++) s += part[w][i];
+        o[i] = s * inv;
+    }
+}
+
+constexpr int kSplitWarps = 4;
+constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so every block is short
+                               // (each position's loads wait a full latency).  7B decode at
+                               // position ~576: 64 -> 3.82 ms/token, 16 -> 3.42, 8 -> 3.54.
+
+// Decode attention, split over positions (few queries would leave most SMs idle):
+// block (head, token, split) handles positions [split·16, split·16 + 16) ∩ [0, len) and
+// writes its max score, its sum of exponentials and its unnormalized output to part
+// (n, n_heads, splits, hd + 2); attention_combine merges the splits.
+__global__ void __launch_bounds__(kSplitWarps * 32)
+    attention_split_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
+                           float *__restrict__ part, const int *pos0, int n_heads, int n_kv, int hd, float scale) {
+    __shared__ float qs[kMaxHeadDim];
+    __shared__ float sc[kSplitLen];
+    __shared__ float acc_s[kSplitWarps][kMaxHeadDim];
+    __shared__ float red[32];
+    const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z, splits = gridDim.z;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int len = *pos0 + t + 1, p0 = sp * kSplitLen, p1 = min(len, p0 + kSplitLen);
+    float *dst = part + (((int64_t)t * n_heads + h) * splits + sp) * (hd + 2);
+    if (p0 >= len) {  // nothing here: an empty partial
+        if (threadIdx.x == 0) dst[hd] = -INFINITY, dst[hd + 1] = 0.f;
+        return;
+    }
+    const int kvh = h / (n_heads / n_kv), kvd = n_kv * hd, h2 = hd / 2;
+    const float *qv = q + ((int64_t)t * n_heads + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qv[i];
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int p = p0 + warp; p < p1; p += kSplitWarps) {
+        const __half2 *kr = reinterpret_cast<const __half2 *>(kc + (int64_t)p * kvd + kvh * hd);
+        float d = 0.f;
+        for (int i = lane; i < h2; i += 32) {
+            const float2 kf = __half22float2(kr[i]);
+            d = fmaf(qs[2 * i], kf.x, d);
+            d = fmaf(qs[2 * i + 1], kf.y, d);
+        }
+        d = warp_sum(d) * scale;
+        if (lane == 0) sc[p - p0] = d;
+        mx = fmaxf(mx, d);
+    }
+    mx = block_reduce<true>(mx, red);
+    float sum = 0.f;
+    for (int p = p0 + (int)threadIdx.x; p < p1; p += blockDim.x) {
+        const float e = expf(sc[p - p0] - mx);
+        sc[p - p0] = e;
+        sum += e;
+    }
+    sum = block_reduce<false>(sum, red);
+    float2 acc[kMaxHeadDim / 64];
+#pragma unroll
+    for (int k = 0; k < kMaxHeadDim / 64; k++) acc[k] = make_float2(0.f, 0.f);
+    for (int p = p0 + warp; p < p1; p += kSplitWarps) {
+        const __half2 *vr = reinterpret_cast<const __half2 *>(vc + (int64_t)p * kvd + kvh * hd);
+        const float wgt = sc[p - p0];
+#pragma unroll
+        for (int k = 0; k < kMaxHeadDim / 64; k++) {
+            const int i = lane + 32 * k;
+            if (i < h2) {
+                const float2 vf = __half22float2(vr[i]);
+                acc[k].x = fmaf(wgt, vf.x, acc[k].x);
+                acc[k].y = fmaf(wgt, vf.y, acc[k].y);
+            }
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxHeadDim / 64; k++) {
+        const int i = lane + 32 * k;
+        if (i < h2) acc_s[warp][2 * i] = acc[k].x, acc_s[warp][2 * i + 1] = acc[k].y;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float v = 0.f;
+#pragma unroll
+        for (int w = 0; w < kSplitWarps; w++) v += acc_s[w][i];
+        dst[i] = v;
+    }
+    if (threadIdx.x == 0) dst[hd] = mx, dst[hd + 1] = sum;
+}
+
+// out (n, n_heads·hd) from the splits' partials: rescaled to the overall max and normalized.
+// The splits' weights exp(m_s − M) are computed once in shared memory.
+__global__ void attention_combine_kernel(const float *__restrict__ part, float *__restrict__ out, int n_heads, int hd,
+                                         int splits) {
+    extern __shared__ float wgt[];  // (splits)
+    __shared__ float red[32];
+    const int h = blockIdx.x, t = blockIdx.y;
+    const float *src = part + ((int64_t)t * n_heads + h) * splits * (hd + 2);
+    float M = -INFINITY;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) M = fmaxf(M, src[s * (hd + 2) + hd]);
+    M = block_reduce<true>(M, red);
+    float L = 0.f;
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        const float m = src[s * (hd + 2) + hd];
+        const float w = m > -INFINITY ? expf(m - M) : 0.f;
+        wgt[s] = w;
+        L += w * src[s * (hd + 2) + hd + 1];
+    }
+    L = block_reduce<false>(L, red);  // its barriers also publish wgt[]
+    const float inv = 1.0f / L;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float v = 0.f;
+#pragma unroll 4
+        for (int s = 0; s < splits; s++) v = fmaf(src[s * (hd + 2) + i], wgt[s], v);
+        out[((int64_t)t * n_heads + h) * hd + i] = v * inv;
+    }
+}
+
+__global__ void silu_mul_kernel(float *g, const float *__restrict__ u, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float a = g[i];
+        g[i] = a / (1.0f + expf(-a)) * u[i];
+    }
+}
+
+__global__ void add_kernel(float *x, const float *__restrict__ y, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) x[i] += y[i];
+}
+
+__global__ void bias_kernel(float *y, const float *__restrict__ b, int64_t out, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) y[i] += b[i % out];
+}
+
+}  // namespace
+
+extern "C" int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, int dim, cudaStream_t s) {
+    embed_kernel<<<n, 256, 0, s>>>(reinterpret_cast<const __half *>(emb), ids, x, dim);
+    return cu_check(cudaGetLastError(), "embedding");
+}
+
+extern "C" int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps,
+                               cudaStream_t s) {
+    add_rmsnorm_kernel<<<n, 1024, 0, s>>>(out, x, y, w, dim, eps);
+    return cu_check(cudaGetLastError(), "residual add + rmsnorm");
+}
+
+extern "C" int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, cudaStream_t s) {
+    rmsnorm_kernel<<<n, 1024, 0, s>>>(out, x, w, dim, eps);
+    return cu_check(cudaGetLastError(), "rmsnorm");
+}
+
+extern "C" int cuk_rope_kv(float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
+                           const int *pos0, int n, int n_heads, int n_kv, int hd, cudaStream_t s) {
+    const int items = (n_heads + n_kv) * (hd / 2);
+    rope_kv_kernel<<<dim3((unsigned)n, (unsigned)((items + 127) / 128)), 128, 0, s>>>(q, k, v, reinterpret_cast<__half *>(kc), reinterpret_cast<__half *>(vc), inv_freq, pos0,
+                                     n_heads, n_kv, hd);
+    return cu_check(cudaGetLastError(), "rope");
+}
+
+extern "C" int cuk_attention_setup(int max_seq) {
+    const size_t smem = sizeof(float) * (size_t)max_seq;
+    if (smem > 48 * 1024)
+        return cu_check(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
+                        "attention shared memory");
+    return 0;
+}
+
+extern "C" int cuk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, const int *pos0, int n,
+                             int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s) {
+    if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
+    attention_kernel<<<dim3((unsigned)n_heads, (unsigned)n), kAttWarps * 32, sizeof(float) * (size_t)max_seq, s>>>(
+        q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), out, pos0, n_heads, n_kv, hd,
+        1.0f / sqrtf((float)hd));
+    return cu_check(cudaGetLastError(), "attention");
+}
+
+extern "C" int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd) {
+    const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
+    return (int64_t)n * n_heads * splits * (hd + 2);
+}
+
+extern "C" int cuk_attention_decode(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, float *part,
+                                    const int *pos0, int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s) {
+    if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
+    const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
+    attention_split_kernel<<<dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits), kSplitWarps * 32, 0, s>>>(
+        q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), part, pos0, n_heads, n_kv, hd,
+        1.0f / sqrtf((float)hd));
+    if (cu_check(cudaGetLastError(), "attention")) return -1;
+    attention_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), 128, sizeof(float) * (size_t)splits, s>>>(part, out, n_heads,
+                                                                                                        hd, splits);
+    return cu_check(cudaGetLastError(), "attention combine");
+}
+
+extern "C" int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s) {
+    silu_mul_kernel<<<cu_grid(n), 256, 0, s>>>(g, u, n);
+    return cu_check(cudaGetLastError(), "silu");
+}
+
+extern "C" int cuk_add(float *x, const float *y, int64_t n, cudaStream_t s) {
+    add_kernel<<<cu_grid(n), 256, 0, s>>>(x, y, n);
+    return cu_check(cudaGetLastError(), "residual add");
+}
+
+extern "C" int cuk_bias(float *y, const float *b, int64_t out, int n, cudaStream_t s) {
+    bias_kernel<<<cu_grid(out * n), 256, 0, s>>>(y, b, out, out * n);
+    return cu_check(cudaGetLastError(), "bias");
+}

@@ -1,0 +1,48 @@
+/* The non-GEMM kernels of the GPU forward pass (kernels/cuda/model.cu), callable from C.
+ * Shapes as in model/llama.h: x (n, dim) fp32 rows; KV cache rows (max_seq, n_kv·hd) fp16
+ * of one layer; pos0 points to device memory holding the position of the first token.
+ * Each returns 0, or -1 with an error after a failed launch. */
+#ifndef GPTQ_KERNELS_CUDA_MODEL_KERNELS_H
+#define GPTQ_KERNELS_CUDA_MODEL_KERNELS_H
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* x (n, dim) = emb[ids[t]] (fp16 table (vocab, dim)); ids in device memory. */
+int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, int dim, cudaStream_t s);
+/* out (n, dim) = x / rms(x) · w; out may be x. */
+int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, cudaStream_t s);
+/* x += y (n, dim), then out = x / rms(x) · w: a residual add fused with the next norm. */
+int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps, cudaStream_t s);
+/* Rotary embedding (rotate_half) of q (n, n_heads·hd) in place and of k (n, n_kv·hd) into the
+ * cache kc at positions *pos0 + t; v (n, n_kv·hd) into vc. */
+int cuk_rope_kv(float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
+                const int *pos0, int n, int n_heads, int n_kv, int hd, cudaStream_t s);
+/* Once per process before cuk_attention with this max_seq (raises the shared-memory limit). */
+int cuk_attention_setup(int max_seq);
+/* out (n, n_heads·hd): causal attention of the n queries at positions *pos0 + t over cache
+ * positions 0..*pos0 + t (GQA: n_heads / n_kv query heads per cache head); hd <= 256. */
+int cuk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, const int *pos0, int n, int max_seq,
+                  int n_heads, int n_kv, int hd, cudaStream_t s);
+/* The same for few queries (decode), split over blocks of 64 positions so that every SM
+ * works: part is device scratch of cuk_attention_split_floats(n, max_seq, ...) floats. */
+int cuk_attention_decode(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, float *part, const int *pos0,
+                         int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s);
+int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd);
+/* g = silu(g) · u, n elements. */
+int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s);
+/* x += y, n elements. */
+int cuk_add(float *x, const float *y, int64_t n, cudaStream_t s);
+/* y (n, out) += b (out). */
+int cuk_bias(float *y, const float *b, int64_t out, int n, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,661 @@
+// Fused dequantizing GEMV for the qk layout (cuq.h), decode batches of 1..8 tokens.
+//
+// A thread block owns R = 4 rows; its warps split the rows' blocks.  Lane l of warp w
+// reads quarter l%4 of block 8w + l/4 (+8·warps per step) of every row, so each step
+// streams R·512 contiguous bytes per warp and each activation float4 is loaded once for
+// R rows.  The next step's codes are loaded before the current ones are used.  The rows'
+// scales and zero points are staged in shared memory first; the warps' sums meet there
+// at the end.
+//
+// Codes become floats without integer conversion: OR-ing a code left in place at bit
+// offset sh (< 23) into the mantissa of 2^23 gives the float 2^23 + code·2^sh exactly;
+// subtracting 2^23 + zero·2^sh leaves (code − zero)·2^sh, exact.  Codes whose bits start
+// at or above 23 − bits are taken from the word shifted right by K0·bits.  The 2^sh is
+// taken out again with the scale, once per (row, code index), so the inner loop is one
+// LOP3, one FADD and T FFMAs per weight.  This fp32 kernel is exact up to fp32 rounding;
+// the fp16 kernel further down (2/4/8 bits, the default) works on pairs of codes.
+#include <cuda_fp16.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/cu_common.cuh"
+#include "kernels/cuda/cuq.h"
+
+namespace {
+
+constexpr int kRows = 4;           // rows per thread block
+constexpr int kMaxWarps = 4;       // warps per thread block, splitting the rows' blocks
+constexpr int kBlocksPerStep = 8;  // 64-byte blocks a warp covers per step (32 lanes × 16 B)
+// Thread blocks per SM the register budget must allow (MINB below): at T = 1, 8 (64
+// registers), so that a 4096-row layer (1024 blocks) runs in one wave and every block's
+// loads are in flight from the start, the early ones computing while the late ones
+// arrive.  Measured on the H100, 7B decode shapes: without the cap the fp16 kernel took
+// 3.56 ms instead of 2.93 ms for the 224 GEMVs; making each warp take 2 or 4 steps of 8
+// blocks, with fewer warps per row set, 3.20 and 3.50 ms.  Both kernels are bound by
+// instruction issue (ncu: ~1.8 instructions per cycle per SM, 34% of DRAM bandwidth on a
+// 4096x4096 4-bit layer), not by memory.
+
+template <int BITS>
+struct Codes {
+    static constexpr int C = 16 / BITS;  // chunks per block
+    static constexpr int NK = 2 * C;     // codes per word
+    static constexpr int K0 = 23 / BITS; // codes decoded in place
+    static constexpr int HI = K0 * BITS; // shift of the word for the others
+    static_assert(NK - K0 <= 0 || (NK - K0) * BITS <= 23, "high codes fit the mantissa");
+    __device__ static constexpr int shift(int k) { return k < K0 ? k * BITS : (k - K0) * BITS; }
+    __device__ static constexpr uint32_t mask(int k) { return ((1u << BITS) - 1u) << shift(k); }
+};
+
+// (word & mask) | 0x4B000000 as one LOP3 (written plainly, the compiler emits two).
+__device__ __forceinline__ uint32_t and_or_magic(uint32_t w, uint32_t mask) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(mask), "n"(0x4B000000u));
+    return r;
+}
+
+template <int BITS, int T, int MINB>
+__global__ void __launch_bounds__(kMaxWarps * 32, MINB)
+    qgemv_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
+                 const int32_t *__restrict__ chunk_group, const float *__restrict__ x, float *__restrict__ y, int out,
+                 int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok) {
+    using K = Codes<BITS>;
+    extern __shared__ __align__(16) float smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    const int row0 = blockIdx.x * kRows;
+    const int q = lane & 3;
+    int rows[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; r++) rows[r] = min(row0 + r, out - 1);
+
+    // the warps of a thread block split each row's blocks: warp w takes blocks w·8 + lane/4 + k·8·nwarps
+    const int bstep = kBlocksPerStep * nwarps;
+    int b = warp * kBlocksPerStep + (lane >> 2);
+    uint4 cur[kRows], nxt[kRows];
+    int gcur[K::C], gnxt[K::C];
+    // the first codes are requested before the scales are staged, so both latencies overlap
+    if (b < row_blocks) {
+#pragma unroll
+        for (int r = 0; r < kRows; r++) cur[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + b) * 4 + q);
+#pragma unroll
+        for (int j = 0; j < K::C; j++) gcur[j] = __ldg(chunk_group + min(b * K::C + j, nchunks - 1));
+    }
+    // the rows' scales (fp32) and zero points (+ zero_base) in shared memory: (kRows, groups) each
+    float *ssc = smem, *szr = smem + kRows * groups;
+    for (int i = threadIdx.x; i < kRows * groups; i += blockDim.x) {
+        const int r = i / groups, g = i - r * groups;
+        ssc[i] = __half2float(scales[(int64_t)rows[r] * groups + g]);
+        szr[i] = (float)(zeros[(int64_t)rows[r] * groups + g] + zero_base);
+    }
+    __syncthreads();
+
+    float acc[kRows][T];
+#pragma unroll
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int t = 0; t < T; t++) acc[r][t] = 0.f;
+    // a token beyond ntok re-reads the last one (its sums are dropped)
+    const float *xt[T];
+#pragma unroll
+    for (int t = 0; t < T; t++) xt[t] = x + (int64_t)min(t, ntok - 1) * in_pad;
+
+    for (; b < row_blocks; b += bstep) {
+        const int bn = b + bstep;
+        if (bn < row_blocks) {
+#pragma unroll
+            for (int r = 0; r < kRows; r++) nxt[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + bn) * 4 + q);
+#pragma unroll
+            for (int j = 0; j < K::C; j++) gnxt[j] = __ldg(chunk_group + min(bn * K::C + j, nchunks - 1));
+        }
+        uint32_t wlo[kRows][4], whi[kRows][4];
+#pragma unroll
+        for (int r = 0; r < kRows; r++) {
+            wlo[r][0] = cur[r].x, wlo[r][1] = cur[r].y, wlo[r][2] = cur[r].z, wlo[r][3] = cur[r].w;
+#pragma unroll
+            for (int w = 0; w < 4; w++) whi[r][w] = wlo[r][w] >> K::HI;
+        }
+        int gprev = -1;
+        float sc[kRows] = {}, zc[kRows] = {};
+#pragma unroll
+        for (int j = 0; j < K::C; j++) {
+            const int c = b * K::C + j;
+            if (c >= nchunks) break;
+            const int g = gcur[j];
+            if (g != gprev) {
+                gprev = g;
+#pragma unroll
+                for (int r = 0; r < kRows; r++) sc[r] = ssc[r * groups + g], zc[r] = szr[r * groups + g];
+            }
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int k = 2 * j + h;
+                const float pow2 = (float)(1u << K::shift(k));
+                const int pos = c * 32 + 16 * h + 4 * q;
+                float4 xv[T];
+#pragma unroll
+                for (int t = 0; t < T; t++) xv[t] = *reinterpret_cast<const float4 *>(xt[t] + pos);
+#pragma unroll
+                for (int r = 0; r < kRows; r++) {
+                    const float off = fmaf(zc[r], pow2, 8388608.f);
+                    float d[4];
+#pragma unroll
+                    for (int w = 0; w < 4; w++) {
+                        const uint32_t word = k < K::K0 ? wlo[r][w] : whi[r][w];
+                        d[w] = __uint_as_float(and_or_magic(word, K::mask(k))) - off;
+                    }
+                    const float sf = sc[r] * (1.0f / pow2);
+#pragma unroll
+                    for (int t = 0; t < T; t++) {
+                        float v = d[0] * xv[t].x;
+                        v = fmaf(d[1], xv[t].y, v);
+                        v = fmaf(d[2], xv[t].z, v);
+                        v = fmaf(d[3], xv[t].w, v);
+                        acc[r][t] = fmaf(sf, v, acc[r][t]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < kRows; r++) cur[r] = nxt[r];
+#pragma unroll
+        for (int j = 0; j < K::C; j++) gcur[j] = gnxt[j];
+    }
+    // warp sums, then the warps' partial sums through shared memory (reusing the staging area)
+#pragma unroll
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int t = 0; t < T; t++) {
+            float v = acc[r][t];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            acc[r][t] = v;
+        }
+    __syncthreads();
+    float *red = smem;  // (nwarps, kRows·T)
+    if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < kRows; r++)
+#pragma unroll
+            for (int t = 0; t < T; t++) red[warp * kRows * T + r * T + t] = acc[r][t];
+    }
+    __syncthreads();
+    if (threadIdx.x < kRows * T) {
+        const int r = threadIdx.x / T, t = threadIdx.x % T;
+        float v = 0.f;
+        for (int w = 0; w < nwarps; w++) v += red[w * kRows * T + threadIdx.x];
+        if (row0 + r < out && t < ntok) y[(int64_t)t * out + row0 + r] = v;
+    }
+}
+
+__global__ void permute_kernel(const int32_t *__restrict__ perm, const float *__restrict__ x, float *__restrict__ xp,
+                               int64_t in, int64_t in_pad, int T) {
+    const int64_t n = in_pad * T;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / in_pad, p = i - t * in_pad;
+        const int src = perm[p];
+        xp[i] = src >= 0 ? x[t * in + src] : 0.f;
+    }
+}
+
+// Shared memory of one thread block: fp32 scale and zero point of its rows' groups (later
+// the warps' partial sums, which need less).
+size_t smem_bytes(const cuq_layer *L) {
+    size_t stage = (size_t)kRows * (size_t)L->groups * 2 * sizeof(float), red = (size_t)kMaxWarps * kRows * 8 * sizeof(float);
+    return stage > red ? stage : red;
+}
+constexpr size_t kMaxSmem = 200 * 1024;
+
+template <int BITS, int T, int MINB>
+cudaError_t launch_t(const cuq_layer *L, float *y, const float *x, int ntok, cudaStream_t s) {
+    const unsigned grid = (unsigned)((L->out + kRows - 1) / kRows);
+    // enough warps that each takes at least one step of 8 blocks
+    const int64_t steps = (L->row_blocks + kBlocksPerStep - 1) / kBlocksPerStep;
+    const int nwarps = (int)(steps < kMaxWarps ? steps : kMaxWarps);
+    const size_t smem = smem_bytes(L);
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(qgemv_kernel<BITS, T, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    qgemv_kernel<BITS, T, MINB><<<grid, nwarps * 32, smem, s>>>(
+        reinterpret_cast<const uint4 *>(L->qw), reinterpret_cast<const __half *>(L->scales), L->zeros, L->chunk_group, x, y,
+        (int)L->out, (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad, L->zero_base, ntok);
+    return cudaGetLastError();
+}
+
+template <int BITS>
+cudaError_t launch_bits(const cuq_layer *L, float *y, const float *x, int T, cudaStream_t s) {
+    if (T == 1) return launch_t<BITS, 1, 8>(L, y, x, T, s);
+    if (T == 2) return launch_t<BITS, 2, 4>(L, y, x, T, s);
+    if (T <= 4) return launch_t<BITS, 4, 2>(L, y, x, T, s);
+    return launch_t<BITS, 8, 2>(L, y, x, T, s);
+}
+
+// ---- the fp16 variant (2, 4, 8 bits): half2 arithmetic on pairs of codes ----
+//
+// Code k (< NK/2, low 16 bits of a word) and code k + NK/2 (the same offset in the high
+// 16 bits) are the same input of chunks j = k/2 and j + C/2.  Shifting the word right by
+// k·bits and AND-ing with the doubled mask, OR-ed into 0x6400 (fp16 1024) in each half,
+// gives the half2 (1024 + c, 1024 + c') exactly; HSUB2 with (1024 + z, 1024 + z') leaves
+// the exact (c − z, c' − z'), HMUL2 by the fp16 scales the fp16 weights (as the
+// dequantize + cuBLAS path rounds them), and HFMA2 with the fp16 activations sums four
+// words in fp16 before the sum joins the fp32 total.  About 3 instructions per weight
+// instead of 5 in the fp32 kernel; results agree with it to fp16 rounding (~1e-3).
+template <int BITS>
+struct Pairs {
+    static constexpr int C = 16 / BITS;   // chunks per block
+    static constexpr int NK2 = 16 / BITS; // low codes per word (k < NK2)
+    static constexpr uint32_t MASK = ((1u << BITS) - 1u) * 0x00010001u;
+};
+
+__device__ __forceinline__ uint32_t and_or_h(uint32_t w, uint32_t mask) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(mask), "n"(0x64006400u));
+    return r;
+}
+
+template <int BITS, int T, int MINB>
+__global__ void __launch_bounds__(kMaxWarps * 32, MINB)
+    qgemv_h_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
+                   const int32_t *__restrict__ chunk_group, const float *__restrict__ x, float *__restrict__ y, int out,
+                   int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok) {
+    using P = Pairs<BITS>;
+    constexpr int C = P::C, HC = C / 2;
+    extern __shared__ __align__(16) float smem[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    const int row0 = blockIdx.x * kRows;
+    const int q = lane & 3;
+    int rows[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; r++) rows[r] = min(row0 + r, out - 1);
+    const int bstep = kBlocksPerStep * nwarps;
+    int b = warp * kBlocksPerStep + (lane >> 2);
+    uint4 cur[kRows], nxt[kRows];
+    if (b < row_blocks) {
+#pragma unroll
+        for (int r = 0; r < kRows; r++) cur[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + b) * 4 + q);
+    }
+    // per (row, block, chunk pair p): half2 (1024 + z_p, 1024 + z_{p+C/2}) and half2 (s_p, s_{p+C/2})
+    uint2 *zs = reinterpret_cast<uint2 *>(smem);
+    for (int i = threadIdx.x; i < kRows * row_blocks * HC; i += blockDim.x) {
+        const int r = i / (row_blocks * HC), rem = i - r * row_blocks * HC, bb = rem / HC, pp = rem - bb * HC;
+        const int c0 = bb * C + pp, c1 = c0 + HC;
+        __half2 z2, s2;
+        float zf[2], sf[2];
+        const int cs[2] = {c0, c1};
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            if (cs[e] < nchunks) {
+                const int g = chunk_group[cs[e]];
+                zf[e] = 1024.f + (float)(zeros[(int64_t)rows[r] * groups + g] + zero_base);
+                sf[e] = __half2float(scales[(int64_t)rows[r] * groups + g]);
+            } else {
+                zf[e] = 1024.f, sf[e] = 0.f;  // padding: weight 0 (its activation is 0 too)
+            }
+        }
+        z2 = __floats2half2_rn(zf[0], zf[1]);
+        s2 = __floats2half2_rn(sf[0], sf[1]);
+        zs[i] = make_uint2(*reinterpret_cast<uint32_t *>(&z2), *reinterpret_cast<uint32_t *>(&s2));
+    }
+    __syncthreads();
+
+    float acc[kRows][T];
+#pragma unroll
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int t = 0; t < T; t++) acc[r][t] = 0.f;
+    const float *xt[T];
+#pragma unroll
+    for (int t = 0; t < T; t++) xt[t] = x + (int64_t)min(t, ntok - 1) * in_pad;
+
+    for (; b < row_blocks; b += bstep) {
+        const int bn = b + bstep;
+        if (bn < row_blocks) {
+#pragma unroll
+            for (int r = 0; r < kRows; r++) nxt[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + bn) * 4 + q);
+        }
+        uint32_t wd[kRows][4];
+#pragma unroll
+        for (int r = 0; r < kRows; r++) wd[r][0] = cur[r].x, wd[r][1] = cur[r].y, wd[r][2] = cur[r].z, wd[r][3] = cur[r].w;
+#pragma unroll
+        for (int k = 0; k < P::NK2; k++) {
+            const int j = k >> 1, h = k & 1;  // chunk j and j + C/2, half h
+            const int c0 = b * C + j, c1 = c0 + HC;
+            // activations of the pair as half2, per word w: (x[c0 pos], x[c1 pos])
+            __half2 xh[T][4];
+#pragma unroll
+            for (int t = 0; t < T; t++) {
+                const float4 a = *reinterpret_cast<const float4 *>(xt[t] + c0 * 32 + 16 * h + 4 * q);
+                float4 bq = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (c1 < nchunks) bq = *reinterpret_cast<const float4 *>(xt[t] + c1 * 32 + 16 * h + 4 * q);
+                xh[t][0] = __floats2half2_rn(a.x, bq.x);
+                xh[t][1] = __floats2half2_rn(a.y, bq.y);
+                xh[t][2] = __floats2half2_rn(a.z, bq.z);
+                xh[t][3] = __floats2half2_rn(a.w, bq.w);
+            }
+#pragma unroll
+            for (int r = 0; r < kRows; r++) {
+                const uint2 zsv = zs[((r * row_blocks) + b) * HC + j];
+                const __half2 z2 = *reinterpret_cast<const __half2 *>(&zsv.x), s2 = *reinterpret_cast<const __half2 *>(&zsv.y);
+                __half2 wv[4];
+#pragma unroll
+                for (int w = 0; w < 4; w++) {
+                    const uint32_t v = and_or_h(wd[r][w] >> (k * BITS), P::MASK);
+                    wv[w] = __hmul2(__hsub2(*reinterpret_cast<const __half2 *>(&v), z2), s2);
+                }
+#pragma unroll
+                for (int t = 0; t < T; t++) {
+                    __half2 hs = __hmul2(wv[0], xh[t][0]);
+                    hs = __hfma2(wv[1], xh[t][1], hs);
+                    hs = __hfma2(wv[2], xh[t][2], hs);
+                    hs = __hfma2(wv[3], xh[t][3], hs);
+                    const float2 f = __half22float2(hs);
+                    acc[r][t] += f.x + f.y;
+                }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < kRows; r++) cur[r] = nxt[r];
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; r++)
+#pragma unroll
+        for (int t = 0; t < T; t++) {
+            float v = acc[r][t];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            acc[r][t] = v;
+        }
+    __syncthreads();
+    float *red = smem;
+    if (lane == 0) {
+#pragma unroll
+        for (int r = 0; r < kRows; r++)
+#pragma unroll
+            for (int t = 0; t < T; t++) red[warp * kRows * T + r * T + t] = acc[r][t];
+    }
+    __syncthreads();
+    if (threadIdx.x < kRows * T) {
+        const int r = threadIdx.x / T, t = threadIdx.x % T;
+        float v = 0.f;
+        for (int w = 0; w < nwarps; w++) v += red[w * kRows * T + threadIdx.x];
+        if (row0 + r < out && t < ntok) y[(int64_t)t * out + row0 + r] = v;
+    }
+}
+
+size_t smem_bytes_h(const cuq_layer *L) {
+    size_t stage = (size_t)kRows * (size_t)L->row_blocks * (size_t)(QK_CHUNKS_PER_BLOCK(L->bits) / 2) * 8,
+           red = (size_t)kMaxWarps * kRows * 8 * sizeof(float);
+    return stage > red ? stage : red;
+}
+
+template <int BITS, int T, int MINB>
+cudaError_t launch_h(const cuq_layer *L, float *y, const float *x, int ntok, cudaStream_t s) {
+    const unsigned grid = (unsigned)((L->out + kRows - 1) / kRows);
+    const int64_t steps = (L->row_blocks + kBlocksPerStep - 1) / kBlocksPerStep;
+    const int nwarps = (int)(steps < kMaxWarps ? steps : kMaxWarps);
+    const size_t smem = smem_bytes_h(L);
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(qgemv_h_kernel<BITS, T, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    qgemv_h_kernel<BITS, T, MINB><<<grid, nwarps * 32, smem, s>>>(
+        reinterpret_cast<const uint4 *>(L->qw), reinterpret_cast<const __half *>(L->scales), L->zeros, L->chunk_group, x, y,
+        (int)L->out, (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad, L->zero_base, ntok);
+    return cudaGetLastError();
+}
+
+template <int BITS>
+cudaError_t launch_bits_h(const cuq_layer *L, float *y, const float *x, int T, cudaStream_t s) {
+    if (T == 1) return launch_h<BITS, 1, 8>(L, y, x, T, s);
+    if (T == 2) return launch_h<BITS, 2, 4>(L, y, x, T, s);
+    if (T <= 4) return launch_h<BITS, 4, 2>(L, y, x, T, s);
+    return launch_h<BITS, 8, 2>(L, y, x, T, s);
+}
+
+
+// ---- the tensor-core variant (4-bit, every 64-byte block in one group) ----
+//
+// A warp multiplies a tile of 16 rows with mma.m16n8k16 (fp16 operands, fp32 accumulators).
+// Lane (g = lane/4, t = lane%4) reads quarter t of the current block of rows g and g + 8,
+// exactly the qk access pattern, and its 4 words give 16 half2 per row of
+// (1024 + code k, 1024 + code k+4) by one LOP3 each: the A fragments of 8 mma's, whose
+// k-slots are whatever inputs the lane holds.  The B fragments are the activations of
+// token g at those same inputs (lanes g >= T give zeros), so T = 1..8 costs the same.
+// The codes go in as 1024 + c: an all-ones A through the same B gives Σx per token, and
+// per block  y += s · (D − (1024 + z) · Σx)  in fp32 (block = group, so one scale).
+// About 0.5 instructions per weight against 4 in the half2 kernel; measured on the H100's
+// 224 decode GEMVs of the 7B shape: 2.61 ms at T = 1 (2.93 ms half2), 2.96 ms at T = 8
+// (8.27 ms half2).  Still ~2x from the bandwidth: the per-kernel latency chain (codes,
+// then scales staged in shared memory, then activations from L2) is what is left.
+constexpr int kMmaWarps = 8;
+// (Measured: keeping 4 steps of codes in flight per warp, with the next step's activations,
+// at 128 registers, took 3.08 ms for the 224 GEMVs against 2.61 ms for this one-step prefetch.)
+
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t h2bits(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
+
+// Up to kMaxParts layers with the same input width in one launch (q/k/v, gate/up): more
+// tiles in flight per launch, fewer launches.
+constexpr int kMaxParts = 3;
+struct MmaPart {
+    const uint4 *qw;
+    const __half *scales;
+    const uint8_t *zeros;
+    const int32_t *chunk_group;
+    const float *x; /* (T, in_pad), permuted for act-order layers */
+    float *y;       /* (T, out) */
+    int out, groups, zero_base, tile0; /* tile0: first tile (16 rows) of this part in the grid */
+};
+struct MmaParts {
+    MmaPart p[kMaxParts];
+    int n;
+};
+
+__global__ void __launch_bounds__(kMmaWarps * 32)
+    qgemv_mma4_kernel(const __grid_constant__ MmaParts parts, int row_blocks, int in_pad, int ntok) {
+    constexpr int C = 4;  // chunks per block at 4 bits
+    extern __shared__ __align__(16) float smem[];
+    int pi = 0;
+#pragma unroll
+    for (int k = 1; k < kMaxParts; k++)
+        if (k < parts.n && (int)blockIdx.x >= parts.p[k].tile0) pi = k;
+    const MmaPart &P = parts.p[pi];
+    const uint4 *__restrict__ qw = P.qw;
+    const __half *__restrict__ scales = P.scales;
+    const uint8_t *__restrict__ zeros = P.zeros;
+    const int32_t *__restrict__ chunk_group = P.chunk_group;
+    const float *__restrict__ x = P.x;
+    float *__restrict__ y = P.y;
+    const int out = P.out, groups = P.groups, zero_base = P.zero_base;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int row0 = ((int)blockIdx.x - P.tile0) * 16;
+    const int ra = min(row0 + g, out - 1), rb = min(row0 + g + 8, out - 1);
+    // the tile's scales and 1024 + zero points, (16, groups) float2
+    float2 *sz = reinterpret_cast<float2 *>(smem);
+    for (int i = threadIdx.x; i < 16 * groups; i += blockDim.x) {
+        const int r = i / groups, gg = i - r * groups, row = min(row0 + r, out - 1);
+        sz[i] = make_float2(__half2float(scales[(int64_t)row * groups + gg]),
+                            1024.f + (float)(zeros[(int64_t)row * groups + gg] + zero_base));
+    }
+    const bool has_tok = g < ntok;
+    const float *xt = x + (int64_t)min(g, ntok - 1) * in_pad;
+    const uint4 *qa = qw + (int64_t)ra * row_blocks * 4 + t, *qb = qw + (int64_t)rb * row_blocks * 4 + t;
+    int b = warp;
+    uint4 ca = make_uint4(0, 0, 0, 0), cb = ca, na = ca, nb = ca;
+    if (b < row_blocks) ca = __ldcs(qa + (int64_t)b * 4), cb = __ldcs(qb + (int64_t)b * 4);
+    __syncthreads();
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    const uint32_t ones[4] = {0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u};
+    for (; b < row_blocks; b += nwarps) {
+        const int bn = b + nwarps;
+        if (bn < row_blocks) na = __ldcs(qa + (int64_t)bn * 4), nb = __ldcs(qb + (int64_t)bn * 4);
+        // B: token g's activations at the lane's inputs, pair p of word w = (x[pos], x[pos + 64])
+        uint32_t bx[4][4];  // [p][w]
+#pragma unroll
+        for (int p = 0; p < 4; p++) {
+            const int base = b * C * 32 + 32 * (p >> 1) + 16 * (p & 1) + 4 * t;
+            float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+            if (has_tok) lo = *reinterpret_cast<const float4 *>(xt + base), hi = *reinterpret_cast<const float4 *>(xt + base + 64);
+            bx[p][0] = h2bits(__floats2half2_rn(lo.x, hi.x));
+            bx[p][1] = h2bits(__floats2half2_rn(lo.y, hi.y));
+            bx[p][2] = h2bits(__floats2half2_rn(lo.z, hi.z));
+            bx[p][3] = h2bits(__floats2half2_rn(lo.w, hi.w));
+        }
+        const uint32_t wa[4] = {ca.x, ca.y, ca.z, ca.w}, wb[4] = {cb.x, cb.y, cb.z, cb.w};
+        float d[4] = {0.f, 0.f, 0.f, 0.f}, xs[4] = {0.f, 0.f, 0.f, 0.f};
+        // mma m takes (w, p) = pairs 2m and 2m+1 of the 16 (w, p) in the order i = 4w + p
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+            const int i0 = 2 * m, i1 = 2 * m + 1;
+            const int w0 = i0 >> 2, p0 = i0 & 3, w1 = i1 >> 2, p1 = i1 & 3;
+            const uint32_t a[4] = {and_or_h(wa[w0] >> (4 * p0), 0x000F000Fu), and_or_h(wb[w0] >> (4 * p0), 0x000F000Fu),
+                                   and_or_h(wa[w1] >> (4 * p1), 0x000F000Fu), and_or_h(wb[w1] >> (4 * p1), 0x000F000Fu)};
+            mma16816(d, a, bx[p0][w0], bx[p1][w1]);
+            mma16816(xs, ones, bx[p0][w0], bx[p1][w1]);
+        }
+        const int grp = __ldg(chunk_group + b * C);
+        const float2 fa = sz[g * groups + grp], fb = sz[(g + 8) * groups + grp];
+        acc[0] = fmaf(fa.x, d[0] - fa.y * xs[0], acc[0]);
+        acc[1] = fmaf(fa.x, d[1] - fa.y * xs[1], acc[1]);
+        acc[2] = fmaf(fb.x, d[2] - fb.y * xs[2], acc[2]);
+        acc[3] = fmaf(fb.x, d[3] - fb.y * xs[3], acc[3]);
+        ca = na, cb = nb;
+    }
+    // the warps' tiles meet in shared memory (after everyone is done with the scales)
+    __syncthreads();
+    float4 *red = reinterpret_cast<float4 *>(smem);
+    red[warp * 32 + lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    __syncthreads();
+    if (warp == 0) {
+        float4 v = red[lane];
+        for (int w = 1; w < nwarps; w++) {
+            const float4 u = red[w * 32 + lane];
+            v.x += u.x, v.y += u.y, v.z += u.z, v.w += u.w;
+        }
+        const int t0 = 2 * t, t1 = 2 * t + 1;
+        if (t0 < ntok) {
+            if (row0 + g < out) y[(int64_t)t0 * out + row0 + g] = v.x;
+            if (row0 + g + 8 < out) y[(int64_t)t0 * out + row0 + g + 8] = v.z;
+        }
+        if (t1 < ntok) {
+            if (row0 + g < out) y[(int64_t)t1 * out + row0 + g] = v.y;
+            if (row0 + g + 8 < out) y[(int64_t)t1 * out + row0 + g + 8] = v.w;
+        }
+    }
+}
+
+size_t smem_bytes_mma(const cuq_layer *L) {
+    size_t stage = (size_t)16 * (size_t)L->groups * 8, red = (size_t)kMmaWarps * 32 * 16;
+    return stage > red ? stage : red;
+}
+
+bool mma_ok(const cuq_layer *L) { return L->bits == 4 && L->block_group && smem_bytes_mma(L) <= kMaxSmem; }
+
+// n layers (all mma_ok, the same row_blocks and in_pad) with inputs xs[k] in one launch.
+cudaError_t launch_mma4(const cuq_layer *const *L, float *const *y, const float *const *xs, int n, int ntok,
+                        cudaStream_t s) {
+    MmaParts parts;
+    memset(&parts, 0, sizeof parts);
+    parts.n = n;
+    int tiles = 0;
+    size_t smem = 0;
+    for (int k = 0; k < n; k++) {
+        parts.p[k] = MmaPart{reinterpret_cast<const uint4 *>(L[k]->qw), reinterpret_cast<const __half *>(L[k]->scales),
+                             L[k]->zeros, L[k]->chunk_group, xs[k], y[k], (int)L[k]->out, (int)L[k]->groups,
+                             L[k]->zero_base, tiles};
+        tiles += (int)((L[k]->out + 15) / 16);
+        if (smem_bytes_mma(L[k]) > smem) smem = smem_bytes_mma(L[k]);
+    }
+    const int nwarps = (int)(L[0]->row_blocks < kMmaWarps ? L[0]->row_blocks : kMmaWarps);
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(qgemv_mma4_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    qgemv_mma4_kernel<<<(unsigned)tiles, nwarps * 32, smem, s>>>(parts, (int)L[0]->row_blocks, (int)L[0]->in_pad, ntok);
+    return cudaGetLastError();
+}
+
+}  // namespace
+
+static int use_fp16_gemv = -1; /* GPTQ_CUDA_GEMV=fp32 selects the exact kernel for every width */
+static int use_mma = -1;       /* GPTQ_CUDA_GEMV=half2 keeps 4-bit layers off the tensor-core kernel */
+
+extern "C" void cuq_gemv_set_mma(int on) { use_mma = on; }
+
+extern "C" void cuq_gemv_set_fp32(int on) {
+    use_fp16_gemv = !on;
+    if (use_mma < 0) use_mma = 1;
+}
+
+/* The kernel choice from the environment, once (unless a test set it). */
+static void settle_kernels(void) {
+    if (use_fp16_gemv < 0) {
+        const char *e = getenv("GPTQ_CUDA_GEMV");
+        use_fp16_gemv = !(e && strcmp(e, "fp32") == 0);
+        if (use_mma < 0) use_mma = !(e && (strcmp(e, "fp32") == 0 || strcmp(e, "half2") == 0));
+    }
+}
+
+extern "C" int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbuf, int T, cudaStream_t s) {
+    settle_kernels();
+
+    if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
+    if (smem_bytes(L) > kMaxSmem || smem_bytes_h(L) > kMaxSmem)
+        return gptq_fail("cuq_gemv: %lld groups per row are more than the GEMV stages in shared memory", (long long)L->groups);
+    if (L->perm) {
+        if (!xbuf) return gptq_fail("cuq_gemv: an act-order layer needs a scratch buffer");
+        const int64_t n = L->in_pad * T;
+        const unsigned grid = (unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096);
+        permute_kernel<<<grid, 256, 0, s>>>(L->perm, x, xbuf, L->in, L->in_pad, T);
+        if (cu_check(cudaGetLastError(), "act-order permutation")) return -1;
+        x = xbuf;
+    }
+    cudaError_t e;
+    switch (L->bits) {
+    case 2: e = use_fp16_gemv ? launch_bits_h<2>(L, y, x, T, s) : launch_bits<2>(L, y, x, T, s); break;
+    case 3: e = launch_bits<3>(L, y, x, T, s); break;
+    case 4:
+        e = use_fp16_gemv && use_mma && mma_ok(L) ? launch_mma4(&L, &y, &x, 1, T, s)
+            : use_fp16_gemv                       ? launch_bits_h<4>(L, y, x, T, s)
+                                                  : launch_bits<4>(L, y, x, T, s);
+        break;
+    case 8: e = use_fp16_gemv ? launch_bits_h<8>(L, y, x, T, s) : launch_bits<8>(L, y, x, T, s); break;
+    default: return gptq_fail("cuq_gemv: %d-bit weights are not supported", L->bits);
+    }
+    return cu_check(e, "quantized GEMV");
+}
+
+extern "C" int cuq_gemv_multi(const cuq_layer *const *L, float *const *y, int n, const float *x, float *xbuf, int T,
+                              cudaStream_t s) {
+    settle_kernels();
+    bool together = n >= 1 && n <= kMaxParts && T >= 1 && T <= CUQ_MAX_GEMV_T;
+    for (int k = 0; together && k < n; k++)
+        together = use_fp16_gemv && use_mma && mma_ok(L[k]) && L[k]->row_blocks == L[0]->row_blocks &&
+                   L[k]->in_pad == L[0]->in_pad && L[k]->in == L[0]->in;
+    if (!together) {
+        for (int k = 0; k < n; k++)
+            if (cuq_gemv(L[k], y[k], x, xbuf, T, s)) return -1;
+        return 0;
+    }
+    const float *xs[kMaxParts];
+    for (int k = 0; k < n; k++) {
+        xs[k] = x;
+        if (L[k]->perm) { /* each act-order layer its own permuted copy, in successive parts of xbuf */
+            if (!xbuf) return gptq_fail("cuq_gemv: an act-order layer needs a scratch buffer");
+            float *xp = xbuf + (size_t)k * L[k]->in_pad * T;
+            const int64_t m = L[k]->in_pad * T;
+            permute_kernel<<<(unsigned)((m + 255) / 256 < 4096 ? (m + 255) / 256 : 4096), 256, 0, s>>>(L[k]->perm, x, xp,
+                                                                                                   L[k]->in, L[k]->in_pad, T);
+            if (cu_check(cudaGetLastError(), "act-order permutation")) return -1;
+            xs[k] = xp;
+        }
+    }
+    return cu_check(launch_mma4(L, y, xs, n, T, s), "quantized GEMV");
+}

@@ -1,0 +1,415 @@
+/* The Llama-family forward pass on a CUDA GPU (llama_cuda.h). */
+#include "model/cuda/llama_cuda.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "model/linear.h"
+#include "kernels/cuda/cuq.h"
+#include "kernels/cuda/model_kernels.h"
+#include "model/llama.h"
+
+/* A Linear on the device: packed (q.qw != NULL) or dense fp16 w. */
+typedef struct {
+    int64_t out, in;
+    cuq_layer q;
+    uint16_t *w; /* (out, in) fp16 */
+    float *bias; /* (out) or NULL */
+} cu_linear;
+
+typedef struct {
+    float *attn_norm, *ffn_norm; /* (dim) */
+    cu_linear lin[LIN_COUNT];
+} cu_layer;
+
+struct llama_cuda {
+    hf_config cfg;
+    int max_seq, max_batch;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    uint16_t *embed; /* (vocab, dim) fp16 */
+    cu_layer *layers;
+    float *final_norm;
+    cu_linear lm_head; /* its w borrows embed when tied */
+    float *inv_freq;   /* (head_dim/2) */
+    uint16_t *k_cache, *v_cache; /* (n_layers, max_seq, kvd) fp16 */
+    /* activations: (max_batch, ...) fp32 */
+    float *x, *xn, *q, *k, *v, *att, *hb, *hb2, *out, *logits_d;
+    float *xbuf; /* (3, max_batch, widest in_pad) act-order permuted activations */
+    float *att_part; /* split-attention partials of decode calls */
+    uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
+    int *ids_d, *pos_d;
+    int *ids_h, *pos_h; /* pinned */
+    float *logits_h;    /* pinned (max_batch, vocab) */
+    cudaGraphExec_t decode_graph;
+    int64_t n_params;
+    int n_quantized, bits;
+    double weight_bytes;
+    size_t mem_base; /* GPU memory in use before loading */
+    double mem_peak;
+};
+
+#define CUDA_TRY(call, what)                   \
+    do {                                       \
+        if (cu_check((call), (what))) goto fail; \
+    } while (0)
+
+static void *dalloc(size_t n, const char *what) {
+    void *p = NULL;
+    if (cu_check(cudaMalloc(&p, n), what)) return NULL;
+    return p;
+}
+
+/* fp16 copy on the device of n floats of type dt (F32/F16/BF16) at src. */
+static uint16_t *upload_f16(const void *src, gptq_dtype dt, int64_t n) {
+    uint16_t *h = xmalloc(sizeof(uint16_t) * (size_t)n);
+    if (dt == DT_F16) {
+        memcpy(h, src, sizeof(uint16_t) * (size_t)n);
+    } else {
+        enum { CH = 1 << 16 };
+        float *f = xmalloc(sizeof(float) * CH);
+        for (int64_t i = 0; i < n; i += CH) {
+            int64_t c = n - i < CH ? n - i : CH;
+            convert_to_f32(f, (const char *)src + i * (int64_t)dtype_size(dt), dt, (size_t)c);
+            for (int64_t j = 0; j < c; j++) h[i + j] = f32_to_f16(f[j]);
+        }
+        free(f);
+    }
+    uint16_t *d = dalloc(sizeof(uint16_t) * (size_t)n, "weights");
+    if (d && cu_check(cudaMemcpy(d, h, sizeof(uint16_t) * (size_t)n, cudaMemcpyHostToDevice), "uploading weights")) {
+        cudaFree(d);
+        d = NULL;
+    }
+    free(h);
+    return d;
+}
+
+static float *upload_f32(const float *h, int64_t n) {
+    float *d = dalloc(sizeof(float) * (size_t)n, "vectors");
+    if (d && cu_check(cudaMemcpy(d, h, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice), "uploading vectors")) {
+        cudaFree(d);
+        d = NULL;
+    }
+    return d;
+}
+
+/* A host Linear (model/linear.h) on the device: packed layers stay packed, dense ones go
+ * to fp16. */
+static int upload_linear(llama_cuda *m, const linear *h, cu_linear *l) {
+    memset(l, 0, sizeof *l);
+    l->out = h->out, l->in = h->in;
+    if (h->qk) {
+        if (cuq_upload(h->qk, &l->q)) return -1;
+        m->n_quantized++;
+        m->bits = h->qk->bits;
+        m->weight_bytes += (double)cuq_stream_bytes(&l->q);
+    } else {
+        if (!(l->w = upload_f16(h->w, h->dtype, h->out * h->in))) return -1;
+        m->weight_bytes += 2.0 * (double)(h->out * h->in);
+    }
+    if (h->bias && !(l->bias = upload_f32(h->bias, h->out))) return -1;
+    return 0;
+}
+
+static void free_linear(cu_linear *l) {
+    cuq_free(&l->q);
+    cudaFree(l->w);
+    cudaFree(l->bias);
+    memset(l, 0, sizeof *l);
+}
+
+static void note_memory(llama_cuda *m) {
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) == cudaSuccess) {
+        double used = (double)(total - free_b) - (double)m->mem_base;
+        if (used > m->mem_peak) m->mem_peak = used;
+    }
+}
+
+llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        gptq_fail("--device cuda: no CUDA device is available");
+        return NULL;
+    }
+    if (!fs_is_dir(dir)) {
+        gptq_fail("%s: not a model directory", dir);
+        return NULL;
+    }
+    llama_cuda *m = xcalloc(1, sizeof *m);
+    llama_model cm; /* the host model: validated tensors, packed qk layers, rope table */
+    int cm_loaded = 0;
+    size_t free0 = 0, total0 = 0;
+    CUDA_TRY(cudaSetDevice(0), "selecting GPU 0");
+    CUDA_TRY(cudaMemGetInfo(&free0, &total0), "reading GPU memory");
+    m->mem_base = total0 - free0;
+    if (llama_load_ex(&cm, dir, 0)) goto fail;
+    cm_loaded = 1;
+    {
+        char *cfg_path = fs_join(dir, "config.json"); /* our own copy of the shapes */
+        int rc = hf_config_load(&m->cfg, cfg_path);
+        free(cfg_path);
+        if (rc) goto fail;
+    }
+    const hf_config *c = &m->cfg;
+    m->max_seq = max_seq, m->max_batch = max_batch;
+    const int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    CUDA_TRY(cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking), "creating a stream");
+    if (cublas_check(cublasCreate(&m->blas), "creating a handle") ||
+        cublas_check(cublasSetStream(m->blas, m->stream), "setting the stream"))
+        goto fail;
+    if (!(m->embed = upload_f16(cm.tok_embed, cm.embed_dtype, (int64_t)c->vocab_size * c->dim))) goto fail;
+    m->layers = xcalloc((size_t)c->n_layers, sizeof(cu_layer));
+    for (int i = 0; i < c->n_layers; i++) {
+        cu_layer *L = &m->layers[i];
+        if (!(L->attn_norm = upload_f32(cm.layers[i].attn_norm, c->dim)) || !(L->ffn_norm = upload_f32(cm.layers[i].ffn_norm, c->dim)))
+            goto fail;
+        for (int j = 0; j < LIN_COUNT; j++) {
+            if (upload_linear(m, &cm.layers[i].lin[j], &L->lin[j])) goto fail;
+            linear_free(&cm.layers[i].lin[j]); /* the host copy is not needed any more */
+        }
+    }
+    if (!(m->final_norm = upload_f32(cm.final_norm, c->dim))) goto fail;
+    if (c->tie_embeddings) {
+        m->lm_head = (cu_linear){.out = c->vocab_size, .in = c->dim, .w = m->embed};
+        m->weight_bytes += 2.0 * (double)c->vocab_size * c->dim;
+    } else if (upload_linear(m, &cm.lm_head, &m->lm_head)) {
+        goto fail;
+    }
+    if (!(m->inv_freq = upload_f32(cm.rope_inv_freq, c->head_dim / 2))) goto fail;
+    m->n_params = cm.n_params;
+    llama_free(&cm);
+    cm_loaded = 0;
+
+    /* state */
+    const size_t B = (size_t)max_batch, cache = (size_t)c->n_layers * (size_t)max_seq * (size_t)kvd;
+    size_t wide = (size_t)(c->dim > c->hidden_dim ? c->dim : c->hidden_dim);
+    if (wide < (size_t)qd) wide = (size_t)qd;
+    size_t w16 = 0, inpad = wide;
+    for (int i = 0; i <= c->n_layers; i++)
+        for (int j = 0; j < (i < c->n_layers ? LIN_COUNT : 1); j++) {
+            const cu_linear *l = i < c->n_layers ? &m->layers[i].lin[j] : &m->lm_head;
+            if (l->q.qw && (size_t)(l->out * l->q.in_pad) > w16) w16 = (size_t)(l->out * l->q.in_pad);
+            if (l->q.qw && (size_t)l->q.in_pad > inpad) inpad = (size_t)l->q.in_pad;
+        }
+    if (!(m->k_cache = dalloc(sizeof(uint16_t) * cache, "KV cache")) || !(m->v_cache = dalloc(sizeof(uint16_t) * cache, "KV cache")) ||
+        !(m->x = dalloc(sizeof(float) * B * c->dim, "activations")) || !(m->xn = dalloc(sizeof(float) * B * wide, "activations")) ||
+        !(m->q = dalloc(sizeof(float) * B * qd, "activations")) || !(m->k = dalloc(sizeof(float) * B * kvd, "activations")) ||
+        !(m->v = dalloc(sizeof(float) * B * kvd, "activations")) || !(m->att = dalloc(sizeof(float) * B * qd, "activations")) ||
+        !(m->hb = dalloc(sizeof(float) * B * c->hidden_dim, "activations")) ||
+        !(m->hb2 = dalloc(sizeof(float) * B * c->hidden_dim, "activations")) ||
+        !(m->out = dalloc(sizeof(float) * B * wide, "activations")) ||
+        !(m->logits_d = dalloc(sizeof(float) * B * c->vocab_size, "logits")) ||
+        !(m->xbuf = dalloc(sizeof(float) * 3 * B * inpad, "activations")) || /* up to 3 permuted copies */
+        !(m->x16 = dalloc(sizeof(uint16_t) * B * inpad, "activations")) ||
+        (w16 && !(m->w16 = dalloc(sizeof(uint16_t) * w16, "dequantization scratch"))) ||
+        !(m->att_part = dalloc(sizeof(float) * (size_t)cuk_attention_split_floats(
+                                   B < CUQ_MAX_GEMV_T ? (int)B : CUQ_MAX_GEMV_T, max_seq, c->n_heads, c->head_dim),
+                               "attention scratch")) ||
+        !(m->ids_d = dalloc(sizeof(int) * B, "ids")) || !(m->pos_d = dalloc(sizeof(int), "position")))
+        goto fail;
+    CUDA_TRY(cudaMallocHost((void **)&m->ids_h, sizeof(int) * B), "pinned memory");
+    CUDA_TRY(cudaMallocHost((void **)&m->pos_h, sizeof(int)), "pinned memory");
+    CUDA_TRY(cudaMallocHost((void **)&m->logits_h, sizeof(float) * B * c->vocab_size), "pinned memory");
+    if (cuk_attention_setup(max_seq)) goto fail;
+    note_memory(m);
+    return m;
+fail:
+    if (cm_loaded) llama_free(&cm);
+    llama_cuda_free(m);
+    return NULL;
+}
+
+void llama_cuda_free(llama_cuda *m) {
+    if (!m) return;
+    if (m->layers) {
+        for (int i = 0; i < m->cfg.n_layers; i++) {
+            cudaFree(m->layers[i].attn_norm), cudaFree(m->layers[i].ffn_norm);
+            for (int j = 0; j < LIN_COUNT; j++) free_linear(&m->layers[i].lin[j]);
+        }
+        free(m->layers);
+    }
+    if (m->lm_head.w == m->embed) m->lm_head.w = NULL;
+    free_linear(&m->lm_head);
+    cudaFree(m->embed), cudaFree(m->final_norm), cudaFree(m->inv_freq), cudaFree(m->k_cache), cudaFree(m->v_cache);
+    cudaFree(m->x), cudaFree(m->xn), cudaFree(m->q), cudaFree(m->k), cudaFree(m->v), cudaFree(m->att), cudaFree(m->hb);
+    cudaFree(m->hb2), cudaFree(m->out), cudaFree(m->logits_d), cudaFree(m->xbuf), cudaFree(m->x16), cudaFree(m->w16);
+    cudaFree(m->ids_d), cudaFree(m->pos_d), cudaFree(m->att_part);
+    cudaFreeHost(m->ids_h), cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
+    if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
+    if (m->blas) cublasDestroy(m->blas);
+    if (m->stream) cudaStreamDestroy(m->stream);
+    hf_config_free(&m->cfg);
+    free(m);
+}
+
+const hf_config *llama_cuda_config(const llama_cuda *m) { return &m->cfg; }
+
+/* y (n, out) = x (n, in) · Wᵀ (+ b). */
+static int run_linear(llama_cuda *m, const cu_linear *l, float *y, const float *x, int n) {
+    int rc;
+    if (l->q.qw)
+        rc = n <= CUQ_MAX_GEMV_T ? cuq_gemv(&l->q, y, x, m->xbuf, n, m->stream)
+                                 : cuq_gemm(m->blas, &l->q, y, x, n, m->w16, m->x16, m->stream);
+    else
+        rc = n <= CUQ_MAX_GEMV_T ? cuh_gemv(l->w, l->out, l->in, y, x, n, m->stream)
+                                 : cuh_gemm(m->blas, l->w, l->out, l->in, y, x, n, m->x16, m->stream);
+    if (rc == 0 && l->bias) rc = cuk_bias(y, l->bias, l->out, n, m->stream);
+    return rc;
+}
+
+/* ys[k] = x · W_kᵀ for n layers reading the same x: packed layers of a decode call share
+ * one launch where the kernels allow. */
+static int run_linears(llama_cuda *m, const cu_linear *const *ls, float *const *ys, int nl, const float *x, int n) {
+    int packed = n <= CUQ_MAX_GEMV_T;
+    for (int k = 0; k < nl; k++) packed &= ls[k]->q.qw != NULL;
+    if (!packed) {
+        for (int k = 0; k < nl; k++)
+            if (run_linear(m, ls[k], ys[k], x, n)) return -1;
+        return 0;
+    }
+    const cuq_layer *q[3];
+    for (int k = 0; k < nl; k++) q[k] = &ls[k]->q;
+    if (cuq_gemv_multi(q, ys, nl, x, m->xbuf, n, m->stream)) return -1;
+    for (int k = 0; k < nl; k++)
+        if (ls[k]->bias && cuk_bias(ys[k], ls[k]->bias, ls[k]->out, n, m->stream)) return -1;
+    return 0;
+}
+
+/* Everything after the H2D copies of ids and position, up to the logits on the device. */
+static int forward_device(llama_cuda *m, int n, int all_logits) {
+    const hf_config *c = &m->cfg;
+    const int dim = c->dim, hd = c->head_dim;
+    const int64_t kvd = (int64_t)c->n_kv_heads * hd;
+    cudaStream_t s = m->stream;
+    if (cuk_embed(m->embed, m->ids_d, m->x, n, dim, s) ||
+        cuk_rmsnorm(m->xn, m->x, m->layers[0].attn_norm, n, dim, c->norm_eps, s))
+        return -1;
+    for (int i = 0; i < c->n_layers; i++) {
+        const cu_layer *L = &m->layers[i];
+        uint16_t *kc = m->k_cache + (size_t)i * m->max_seq * kvd, *vc = m->v_cache + (size_t)i * m->max_seq * kvd;
+        /* xn holds norm(x) on entry; the residual adds are fused with the following norms */
+        const float *next_norm = i + 1 < c->n_layers ? m->layers[i + 1].attn_norm : m->final_norm;
+        const cu_linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]}, *gu[2] = {&L->lin[LIN_GATE], &L->lin[LIN_UP]};
+        float *const qkv_y[3] = {m->q, m->k, m->v}, *const gu_y[2] = {m->hb, m->hb2};
+        if (run_linears(m, qkv, qkv_y, 3, m->xn, n) ||
+            cuk_rope_kv(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, n, c->n_heads, c->n_kv_heads, hd, s) ||
+            (n <= CUQ_MAX_GEMV_T
+                 ? cuk_attention_decode(m->q, kc, vc, m->att, m->att_part, m->pos_d, n, m->max_seq, c->n_heads,
+                                        c->n_kv_heads, hd, s)
+                 : cuk_attention(m->q, kc, vc, m->att, m->pos_d, n, m->max_seq, c->n_heads, c->n_kv_heads, hd, s)) ||
+            run_linear(m, &L->lin[LIN_O], m->out, m->att, n) ||
+            cuk_add_rmsnorm(m->xn, m->x, m->out, L->ffn_norm, n, dim, c->norm_eps, s) ||
+            run_linears(m, gu, gu_y, 2, m->xn, n) ||
+            cuk_silu_mul(m->hb, m->hb2, (int64_t)n * c->hidden_dim, s) || run_linear(m, &L->lin[LIN_DOWN], m->out, m->hb, n) ||
+            cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, s))
+            return -1;
+    }
+    /* xn = final_norm(x) now */
+    if (all_logits) return run_linear(m, &m->lm_head, m->logits_d, m->xn, n);
+    return run_linear(m, &m->lm_head, m->logits_d, m->xn + (size_t)(n - 1) * dim, 1);
+    return 0;
+}
+
+const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, int all_logits) {
+    const hf_config *c = &m->cfg;
+    if (n < 1 || n > m->max_batch || pos0 < 0 || pos0 + n > m->max_seq) {
+        gptq_fail("cuda forward: %d tokens at position %d do not fit (batch %d, context %d)", n, pos0, m->max_batch, m->max_seq);
+        return NULL;
+    }
+    for (int t = 0; t < n; t++) {
+        if (ids[t] < 0 || ids[t] >= c->vocab_size) {
+            gptq_fail("cuda forward: token id %d outside the vocabulary (%d)", ids[t], c->vocab_size);
+            return NULL;
+        }
+        m->ids_h[t] = ids[t];
+    }
+    *m->pos_h = pos0;
+    const int rows = all_logits ? n : 1;
+    const size_t lbytes = sizeof(float) * (size_t)rows * c->vocab_size;
+    cudaStream_t s = m->stream;
+    if (n == 1 && !all_logits) {
+        /* decode: one graph holding the input copies, the whole step and the logits copy */
+        if (!m->decode_graph) {
+            cudaGraph_t g;
+            if (cu_check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capturing the decode step"))
+                return NULL;
+            int rc = cu_check(cudaMemcpyAsync(m->ids_d, m->ids_h, sizeof(int), cudaMemcpyHostToDevice, s), "ids") ||
+                     cu_check(cudaMemcpyAsync(m->pos_d, m->pos_h, sizeof(int), cudaMemcpyHostToDevice, s), "position") ||
+                     forward_device(m, 1, 0) ||
+                     cu_check(cudaMemcpyAsync(m->logits_h, m->logits_d, lbytes, cudaMemcpyDeviceToHost, s), "logits");
+            cudaError_t e = cudaStreamEndCapture(s, &g);
+            if (rc || cu_check(e, "capturing the decode step")) return NULL;
+            e = cudaGraphInstantiate(&m->decode_graph, g, 0);
+            cudaGraphDestroy(g);
+            if (cu_check(e, "instantiating the decode graph")) {
+                m->decode_graph = NULL;
+                return NULL;
+            }
+        }
+        if (cu_check(cudaGraphLaunch(m->decode_graph, s), "decode step")) return NULL;
+    } else {
+        if (cu_check(cudaMemcpyAsync(m->ids_d, m->ids_h, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice, s), "ids") ||
+            cu_check(cudaMemcpyAsync(m->pos_d, m->pos_h, sizeof(int), cudaMemcpyHostToDevice, s), "position") ||
+            forward_device(m, n, all_logits) ||
+            cu_check(cudaMemcpyAsync(m->logits_h, m->logits_d, lbytes, cudaMemcpyDeviceToHost, s), "logits"))
+            return NULL;
+    }
+    if (cu_check(cudaStreamSynchronize(s), "forward pass")) return NULL;
+    if (n > 1) note_memory(m);
+    return m->logits_h;
+}
+
+void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info) {
+    memset(info, 0, sizeof *info);
+    struct cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, 0) == cudaSuccess) snprintf(info->device, sizeof info->device, "%s", p.name);
+    note_memory(m);
+    info->n_params = m->n_params;
+    info->n_quantized = m->n_quantized;
+    info->bits = m->bits;
+    info->weight_bytes = m->weight_bytes;
+    info->kv_bytes_per_pos = 2.0 * 2.0 * m->cfg.n_layers * (double)m->cfg.n_kv_heads * m->cfg.head_dim;
+    info->gpu_mem_peak = m->mem_peak;
+}
+
+double llama_cuda_copy_bandwidth(void) {
+    const size_t n = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double best = -1;
+    if (cu_check(cudaMalloc(&a, n), "bandwidth probe") || cu_check(cudaMalloc(&b, n), "bandwidth probe") ||
+        cu_check(cudaMemset(a, 0x5a, n), "bandwidth probe") || cu_check(cudaEventCreate(&e0), "events") ||
+        cu_check(cudaEventCreate(&e1), "events"))
+        goto done;
+    for (int kind = 0; kind < 2; kind++) {
+        float t[10];
+        for (int r = -2; r < 10; r++) {
+            cudaEventRecord(e0, 0);
+            int rc = kind ? cuk_copy(b, a, (int64_t)n, 0) : cu_check(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0), "copy");
+            cudaEventRecord(e1, 0);
+            if (rc || cu_check(cudaEventSynchronize(e1), "bandwidth probe")) goto done;
+            if (r >= 0) cudaEventElapsedTime(&t[r], e0, e1);
+        }
+        for (int i = 1; i < 10; i++) /* insertion sort for the median */
+            for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+                float x = t[j];
+                t[j] = t[j - 1], t[j - 1] = x;
+            }
+        double bw = 2.0 * (double)n / (0.5 * (t[4] + t[5]) * 1e-3);
+        if (bw > best) best = bw;
+    }
+done:
+    cudaFree(a), cudaFree(b);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    return best;
+}

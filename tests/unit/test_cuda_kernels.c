@@ -1,0 +1,548 @@
+/* Tests of the CUDA kernels (src/kernels/cuda/cuq.h) against the CPU scalar oracle
+ * (qk_matmul_ref, from checkpoint tensors) on random layers: 2/3/4/8 bits, monotonic /
+ * act-order / arbitrary g_idx, sym / asym, v1 / v2 zero points; the fused GEMV at
+ * T = 1..8, the dequantize + cuBLAS path at T = 17 and 64, the fp16 dense GEMV and GEMM.
+ * Skips (77) when the build has no CUDA or no GPU is present.
+ *
+ * GPTQ_BENCH=1 also measures, on the GPU: the device-to-device copy bandwidth; the 224
+ * Linear GEMVs of one Llama-2-7B decode step (32 layers of q/k/v/o 4096x4096, gate/up
+ * 11008x4096, down 4096x11008) at 2/3/4/8-bit g128 (4-bit also act-order) and fp16,
+ * replayed from a CUDA graph, T = 1..8; the prefill GEMMs of one layer at T = 2048 through
+ * dequantize + cuBLAS against cuBLAS on fp16 weights. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+
+#ifndef GPTQ_HAVE_CUDA
+int main(void) {
+    printf("skipped: built without CUDA\n");
+    return 77;
+}
+#else
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "kernels/cpu/qmatmul.h"
+#include "kernels/cuda/cuq.h"
+#include "quant/pack.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t next_u64(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+static int irand(int n) { return (int)((next_u64() >> 33) % (uint64_t)n); }
+static double urand(void) { return ((double)(next_u64() >> 11) + 0.5) / 9007199254740992.0; }
+static float nrand(void) { return (float)(sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand())); }
+
+#define CU(call)                                                                     \
+    do {                                                                             \
+        cudaError_t e_ = (call);                                                     \
+        if (e_ != cudaSuccess) {                                                     \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                 \
+        }                                                                            \
+    } while (0)
+
+static void *dmalloc(size_t n) {
+    void *p;
+    CU(cudaMalloc(&p, n));
+    return p;
+}
+static void *dupload(const void *h, size_t n) {
+    void *p = dmalloc(n);
+    CU(cudaMemcpy(p, h, n, cudaMemcpyHostToDevice));
+    return p;
+}
+
+enum { ORDER_MONO, ORDER_ACT, ORDER_RANDOM };
+static const char *order_name[] = {"monotonic", "act-order", "random-g_idx"};
+
+typedef struct {
+    int64_t out, in;
+    int bits, group_size, order, sym, v2;
+} layer_case;
+
+/* A random quantized layer (as test_qkernels.c makes them). */
+static void make_layer(const layer_case *lc, quant_layer *q) {
+    quant_layer_alloc(q, lc->out, lc->in, lc->bits, lc->group_size, 0);
+    const int maxq = quant_maxq(lc->bits);
+    const int64_t out = lc->out, in = lc->in, G = q->groups;
+    for (int64_t k = 0; k < out * in; k++) q->codes[k] = (uint8_t)irand(maxq + 1);
+    for (int64_t k = 0; k < G * out; k++) {
+        q->scales[k] = f16_to_f32(f32_to_f16((float)(0.002 + 0.05 * urand())));
+        q->zeros[k] = lc->sym ? (maxq + 1) / 2 : lc->v2 ? irand(maxq + 1) : 1 + irand(maxq + 1);
+    }
+    int64_t gs = lc->group_size <= 0 ? in : lc->group_size;
+    if (lc->order == ORDER_RANDOM) {
+        for (int64_t i = 0; i < in; i++) q->g_idx[i] = irand((int)G);
+        return;
+    }
+    for (int64_t i = 0; i < in; i++) q->g_idx[i] = (int32_t)(i / gs);
+    if (lc->order == ORDER_ACT)
+        for (int64_t i = in - 1; i > 0; i--) {
+            int64_t j = irand((int)i + 1);
+            int32_t t = q->g_idx[i];
+            q->g_idx[i] = q->g_idx[j];
+            q->g_idx[j] = t;
+        }
+}
+
+static double worst_gemv, worst_gemv16, worst_gemm;
+
+/* normwise ‖y − yref‖∞ / ‖yref‖∞ */
+static double rel_err(const float *y, const float *yref, int64_t n) {
+    double maxd = 0, maxr = 0;
+    for (int64_t k = 0; k < n; k++) {
+        double d = fabs((double)y[k] - yref[k]);
+        if (!(d <= maxd)) maxd = d; /* NaN propagates */
+        if (fabs(yref[k]) > maxr) maxr = fabs(yref[k]);
+    }
+    return maxr > 0 ? maxd / maxr : maxd;
+}
+
+static cublasHandle_t blas;
+static int cases_run, products_run;
+
+static void run_case(const layer_case *lc) {
+    char name[160];
+    snprintf(name, sizeof name, "%lldx%lld %d-bit g%d %s %s %s", (long long)lc->out, (long long)lc->in, lc->bits,
+             lc->group_size, order_name[lc->order], lc->sym ? "sym" : "asym", lc->v2 ? "v2" : "v1");
+    quant_layer q;
+    make_layer(lc, &q);
+    const int Tmax = 64;
+    float *x = xmalloc(sizeof(float) * (size_t)(Tmax * lc->in));
+    for (int64_t i = 0; i < Tmax * lc->in; i++) x[i] = nrand() * (irand(50) == 0 ? 20.0f : 1.0f);
+    float *yref = xmalloc(sizeof(float) * (size_t)(Tmax * lc->out)), *y = xmalloc(sizeof(float) * (size_t)(Tmax * lc->out));
+    gptq_packed pk;
+    int rc = gptq_pack(&q, &pk);
+    CHECK(rc == 0, "%s: pack: %s", name, gptq_last_error());
+    if (rc) goto done;
+    rc = qk_matmul_ref(pk.qweight, pk.qzeros, pk.scales, pk.g_idx, lc->out, lc->in, q.groups, lc->bits, lc->group_size, 0,
+                       yref, x, Tmax);
+    CHECK(rc == 0, "%s: oracle: %s", name, gptq_last_error());
+    qk_layer L;
+    rc = qk_from_gptq(pk.qweight, pk.qzeros, pk.scales, pk.g_idx, lc->out, lc->in, q.groups, lc->bits, lc->group_size, 0,
+                      &L);
+    CHECK(rc == 0, "%s: qk_from_gptq: %s", name, gptq_last_error());
+    if (rc) goto done_pk;
+    cuq_layer d;
+    rc = cuq_upload(&L, &d);
+    CHECK(rc == 0, "%s: upload: %s", name, gptq_last_error());
+    if (rc) goto done_L;
+    float *dx = dupload(x, sizeof(float) * (size_t)(Tmax * lc->in));
+    float *dy = dmalloc(sizeof(float) * (size_t)(Tmax * lc->out));
+    float *dxb = dmalloc(sizeof(float) * (size_t)(Tmax * L.in_pad));
+    uint16_t *w16 = dmalloc(sizeof(uint16_t) * (size_t)(lc->out * L.in_pad));
+    uint16_t *x16 = dmalloc(sizeof(uint16_t) * (size_t)(Tmax * L.in_pad));
+    static const int Ts[] = {1, 2, 3, 4, 5, 8, 17, 64, 1, 3, 8, 1, 5};
+    for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
+        /* then the fp16 kernels: tensor-core where eligible, then half2 (3-bit: the fp32 one again) */
+        const int T = Ts[k], fp32 = k < 8;
+        cuq_gemv_set_fp32(fp32);
+        cuq_gemv_set_mma(k < 11);
+        CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * lc->out))); /* NaN poison */
+        int r2 = T <= CUQ_MAX_GEMV_T ? cuq_gemv(&d, dy, dx, dxb, T, 0) : cuq_gemm(blas, &d, dy, dx, T, w16, x16, 0);
+        CHECK(r2 == 0, "%s T=%d: %s", name, T, gptq_last_error());
+        CU(cudaDeviceSynchronize());
+        CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)(T * lc->out), cudaMemcpyDeviceToHost));
+        double e = rel_err(y, yref, T * lc->out);
+        /* fp32 accumulation: rounding only; the fp16 GEMV and GEMM round weights and activations */
+        double tol = T <= CUQ_MAX_GEMV_T && fp32 ? 2e-5 : 4e-3;
+        CHECK(e <= tol, "%s T=%d%s: normwise relative error %.3g (limit %.1g)", name, T,
+              T <= CUQ_MAX_GEMV_T ? (fp32 ? " fp32 GEMV" : " fp16 GEMV") : "", e, tol);
+        if (T <= CUQ_MAX_GEMV_T && fp32 && e > worst_gemv) worst_gemv = e;
+        if (T <= CUQ_MAX_GEMV_T && !fp32 && e > worst_gemv16) worst_gemv16 = e;
+        if (T > CUQ_MAX_GEMV_T && e > worst_gemm) worst_gemm = e;
+        products_run++;
+    }
+    /* dequantized weights equal the host's exactly (before fp16 rounding of the product) */
+    {
+        float *wk = xmalloc(sizeof(float) * (size_t)(lc->out * L.in_pad));
+        uint16_t *wh = xmalloc(sizeof(uint16_t) * (size_t)(lc->out * L.in_pad));
+        qk_dequant_rows(&L, 0, lc->out, wk, QK_PATH_SCALAR);
+        CU(cudaMemset(w16, 0xff, sizeof(uint16_t) * (size_t)(lc->out * L.in_pad)));
+        CHECK(cuq_dequant_f16(&d, w16, 0) == 0, "%s: dequant", name);
+        CU(cudaMemcpy(wh, w16, sizeof(uint16_t) * (size_t)(lc->out * L.in_pad), cudaMemcpyDeviceToHost));
+        int same = 1;
+        for (int64_t o = 0; o < lc->out && same; o++)
+            for (int64_t p = 0; p < L.in_pad; p++) {
+                if (L.perm && L.perm[p] < 0) continue;
+                same &= wh[o * L.in_pad + p] == f32_to_f16(wk[o * L.in_pad + p]);
+            }
+        CHECK(same, "%s: fp16 dequantized weights differ from the CPU's", name);
+        free(wk);
+        free(wh);
+    }
+    /* the same layer built from codes (zero_base 0 where the zero points allow) */
+    {
+        qk_layer L0;
+        cuq_layer d0;
+        rc = qk_from_quant(&q, &L0);
+        CHECK(rc == 0, "%s: qk_from_quant: %s", name, gptq_last_error());
+        if (rc == 0 && cuq_upload(&L0, &d0) == 0) {
+            CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * lc->out)));
+            cuq_gemv_set_fp32(1);
+            CHECK(cuq_gemv(&d0, dy, dx, dxb, 1, 0) == 0, "%s: gemv", name);
+            CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)lc->out, cudaMemcpyDeviceToHost));
+            double e = rel_err(y, yref, lc->out);
+            CHECK(e <= 2e-5, "%s (zero_base %d) T=1: normwise relative error %.3g", name, L0.zero_base, e);
+            cuq_free(&d0);
+        }
+        if (rc == 0) qk_free(&L0);
+    }
+    cudaFree(dx), cudaFree(dy), cudaFree(dxb), cudaFree(w16), cudaFree(x16);
+    cuq_free(&d);
+done_L:
+    qk_free(&L);
+done_pk:
+    gptq_packed_free(&pk);
+done:
+    cases_run++;
+    quant_layer_free(&q);
+    free(x), free(y), free(yref);
+}
+
+static void test_random_layers(void) {
+    static const int bits_list[] = {2, 3, 4, 8};
+    static const int gs_list[] = {32, 64, 128, -1, 96, 48, 40};
+    static const int64_t in_list[] = {32, 96, 128, 256, 320, 512, 1024, 2080};
+    for (size_t b = 0; b < 4; b++)
+        for (int n = 0; n < 9; n++) {
+            layer_case lc;
+            lc.bits = bits_list[b];
+            lc.in = in_list[irand(8)];
+            lc.group_size = gs_list[irand(7)];
+            lc.order = n % 3;
+            lc.sym = n % 4 == 1;
+            lc.v2 = 0;
+            const int64_t unit = 32 / (lc.bits == 3 ? 1 : lc.bits);
+            lc.out = unit * (1 + irand(12)); /* checkpoint tensors need out·bits % 32 == 0 */
+            run_case(&lc);
+        }
+    layer_case corners[] = {
+        {32, 32, 3, -1, ORDER_MONO, 0, 0},  {16, 64, 2, 32, ORDER_ACT, 0, 0},    {32, 160, 3, 64, ORDER_MONO, 0, 0},
+        {24, 224, 4, 128, ORDER_MONO, 1, 0}, {12, 96, 8, 40, ORDER_ACT, 0, 0},   {96, 4096, 4, 128, ORDER_ACT, 0, 0},
+        {8, 1024, 4, 32, ORDER_RANDOM, 0, 0}, {64, 1536, 2, 48, ORDER_RANDOM, 0, 0}, {36, 1088, 8, 64, ORDER_MONO, 1, 0},
+    };
+    for (size_t k = 0; k < sizeof corners / sizeof corners[0]; k++) run_case(&corners[k]);
+    cuq_gemv_set_mma(1);
+    printf("%d layers, %d products checked; worst normwise relative error fp32 GEMV %.3g, fp16 GEMV %.3g, fp16 GEMM "
+           "%.3g\n",
+           cases_run, products_run, worst_gemv, worst_gemv16, worst_gemm);
+}
+
+/* Three 4-bit layers of one input width (one act-order) in one launch: the same sums as
+ * one launch each. */
+static void test_multi(void) {
+    static const layer_case lcs[3] = {{96, 1024, 4, 128, ORDER_MONO, 1, 0}, {40, 1024, 4, 128, ORDER_ACT, 0, 0},
+                                      {200, 1024, 4, -1, ORDER_MONO, 0, 0}};
+    const int T = 3, in = 1024;
+    cuq_layer d[3];
+    qk_layer L[3];
+    float *dy[3], *dy1[3];
+    for (int k = 0; k < 3; k++) {
+        quant_layer q;
+        make_layer(&lcs[k], &q);
+        CHECK(qk_from_quant(&q, &L[k]) == 0 && cuq_upload(&L[k], &d[k]) == 0, "multi: layer %d", k);
+        CHECK(d[k].block_group, "multi: layer %d is eligible for the tensor-core kernel", k);
+        quant_layer_free(&q);
+        dy[k] = dmalloc(sizeof(float) * (size_t)(T * lcs[k].out));
+        dy1[k] = dmalloc(sizeof(float) * (size_t)(T * lcs[k].out));
+    }
+    float *x = xmalloc(sizeof(float) * (size_t)(T * in));
+    for (int i = 0; i < T * in; i++) x[i] = nrand();
+    float *dx = dupload(x, sizeof(float) * (size_t)(T * in)), *xb = dmalloc(sizeof(float) * (size_t)(3 * T * in));
+    cuq_gemv_set_fp32(0);
+    cuq_gemv_set_mma(1);
+    for (int k = 0; k < 3; k++) CHECK(cuq_gemv(&d[k], dy1[k], dx, xb, T, 0) == 0, "multi: single %d", k);
+    const cuq_layer *lp[3] = {&d[0], &d[1], &d[2]};
+    CHECK(cuq_gemv_multi(lp, dy, 3, dx, xb, T, 0) == 0, "multi: %s", gptq_last_error());
+    for (int k = 0; k < 3; k++) {
+        const size_t nb = sizeof(float) * (size_t)(T * lcs[k].out);
+        float *a = xmalloc(nb), *b = xmalloc(nb);
+        CU(cudaMemcpy(a, dy[k], nb, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(b, dy1[k], nb, cudaMemcpyDeviceToHost));
+        CHECK(memcmp(a, b, nb) == 0, "multi: layer %d differs from its own launch", k);
+        free(a), free(b);
+        cudaFree(dy[k]), cudaFree(dy1[k]);
+        cuq_free(&d[k]);
+        qk_free(&L[k]);
+    }
+    cudaFree(dx), cudaFree(xb);
+    free(x);
+}
+
+/* Dense fp16 GEMV (T <= 8) and GEMM against fp64 sums of the same fp16 weights. */
+static void test_dense(void) {
+    static const int64_t shapes[][2] = {{1, 8}, {37, 64}, {130, 1000}, {64, 4104}, {5, 13}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t out = shapes[s][0], in = shapes[s][1];
+        const int Tmax = 20;
+        uint16_t *w = xmalloc(sizeof(uint16_t) * (size_t)(out * in));
+        float *x = xmalloc(sizeof(float) * (size_t)(Tmax * in)), *y = xmalloc(sizeof(float) * (size_t)(Tmax * out)),
+              *yref = xmalloc(sizeof(float) * (size_t)(Tmax * out));
+        for (int64_t k = 0; k < out * in; k++) w[k] = f32_to_f16(0.05f * nrand());
+        for (int64_t k = 0; k < Tmax * in; k++) x[k] = nrand();
+        for (int t = 0; t < Tmax; t++)
+            for (int64_t o = 0; o < out; o++) {
+                double acc = 0;
+                for (int64_t i = 0; i < in; i++) acc += (double)f16_to_f32(w[o * in + i]) * x[t * in + i];
+                yref[t * out + o] = (float)acc;
+            }
+        uint16_t *dw = dupload(w, sizeof(uint16_t) * (size_t)(out * in)), *x16 = dmalloc(sizeof(uint16_t) * (size_t)(Tmax * in));
+        float *dx = dupload(x, sizeof(float) * (size_t)(Tmax * in)), *dy = dmalloc(sizeof(float) * (size_t)(Tmax * out));
+        static const int Ts[] = {1, 3, 8, 20};
+        for (size_t k = 0; k < 4; k++) {
+            const int T = Ts[k];
+            CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * out)));
+            int rc = T <= CUQ_MAX_GEMV_T ? cuh_gemv(dw, out, in, dy, dx, T, 0) : cuh_gemm(blas, dw, out, in, dy, dx, T, x16, 0);
+            CHECK(rc == 0, "dense %lldx%lld T=%d: %s", (long long)out, (long long)in, T, gptq_last_error());
+            CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)(T * out), cudaMemcpyDeviceToHost));
+            double e = rel_err(y, yref, T * out), tol = T <= CUQ_MAX_GEMV_T ? 2e-5 : 4e-3;
+            CHECK(e <= tol, "dense %lldx%lld T=%d: normwise relative error %.3g", (long long)out, (long long)in, T, e);
+        }
+        cudaFree(dw), cudaFree(x16), cudaFree(dx), cudaFree(dy);
+        free(w), free(x), free(y), free(yref);
+    }
+}
+
+/* ---------------- benchmarks ---------------- */
+
+static float elapsed_ms(cudaEvent_t a, cudaEvent_t b) {
+    float ms;
+    CU(cudaEventElapsedTime(&ms, a, b));
+    return ms;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median over reps of replaying graph g (after 3 warm-ups). */
+static float time_graph(cudaGraphExec_t g, cudaStream_t s, int reps) {
+    cudaEvent_t a, b;
+    CU(cudaEventCreate(&a));
+    CU(cudaEventCreate(&b));
+    float t[64];
+    for (int i = 0; i < 3; i++) CU(cudaGraphLaunch(g, s));
+    for (int i = 0; i < reps; i++) {
+        CU(cudaEventRecord(a, s));
+        CU(cudaGraphLaunch(g, s));
+        CU(cudaEventRecord(b, s));
+        CU(cudaEventSynchronize(b));
+        t[i] = elapsed_ms(a, b);
+    }
+    qsort(t, (size_t)reps, sizeof(float), cmp_float);
+    cudaEventDestroy(a), cudaEventDestroy(b);
+    return t[reps / 2];
+}
+
+static double copy_bandwidth(cudaStream_t s) {
+    const size_t n = (size_t)2 << 30;
+    void *a = dmalloc(n), *b = dmalloc(n);
+    CU(cudaMemset(a, 1, n));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    CU(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, s));
+    CU(cudaStreamEndCapture(s, &g));
+    CU(cudaGraphInstantiate(&ge, g, 0));
+    float ms = time_graph(ge, s, 20);
+    double bw = 2.0 * (double)n / (ms * 1e-3); /* bytes read + bytes written */
+    printf("bench copy: cudaMemcpy device-to-device %.0f MiB in %.3f ms = %.1f GB/s (read + write)\n", n / 1048576.0, ms,
+           bw * 1e-9);
+    cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+    CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    CHECK(cuk_copy(b, a, (int64_t)n, s) == 0, "copy kernel");
+    CU(cudaStreamEndCapture(s, &g));
+    CU(cudaGraphInstantiate(&ge, g, 0));
+    ms = time_graph(ge, s, 20);
+    double bw2 = 2.0 * (double)n / (ms * 1e-3);
+    printf("bench copy: copy kernel %.0f MiB in %.3f ms = %.1f GB/s (read + write)\n", n / 1048576.0, ms, bw2 * 1e-9);
+    cudaGraphExecDestroy(ge), cudaGraphDestroy(g), cudaFree(a), cudaFree(b);
+    return bw2 > bw ? bw2 : bw; /* the roofline uses the faster probe */
+}
+
+/* A device layer of random codes, scales ~0.008, zero 8 (the speed does not depend on the values). */
+static void random_cuq(cuq_layer *d, int64_t out, int64_t in, int bits, int gs, int act_order, uint64_t seed) {
+    memset(d, 0, sizeof *d);
+    d->out = out, d->in = in, d->in_pad = in, d->nchunks = in / 32, d->bits = bits, d->zero_base = 1;
+    d->groups = (in + gs - 1) / gs;
+    d->row_blocks = (d->nchunks + QK_CHUNKS_PER_BLOCK(bits) - 1) / QK_CHUNKS_PER_BLOCK(bits);
+    d->block_group = d->nchunks % QK_CHUNKS_PER_BLOCK(bits) == 0 && gs % (32 * QK_CHUNKS_PER_BLOCK(bits)) == 0;
+    d->qw = dmalloc(sizeof(qk_block) * (size_t)(out * d->row_blocks));
+    CHECK(cuk_fill_random(d->qw, out * d->row_blocks * 16, seed, 0) == 0, "fill");
+    d->scales = dmalloc(sizeof(uint16_t) * (size_t)(out * d->groups));
+    CU(cudaMemset(d->scales, 0x20, sizeof(uint16_t) * (size_t)(out * d->groups)));
+    d->zeros = dmalloc((size_t)(out * d->groups));
+    CU(cudaMemset(d->zeros, 7, (size_t)(out * d->groups)));
+    int32_t *cg = xmalloc(sizeof(int32_t) * (size_t)d->nchunks);
+    for (int64_t c = 0; c < d->nchunks; c++) cg[c] = (int32_t)(c * 32 / gs);
+    d->chunk_group = dupload(cg, sizeof(int32_t) * (size_t)d->nchunks);
+    free(cg);
+    if (act_order) { /* a random permutation of the inputs */
+        int32_t *p = xmalloc(sizeof(int32_t) * (size_t)in);
+        for (int64_t i = 0; i < in; i++) p[i] = (int32_t)i;
+        for (int64_t i = in - 1; i > 0; i--) {
+            int64_t j = irand((int)i + 1);
+            int32_t t = p[i];
+            p[i] = p[j], p[j] = t;
+        }
+        d->perm = dupload(p, sizeof(int32_t) * (size_t)in);
+        free(p);
+    }
+}
+
+enum { NL = 32, NLIN = 7 };
+static const int64_t shp7b[NLIN][2] = {{4096, 4096}, {4096, 4096}, {4096, 4096}, {4096, 4096},
+                                       {11008, 4096}, {11008, 4096}, {4096, 11008}};
+
+/* The 224 Linear GEMVs of one 7B decode step: quantized (bits > 0) or fp16 (bits == 0). */
+static int gemv_fp32, gemv_mma = 1;
+static void bench_decode_linears(int bits, int act_order, double copy_bw, cudaStream_t s) {
+    cuq_gemv_set_fp32(gemv_fp32);
+    cuq_gemv_set_mma(gemv_mma);
+    cuq_layer *q = xcalloc(NL * NLIN, sizeof(cuq_layer));
+    uint16_t **w = xcalloc(NL * NLIN, sizeof(uint16_t *));
+    double bytes = 0;
+    for (int l = 0; l < NL; l++)
+        for (int j = 0; j < NLIN; j++) {
+            const int64_t out = shp7b[j][0], in = shp7b[j][1];
+            if (bits) {
+                random_cuq(&q[l * NLIN + j], out, in, bits, 128, act_order, (uint64_t)(l * NLIN + j) * 7919u + 1);
+                bytes += (double)cuq_stream_bytes(&q[l * NLIN + j]);
+            } else {
+                w[l * NLIN + j] = dmalloc(sizeof(uint16_t) * (size_t)(out * in));
+                CHECK(cuk_fill_f16(w[l * NLIN + j], out * in, (uint64_t)l * 31 + (uint64_t)j, 0.05f, s) == 0, "fill");
+                bytes += 2.0 * (double)(out * in);
+            }
+        }
+    float *x = dmalloc(sizeof(float) * 8 * 11008), *y = dmalloc(sizeof(float) * 8 * 11008),
+          *xb = dmalloc(sizeof(float) * 8 * 11008);
+    float *hx = xmalloc(sizeof(float) * 8 * 11008);
+    for (int i = 0; i < 8 * 11008; i++) hx[i] = nrand();
+    CU(cudaMemcpy(x, hx, sizeof(float) * 8 * 11008, cudaMemcpyHostToDevice));
+    free(hx);
+    CU(cudaDeviceSynchronize());
+    static const int Ts[] = {1, 2, 4, 8};
+    for (int k = 0; k < 4; k++) {
+        const int T = Ts[k];
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+        int rc = 0;
+        for (int i = 0; i < NL * NLIN; i++) {
+            const int j = i % NLIN;
+            rc |= bits ? cuq_gemv(&q[i], y, x, xb, T, s) : cuh_gemv(w[i], shp7b[j][0], shp7b[j][1], y, x, T, s);
+        }
+        CU(cudaStreamEndCapture(s, &g));
+        CHECK(rc == 0, "bench capture: %s", gptq_last_error());
+        CU(cudaGraphInstantiate(&ge, g, 0));
+        float ms = time_graph(ge, s, 15);
+        double bw = bytes / (ms * 1e-3);
+        printf("bench 7B decode linears %s%s%s T=%d: %.3f ms per step, %.0f MiB read, %.1f GB/s = %.1f%% of copy "
+               "bandwidth, %.1f steps/s\n",
+               bits ? (bits == 2 ? "2-bit g128" : bits == 3 ? "3-bit g128" : bits == 4 ? "4-bit g128" : "8-bit g128")
+                    : "fp16      ",
+               act_order ? " act-order" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : bits == 4 && gemv_mma ? " mma-kernel" : " fp16-kernel", T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
+        cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+        if (bits != 4 && bits != 0) break; /* other widths: T = 1 only */
+    }
+    for (int i = 0; i < NL * NLIN; i++) {
+        if (bits) cuq_free(&q[i]);
+        else cudaFree(w[i]);
+    }
+    free(q), free(w);
+    cudaFree(x), cudaFree(y), cudaFree(xb);
+}
+
+/* One layer's 7 prefill GEMMs at T tokens: 4-bit dequantize + cuBLAS vs cuBLAS on fp16 weights. */
+static void bench_prefill(int T, cudaStream_t s) {
+    cuq_layer q[NLIN];
+    uint16_t *w[NLIN];
+    for (int j = 0; j < NLIN; j++) {
+        random_cuq(&q[j], shp7b[j][0], shp7b[j][1], 4, 128, 0, 100 + (uint64_t)j);
+        w[j] = dmalloc(sizeof(uint16_t) * (size_t)(shp7b[j][0] * shp7b[j][1]));
+        CHECK(cuk_fill_f16(w[j], shp7b[j][0] * shp7b[j][1], 7 + (uint64_t)j, 0.05f, s) == 0, "fill");
+    }
+    float *x = dmalloc(sizeof(float) * (size_t)T * 11008), *y = dmalloc(sizeof(float) * (size_t)T * 11008);
+    uint16_t *x16 = dmalloc(sizeof(uint16_t) * (size_t)T * 11008), *w16 = dmalloc(sizeof(uint16_t) * 11008 * 4096);
+    {
+        float *hx = xmalloc(sizeof(float) * (size_t)T * 11008);
+        for (size_t i = 0; i < (size_t)T * 11008; i++) hx[i] = (float)((int64_t)(next_u64() >> 40) - (1 << 23)) * 0x1p-23f;
+        CU(cudaMemcpy(x, hx, sizeof(float) * (size_t)T * 11008, cudaMemcpyHostToDevice));
+        free(hx);
+    }
+    double flops = 0;
+    for (int j = 0; j < NLIN; j++) flops += 2.0 * T * (double)(shp7b[j][0] * shp7b[j][1]);
+    for (int variant = 0; variant < 2; variant++) {
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+        int rc = 0;
+        for (int j = 0; j < NLIN; j++)
+            rc |= variant ? cuh_gemm(blas, w[j], shp7b[j][0], shp7b[j][1], y, x, T, x16, s)
+                          : cuq_gemm(blas, &q[j], y, x, T, w16, x16, s);
+        CU(cudaStreamEndCapture(s, &g));
+        CHECK(rc == 0, "bench capture: %s", gptq_last_error());
+        CU(cudaGraphInstantiate(&ge, g, 0));
+        float ms = time_graph(ge, s, 15);
+        printf("bench prefill T=%d, one 7B layer's 7 GEMMs, %s: %.3f ms, %.1f TFLOP/s\n", T,
+               variant ? "cuBLAS fp16 weights        " : "4-bit g128 dequant + cuBLAS", ms, flops / (ms * 1e-3) * 1e-12);
+        cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
+    }
+    for (int j = 0; j < NLIN; j++) cuq_free(&q[j]), cudaFree(w[j]);
+    cudaFree(x), cudaFree(y), cudaFree(x16), cudaFree(w16);
+}
+
+int main(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        printf("skipped: no CUDA device\n");
+        return 77;
+    }
+    struct cudaDeviceProp prop;
+    CU(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs, %.0f MiB\n", prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1048576.0);
+    if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+        fprintf(stderr, "cublasCreate failed\n");
+        return 1;
+    }
+    test_random_layers();
+    test_multi();
+    test_dense();
+    if (getenv("GPTQ_BENCH")) {
+        cudaStream_t s;
+        CU(cudaStreamCreate(&s));
+        cublasSetStream(blas, s);
+        double bw = copy_bandwidth(s);
+        gemv_fp32 = 1;
+        bench_decode_linears(4, 0, bw, s);
+        gemv_fp32 = 0, gemv_mma = 0;
+        bench_decode_linears(4, 0, bw, s);
+        gemv_mma = 1;
+        bench_decode_linears(4, 0, bw, s);
+        bench_decode_linears(4, 1, bw, s);
+        bench_decode_linears(0, 0, bw, s);
+        bench_decode_linears(2, 0, bw, s);
+        bench_decode_linears(3, 0, bw, s);
+        bench_decode_linears(8, 0, bw, s);
+        bench_prefill(2048, s);
+        bench_prefill(512, s);
+        copy_bandwidth(s);
+        cudaStreamDestroy(s);
+    }
+    cublasDestroy(blas);
+    return check_done();
+}
+#endif
