@@ -44,5 +44,8 @@ int cmd_random_model(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+/* inspect of a GGUF file (cmd_inspect_gguf.c) */
+int inspect_gguf(const char *path, int all, int json);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "core/error.h"
+#include "io/gguf.h"
 #include "model/llama.h"
 #include "text/tokenizer.h"
 
@@ -23,11 +24,12 @@ int cmd_inspect(int argc, char **argv) {
         {"--json", NULL, OPT_FLAG, &json, 0, -1, "print a JSON summary as the last line"},
         {0},
     };
-    cli_command cmd = {"inspect", "DIR [--tensors] [--json]", opts, 1, {0}, 0};
+    cli_command cmd = {"inspect", "DIR|FILE.gguf [--tensors] [--json]", opts, 1, {0}, 0};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 2 : 0;
     if (cmd.n_positional != 1) return cli_error(&cmd, "give the model directory");
     const char *dir = cmd.positional[0];
+    if (gguf_is_gguf(dir)) return inspect_gguf(dir, all, json);
     llama_model m;
     if (llama_load(&m, dir) != 0) return cli_fail();
     const hf_config *c = &m.cfg;

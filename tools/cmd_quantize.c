@@ -1,4 +1,5 @@
-/* gptq quantize: GPTQ or RTN quantization of a model into a Hugging Face GPTQ checkpoint. */
+/* gptq quantize: GPTQ or RTN quantization of a model into a Hugging Face GPTQ checkpoint,
+ * or (--format gguf) into a GGUF file of llama.cpp block formats. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -8,6 +9,8 @@
 #include "cli.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "io/gguf.h"
+#include "io/gguf_export.h"
 #include "io/gptq_checkpoint.h"
 #include "model/llama.h"
 #include "model/perplexity.h"
@@ -15,6 +18,7 @@
 #include "quant/finite.h"
 #include "quant/measure.h"
 #include "quant/mixed.h"
+#include "quant/gguf_quant.h"
 #include "quant/pipeline.h"
 #include "quant/resume.h"
 #include "quant/report.h"
@@ -86,20 +90,28 @@ static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *ca
 
 int cmd_quantize(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
-    const char *dump = NULL, *measurement_file = NULL, *heuristic = NULL, *objective = "kl";
+    const char *dump = NULL, *format = "hf", *gtype = "q4_0", *types_from = NULL;
+    const char *measurement_file = NULL, *heuristic = NULL, *objective = "kl";
     float target_bpw = 0, calib_mix = 0;
     int menu_sym = 0;
-    int bits = 4, group = 128, act_order = 1, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
+    int bits = 4, group = 128, act_order = 0, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
     int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
     int resume = 0;
     float damp = 0.01f;
     const cli_opt opts[] = {
         {"--model", "-m", OPT_STR, &model_dir, 0, -1, "model directory (Hugging Face layout)"},
-        {"--out", "-o", OPT_STR, &out, 0, -1, "output directory for the GPTQ checkpoint"},
+        {"--out", "-o", OPT_STR, &out, 0, -1, "output directory for the GPTQ checkpoint (a .gguf file with --format gguf)"},
+        {"--format", NULL, OPT_STR, &format, 0, -1, "hf (Hugging Face GPTQ checkpoint, default) or gguf (llama.cpp)"},
+        {"--type", NULL, OPT_STR, &gtype, 0, -1,
+         "GGUF block type: q4_0 (default) q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k; every weight, token_embd and output "
+         "included (a width the type cannot hold falls back, see docs)"},
+        {"--types-from", NULL, OPT_STR, &types_from, 0, -1,
+         "GGUF file whose per-tensor types to use instead of --type (e.g. llama-quantize's Q4_K_S mix)"},
         {"--method", NULL, OPT_STR, &method, 0, -1, "gptq (default) or rtn"},
         {"--bits", "-b", OPT_INT, &bits, -1000, 1000, "2, 3, 4 (default) or 8"},
         {"--group", "-g", OPT_INT, &group, -1000000, 1000000, "columns per group, -1 = whole row (default 128)"},
-        {"--act-order", NULL, OPT_FLAG, &act_order, 0, -1, "process columns by descending Hessian diagonal (default)"},
+        {"--act-order", NULL, OPT_FLAG, &act_order, 0, -1,
+         "process columns by descending Hessian diagonal (default for hf; gguf needs --static-groups with it)"},
         {"--no-act-order", NULL, OPT_FLAG, &no_act_order, 0, -1, "process columns left to right"},
         {"--static-groups", NULL, OPT_FLAG, &static_groups, 0, -1, "group grids fixed before act-order (monotonic g_idx)"},
         {"--sym", NULL, OPT_FLAG, &sym, 0, -1, "symmetric grid (default)"},
@@ -136,7 +148,17 @@ int cmd_quantize(int argc, char **argv) {
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8) return cli_error(&cmd, "--bits must be 2, 3, 4 or 8, got %d", bits);
     if (group == 0 || group < -1) return cli_error(&cmd, "--group must be -1 (whole row) or a positive size, got %d", group);
     if (asym) sym = 0;
+    int gguf = strcmp(format, "gguf") == 0;
+    if (!gguf && strcmp(format, "hf") != 0) return cli_error(&cmd, "--format must be hf or gguf, got '%s'", format);
+    int gguf_type = gguf ? ggml_type_parse(gtype) : -1;
+    if (gguf && (gguf_type < 0 || ggml_traits((uint32_t)gguf_type)->block_size == 1))
+        return cli_error(&cmd, "--type must be one of q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k, got '%s'", gtype);
+    if (!gguf) act_order = 1; /* the HF format's default; gguf: only when asked */
     if (no_act_order) act_order = 0;
+    if (gguf && act_order && !static_groups)
+        return cli_error(&cmd, "--act-order with --format gguf needs --static-groups (GGUF blocks have no g_idx)");
+    if (gguf && resume) return cli_error(&cmd, "--resume is not available with --format gguf");
+    if (gguf_is_gguf(model_dir)) return cli_error(&cmd, "%s: quantize needs a Hugging Face model directory, not a GGUF file", model_dir);
     quant_options qo = {0};
     if (strcmp(method, "gptq") == 0) qo.method = QMETHOD_GPTQ;
     else if (strcmp(method, "rtn") == 0) qo.method = QMETHOD_RTN;
@@ -173,6 +195,8 @@ int cmd_quantize(int argc, char **argv) {
     measurement ms = {0};
     mixed_plan plan = {0};
     double measure_s = 0;
+    gguf_quant gq = {0};
+    gguf_file tf = {0};
     char *eval_text = NULL;
     size_t eval_len = 0;
     quant_resume *rs = NULL;
@@ -180,8 +204,9 @@ int cmd_quantize(int argc, char **argv) {
         rc = cli_fail();
         goto out;
     }
-    /* GPTQ into a checkpoint keeps its state in OUT.partial after every block (RTN takes seconds) */
-    if (out && qo.method == QMETHOD_GPTQ) {
+    /* GPTQ into a checkpoint keeps its state in OUT.partial after every block (RTN takes seconds);
+     * not for GGUF output, whose blocks live in memory until the file is written */
+    if (out && !gguf && qo.method == QMETHOD_GPTQ) {
         char id[1024], *cfg = fs_join(model_dir, "config.json");
         snprintf(id, sizeof id,
                  "bits %d group %d act_order %d static_groups %d sym %d mse %d damp %.9g block %d lm_head %d calib %s "
@@ -222,7 +247,18 @@ int cmd_quantize(int argc, char **argv) {
     qo.gp.mse = mse;
     qo.gp.static_groups = static_groups, qo.gp.damp = damp, qo.gp.block_size = block;
     qo.quantize_lm_head = lm_head;
-    qo.for_checkpoint = out != NULL;
+    qo.for_checkpoint = out != NULL && !gguf;
+    quant_linear_hook hook = {gguf_quant_linear, &gq};
+    if (gguf && types_from && gguf_open(&tf, types_from) != 0) {
+        rc = cli_fail();
+        goto out;
+    }
+    if (gguf) {
+        gguf_quant_init(&gq, (ggml_type)gguf_type, &qo.gp);
+        gq.types_from = types_from ? &tf : NULL;
+        qo.hook = &hook;
+        qo.quantize_lm_head = !m.cfg.tie_embeddings; /* output gets the same type (token_embd: plain rounding) */
+    }
     qo.keep_dequantized = eval != NULL || dump != NULL;
     if (mixed) {
         if (plan_mixed(&m, model_dir, &calib, &qo.gp, target_bpw, heuristic, measurement_file, obj, menu_sym, &ms, &plan, &measure_s) != 0) {
@@ -259,7 +295,15 @@ int cmd_quantize(int argc, char **argv) {
         rc = cli_fail();
         goto out;
     }
-    if (out) {
+    if (out && gguf) {
+        gguf_export_opts go = {.type = (ggml_type)gguf_type, .provide = gguf_quant_provide, .ctx = &gq,
+                               .types_from = types_from ? &tf : NULL};
+        if (gguf_export_model(model_dir, out, &go) != 0) {
+            rc = cli_fail();
+            goto out;
+        }
+        fprintf(stderr, "gptq: wrote %s\n", out);
+    } else if (out) {
         char **names = xcalloc(res.n_rows, sizeof(char *));
         for (int k = 0; k < res.n_rows; k++) names[k] = res.rows[k].name;
         gptq_ckpt_module *mods = NULL;
@@ -333,6 +377,8 @@ int cmd_quantize(int argc, char **argv) {
         printf("}\n");
     }
 out:
+    if (gguf) gguf_quant_free(&gq);
+    if (tf.path) gguf_close(&tf);
     if (rc != 0 && quant_resume_done(rs) == 0) quant_resume_finish(rs); /* no finished block: nothing to resume */
     quant_resume_free(rs);
     mixed_plan_free(&plan);

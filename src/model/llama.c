@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "io/gguf.h"
 #include "io/gptq_checkpoint.h"
 
 /* From this many query rows on, attention goes through sgemm (decode uses loops). */
@@ -105,6 +106,7 @@ int llama_load(llama_model *m, const char *dir) { return llama_load_ex(m, dir, 0
 
 int llama_load_ex(llama_model *m, const char *dir, int flags) {
     memset(m, 0, sizeof *m);
+    if (!fs_is_dir(dir) && gguf_is_gguf(dir)) return llama_load_gguf(m, dir, flags);
     m->load_flags = flags;
     if (!fs_is_dir(dir)) return gptq_fail("%s: not a model directory", dir);
     char *cfg_path = fs_join(dir, "config.json");
@@ -182,6 +184,7 @@ void llama_free(llama_model *m) {
     if (!m->cfg.tie_embeddings) linear_free(&m->lm_head);
     free(m->rope_inv_freq);
     free(m->dir);
+    llama_gguf_release(m);
     st_close(&m->st);
     hf_config_free(&m->cfg);
     memset(m, 0, sizeof *m);

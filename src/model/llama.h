@@ -40,15 +40,24 @@ typedef struct {
     float *rope_inv_freq;  /* (head_dim/2), scaling applied */
     int64_t n_params;      /* parameters in the checkpoint (tied counted once) */
     int load_flags;        /* LLAMA_LOAD_* */
+    void *gguf;            /* gguf_file * when loaded from a GGUF file (keeps its map alive), else NULL */
+    float *embed_owned;    /* (vocab, dim) dequantized embeddings when the file's are quantized, else NULL */
 } llama_model;
 
 /* llama_load_ex flags. */
 #define LLAMA_LOAD_DEQUANTIZE 1 /* GPTQ layers to fp32 at load instead of the packed fused kernels */
 
 /* Loads DIR/config.json and DIR's safetensors; every tensor's shape and dtype is checked
- * against the config. */
+ * against the config.  DIR may also be a GGUF file (llama_load_gguf). */
 int llama_load(llama_model *m, const char *dir);
 int llama_load_ex(llama_model *m, const char *dir, int flags);
+/* Loads a llama-architecture GGUF file (model/llama_gguf.c): hyper-parameters from its
+ * metadata, float tensors borrowed from the map, q4_0 / q8_0 weights repacked for the fused
+ * kernels (unless LLAMA_LOAD_DEQUANTIZE), other block types dequantized to fp32, attn_q /
+ * attn_k rows un-permuted back to the Hugging Face layout. */
+int llama_load_gguf(llama_model *m, const char *path, int flags);
+/* Frees what llama_load_gguf added (called by llama_free). */
+void llama_gguf_release(llama_model *m);
 /* Bytes of Linear weights (packed or dense, lm_head included) one decode step streams. */
 int64_t llama_weight_bytes(const llama_model *m);
 void llama_free(llama_model *m);

@@ -32,6 +32,14 @@ int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int 
 int ppl_compare(const llama_model *m, const llama_model *ref, const int *ids, long n_ids, int ctx, int max_windows,
                 ppl_result *r);
 
+/* llama.cpp's llama-perplexity protocol: ids is the whole text tokenized WITH its BOS
+ * (llama.cpp reads the file as raw bytes), cut into non-overlapping windows of ctx tokens
+ * (the remainder dropped; at least two windows); the first token of every window is
+ * replaced by BOS, and only the second half is scored: positions ctx/2 .. ctx-2 predict
+ * tokens ctx/2+1 .. ctx-1, so ppl = exp(Σ NLL / (windows · (ctx/2 − 1))). */
+int ppl_evaluate_llamacpp(const llama_model *m, const int *ids, long n_ids, int ctx, int bos, int max_windows,
+                          ppl_result *r);
+
 /* NLL of `target` under logits (vocab): logsumexp(logits) - logits[target], in double. */
 double nll_of(const float *logits, int vocab, int target);
 

@@ -120,6 +120,7 @@ typedef struct {
     const int32_t *perm;  /* (n) */
     quant_layer *q;       /* outputs: codes, wq (original order), scales, zeros (groups, out) */
     const quant_grid *grid;
+    const gptq_grid_hook *hook; /* custom grid, or NULL */
     int64_t out, n, gs;
     int grouped, is_static, maxq;
 } block_ctx;
@@ -143,7 +144,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void block_r
     for (int64_t i = 0; i < cnt; i++) {
         const int64_t j = i1 + i, oc = c->perm[j];
         int64_t g = 0;
-        if (c->is_static) {
+        if (c->hook) {
+            /* the block was widened to whole groups: E holds their current values */
+            if (!c->is_static && j % gs == 0)
+                for (int64_t t = 0; t < nr; t++) c->hook->fit(c->hook->ctx, r0 + t, j / gs, c->E + (r0 + t) * cnt + i);
+        } else if (c->is_static) {
             g = oc / gs;
         } else if (c->grouped) {
             g = j / gs;
@@ -159,7 +164,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void block_r
         for (int64_t t = 0; t < nr; t++) {
             const int64_t r = r0 + t;
             const float x = c->E[r * cnt + i];
-            const float dq = quant_one(x, q->scales[g * out + r], q->zeros[g * out + r], c->maxq, &q->codes[r * n + oc]);
+            const float dq = c->hook ? c->hook->quant(c->hook->ctx, r, oc, x)
+                                     : quant_one(x, q->scales[g * out + r], q->zeros[g * out + r], c->maxq, &q->codes[r * n + oc]);
             q->wq[r * n + oc] = dq;
             const float diff = x - dq;
             l[t] += (double)(diff * diff / (d * d));
@@ -282,7 +288,16 @@ static int quantize_prepared_impl(const float *w, const float *h, int64_t out, c
                                   gptq_result *res) {
     memset(res, 0, sizeof *res);
     const int64_t n = hv->n, in = n;
-    if (quant_check_bits(p->bits)) return gptq_fail_context("gptq");
+    const gptq_grid_hook *hook = p->grid_hook;
+    if (hook) {
+        if (hook->group_size <= 0 || in % hook->group_size)
+            return gptq_fail("gptq: %lld input features is not a multiple of the grid's group of %d", (long long)in,
+                             hook->group_size);
+        if (p->act_order && !p->static_groups)
+            return gptq_fail("gptq: act-order with block-format grids needs static groups (the format has no g_idx)");
+    } else if (quant_check_bits(p->bits)) {
+        return gptq_fail_context("gptq");
+    }
     if (out <= 0 || in <= 0) return gptq_fail("gptq: bad weight shape (%lld, %lld)", (long long)out, (long long)in);
     if (p->group_size == 0 || p->group_size < -1)
         return gptq_fail("gptq: bad group size %d (expected -1 or > 0)", p->group_size);
@@ -290,15 +305,15 @@ static int quantize_prepared_impl(const float *w, const float *h, int64_t out, c
     if (!all_finite(w, out * in)) return gptq_fail("gptq: weight has non-finite values");
 
     const quant_grid grid = {p->bits, p->sym, p->v1_zero, p->mse};
-    const int maxq = quant_maxq(p->bits);
-    const int grouped = p->group_size > 0;
-    const int64_t gs = grouped ? p->group_size : n;
+    const int maxq = hook ? 0 : quant_maxq(p->bits);
+    const int grouped = hook || p->group_size > 0;
+    const int64_t gs = hook ? hook->group_size : grouped ? p->group_size : n;
     const int is_static = grouped && p->static_groups;
     const unsigned char *dead = hv->dead;
     const int32_t *perm = hv->perm;
     const float *U = hv->U;
     quant_layer *q = &res->q;
-    quant_layer_alloc(q, out, in, p->bits, p->group_size, 1);
+    quant_layer_alloc(q, out, in, hook ? 8 : p->bits, hook ? hook->group_size : p->group_size, 1);
     res->perm = xmalloc(sizeof(int32_t) * (size_t)n);
     memcpy(res->perm, perm, sizeof(int32_t) * (size_t)n);
     res->energy = NAN;
@@ -309,7 +324,7 @@ static int quantize_prepared_impl(const float *w, const float *h, int64_t out, c
     res->lambda = hv->lambda;
 
     /* 1. whole-row grid from the original W */
-    if (!grouped) quant_find_params(w, out, n, 0, n, &grid, q->scales, q->zeros, 1);
+    if (!grouped && !hook) quant_find_params(w, out, n, 0, n, &grid, q->scales, q->zeros, 1);
 
     /* Working weight Wp (out, n): dead-zeroed, columns in processing order.
      * 3. static group grids from the dead-zeroed W in original order. */
@@ -326,7 +341,8 @@ static int quantize_prepared_impl(const float *w, const float *h, int64_t out, c
                 for (int64_t i = 0; i < n; i++) row[i] = dead[i] ? 0.0f : wr[i];
                 for (int64_t g = 0; g < q->groups; g++) {
                     int64_t c0 = g * gs, c1 = c0 + gs < n ? c0 + gs : n;
-                    quant_row_params(row + c0, c1 - c0, &grid, &q->scales[g * out + r], &q->zeros[g * out + r]);
+                    if (hook) hook->fit(hook->ctx, r, g, row + c0);
+                    else quant_row_params(row + c0, c1 - c0, &grid, &q->scales[g * out + r], &q->zeros[g * out + r]);
                 }
             }
         }
@@ -334,10 +350,11 @@ static int quantize_prepared_impl(const float *w, const float *h, int64_t out, c
     }
 
     /* 7. the column loop */
-    const int64_t B = p->block_size < n ? p->block_size : n;
+    int64_t B = p->block_size < n ? p->block_size : n;
+    if (hook && !is_static) B = (B + gs - 1) / gs * gs; /* whole groups per lazy block (n is a multiple of gs) */
     float *E = xaligned_alloc(sizeof(float) * (size_t)(out * B)); /* (out, cnt): the block's row values, then errors */
     double *rowloss = xcalloc((size_t)out, sizeof(double));
-    const block_ctx ctx = {Wp, U, E, perm, q, &grid, out, n, gs, grouped, is_static, maxq};
+    const block_ctx ctx = {Wp, U, E, perm, q, &grid, hook, out, n, gs, grouped, is_static, maxq};
     for (int64_t i1 = 0; i1 < n; i1 += B) {
         const int64_t i2 = i1 + B < n ? i1 + B : n, cnt = i2 - i1;
 #pragma omp parallel for schedule(static) if (out * cnt * cnt > 32 * QUANT_PAR_MIN)

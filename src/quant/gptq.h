@@ -51,6 +51,23 @@
 
 #include "quant/quantizer.h"
 
+/* A per-group grid supplied by the caller instead of quantizer.h's (GGUF block formats,
+ * quant/gguf_quant.c).  Groups are group_size consecutive columns of a row in ORIGINAL
+ * order (in must be a multiple of it).  fit chooses the grid of (row, group) from the
+ * group's values x (group_size of them): without act-order when the column loop reaches
+ * the group, from the weights as they are then (carrying the error feedback of every
+ * column before it: the lazy-update block is widened to a multiple of group_size so the
+ * whole group is up to date); with act-order (static groups only) up front from the
+ * original weights.  quant codes value x of column col (original index) of row on its
+ * group's grid and returns the value it dequantizes to.  Calls for different rows may
+ * run concurrently.  The quant_layer of the result then holds only wq and g_idx. */
+typedef struct {
+    int group_size;
+    void (*fit)(void *ctx, int64_t row, int64_t group, const float *x);
+    float (*quant)(void *ctx, int64_t row, int64_t col, float x);
+    void *ctx;
+} gptq_grid_hook;
+
 typedef struct {
     int bits;          /* 2, 3, 4 or 8 */
     int group_size;    /* columns per group, or -1 for one group per row */
@@ -62,6 +79,7 @@ typedef struct {
     float damp;        /* damping as a fraction of mean(diag H) (AutoGPTQ's damp_percent), >= 0 */
     int block_size;    /* columns per lazy-update block (128) */
     int want_rel_err;  /* also compute rel_err (one extra 2·out·in² flop product) */
+    const gptq_grid_hook *grid_hook; /* NULL: quantizer.h's grid from bits/group_size/sym/mse */
 } gptq_params;
 
 /* bits 4, group 128, asym, no act-order, no static groups, v1_zero 1, damp 0.01, block 128,

@@ -59,7 +59,9 @@ static int quantize_linear(linear *l, const float *h, const quant_options *o, in
     quant_layer q;
     memset(&q, 0, sizeof q);
     int rc;
-    if (o->method == QMETHOD_GPTQ) {
+    if (o->hook) {
+        rc = o->hook->fn(o->hook->ctx, rep->name, w, h, l->out, l->in, &q.wq, rep);
+    } else if (o->method == QMETHOD_GPTQ) {
         gptq_result res;
         gptq_params gp = *gpk;
         gp.want_rel_err = 1;
@@ -88,8 +90,8 @@ static int quantize_linear(linear *l, const float *h, const quant_options *o, in
     for (int64_t i = 0; i < l->out * l->in; i++) se += (double)(w[i] - q.wq[i]) * (w[i] - q.wq[i]);
     rep->weight_rmse = sqrt(se / (double)(l->out * l->in));
     free(w);
-    rep->bpw = gptq_bits_per_weight(l->out, l->in, gpk->bits, gpk->group_size, 1);
-    if (gptq_pack_check(l->out, l->in, gpk->bits) == 0) {
+    if (!o->hook) rep->bpw = gptq_bits_per_weight(l->out, l->in, gpk->bits, gpk->group_size, 1);
+    if (!o->hook && gptq_pack_check(l->out, l->in, gpk->bits) == 0) {
         if (gptq_pack(&q, pk) != 0) {
             quant_layer_free(&q);
             return gptq_fail_context("%s", rep->name);

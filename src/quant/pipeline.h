@@ -36,6 +36,18 @@ typedef struct {
     void *ctx;
 } quant_measure_hook;
 
+typedef struct quant_layer_report quant_layer_report;
+
+/* A replacement for the GPTQ/RTN step of every Linear (GGUF block formats use it,
+ * quant/gguf_quant.h): quantizes w (out, in) with the Hessian h (NULL for RTN), returns
+ * the dequantized weight in *wq (heap, out·in floats) and sets rep's loss, rel_err, bpw,
+ * damp_retries and dead.  0, or -1 with an error. */
+typedef struct {
+    int (*fn)(void *ctx, const char *name, const float *w, const float *h, int64_t out, int64_t in, float **wq,
+              quant_layer_report *rep);
+    void *ctx;
+} quant_linear_hook;
+
 struct quant_result;
 
 /* Hooks that make a GPTQ run resumable (quant/resume.h implements them; NULL = none).
@@ -58,11 +70,12 @@ typedef struct {
     int for_checkpoint;    /* skip (keep in float) layers the HF GPTQ format cannot hold */
     int keep_dequantized;  /* leave the dequantized weights in the model (in-memory eval) */
     const quant_measure_hook *measure; /* non-NULL: measurement mode (GPTQ only), nothing is quantized */
+    const quant_linear_hook *hook; /* NULL: gptq_quantize / rtn_quantize with gp, packed for the HF format */
     const quant_block_hooks *hooks; /* GPTQ only: save/restore state per block, or NULL */
 } quant_options;
 
 /* What happened to one Linear. */
-typedef struct {
+struct quant_layer_report {
     int layer;             /* block index, or -1 for lm_head */
     llama_linear_id id;    /* LIN_* (unused for lm_head) */
     char name[64];         /* "model.layers.3.mlp.down_proj" */
@@ -78,7 +91,7 @@ typedef struct {
     double seconds;
     int damp_retries;
     int dead;              /* dead input columns */
-} quant_layer_report;
+};
 
 typedef struct quant_result {
     int n_rows;

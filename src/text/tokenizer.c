@@ -23,6 +23,7 @@
 #include "text/strmap.h"
 #include "text/textbuf.h"
 #include "text/utf8.h"
+#include "io/gguf.h"
 
 struct tokenizer {
     tokenizer_kind kind;
@@ -348,6 +349,7 @@ fail:
 }
 
 tokenizer *tokenizer_load_ex(const char *dir, int flags) {
+    if (gguf_is_gguf(dir)) return tokenizer_load_gguf(dir);
     int err;
     char *path = fs_join(dir, "tokenizer.json");
     cJSON *root = NULL, *tcfg = NULL, *cfg = NULL, *gen = NULL;
@@ -392,6 +394,23 @@ tokenizer *tokenizer_from_json(const char *json, size_t len, const char *tokeniz
     tokenizer *t = NULL;
     if (!err) t = build(what, text, root, tcfg, NULL, NULL, flags);
     else cJSON_Delete(root), cJSON_Delete(tcfg);
+    free(text);
+    return t;
+}
+
+tokenizer *tokenizer_load_json(const char *label, const char *json, size_t len, int bos_id, int eos_id) {
+    int err = 0;
+    char *text = xmalloc(len + 1);
+    memcpy(text, json, len);
+    text[len] = 0;
+    cJSON *root = parse_object(text, len, label, &err);
+    tokenizer *t = NULL;
+    if (root) {
+        cJSON *cfg = cJSON_CreateObject();
+        if (bos_id >= 0) cJSON_AddNumberToObject(cfg, "bos_token_id", bos_id);
+        if (eos_id >= 0) cJSON_AddNumberToObject(cfg, "eos_token_id", eos_id);
+        t = build(label, text, root, NULL, cfg, NULL, TOKENIZER_LOAD_RAW);
+    }
     free(text);
     return t;
 }

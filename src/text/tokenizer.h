@@ -30,6 +30,12 @@ tokenizer *tokenizer_load(const char *dir);
  * ids and add_bos_token. */
 #define TOKENIZER_LOAD_RAW 1
 tokenizer *tokenizer_load_ex(const char *dir, int flags);
+/* A tokenizer from the text of a tokenizer.json (read as TOKENIZER_LOAD_RAW) with the
+ * given BOS / EOS ids (-1: none); `label` names it in errors. */
+tokenizer *tokenizer_load_json(const char *label, const char *json, size_t len, int bos_id, int eos_id);
+/* The tokenizer of a GGUF file's tokenizer.ggml.* metadata (text/tokenizer_gguf.c);
+ * tokenizer_load and tokenizer_load_ex call it when given a GGUF file instead of a directory. */
+tokenizer *tokenizer_load_gguf(const char *path);
 /* The same from a tokenizer.json text in memory and, optionally (NULL), the text of a
  * tokenizer_config.json; `what` names the input in errors.  For tests and fuzzing. */
 tokenizer *tokenizer_from_json(const char *json, size_t len, const char *tokenizer_config, size_t tcfg_len,

@@ -54,8 +54,8 @@ run_one() {
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1)
   local crashes
-  crashes=$(find "$art" -type f | wc -l)
-  echo "$t: ${secs}s, ${execs:-?} execs, ${cov:-no coverage line}, exit $rc, $crashes artifact(s) in $art (log $log)"
+  crashes=$(find "$art" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
+  echo "$t: ${secs}s, ${execs:-?} execs, ${cov:-no coverage line}, exit $rc, $crashes crash/leak/timeout/oom input(s) in $art (log $log)"
   return $rc
 }
 

@@ -12,7 +12,7 @@ static size_t make_file(uint8_t *buf, const char *hdr, const void *data, size_t 
     uint64_t h = strlen(hdr);
     memcpy(buf, &h, 8);
     memcpy(buf + 8, hdr, h);
-    memcpy(buf + 8 + h, data, n);
+    if (n) memcpy(buf + 8 + h, data, n);
     return 8 + h + n;
 }
 
