@@ -22,6 +22,7 @@ int fuzz_config(const uint8_t *data, size_t n);       /* config.json (quantizati
 int fuzz_tokenizer(const uint8_t *data, size_t n);    /* tokenizer.json \0 tokenizer_config.json \0 text */
 int fuzz_gptq_ckpt(const uint8_t *data, size_t n);    /* 5 bytes of layer settings, then a .safetensors */
 int fuzz_calib_jsonl(const uint8_t *data, size_t n);  /* 2 bytes of window settings, then a .jsonl */
+int fuzz_gguf(const uint8_t *data, size_t n);         /* a .gguf file (reader, then model and tokenizer loaders) */
 
 typedef struct {
     const char *name; /* directory name under corpus/ and regress/ */

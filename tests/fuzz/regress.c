@@ -13,7 +13,7 @@
 
 static const fuzz_target targets[] = {
     {"safetensors", fuzz_safetensors}, {"st_index", fuzz_st_index},   {"config", fuzz_config},
-    {"tokenizer", fuzz_tokenizer},     {"gptq_ckpt", fuzz_gptq_ckpt}, {"calib_jsonl", fuzz_calib_jsonl},
+    {"tokenizer", fuzz_tokenizer},     {"gptq_ckpt", fuzz_gptq_ckpt}, {"calib_jsonl", fuzz_calib_jsonl}, {"gguf", fuzz_gguf},
 };
 #define N_TARGETS (int)(sizeof targets / sizeof targets[0])
 

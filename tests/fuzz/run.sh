@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) into build-fuzz/ and runs them.
 #
-#   bash tests/fuzz/run.sh TARGET SECONDS   # one target: safetensors st_index config tokenizer gptq_ckpt calib_jsonl
+#   bash tests/fuzz/run.sh TARGET SECONDS   # one target: safetensors st_index config tokenizer gptq_ckpt calib_jsonl gguf
 #   bash tests/fuzz/run.sh all SECONDS      # every target, SECONDS each, two at a time
 #   bash tests/fuzz/run.sh config,tokenizer SECONDS   # some of them
 #
@@ -12,7 +12,7 @@
 # libFuzzer's final stats.  Installs clang with apt-get if it is missing.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-ALL=(safetensors st_index config tokenizer gptq_ckpt calib_jsonl)
+ALL=(safetensors st_index config tokenizer gptq_ckpt calib_jsonl gguf)
 target=${1:-}; secs=${2:-60}
 if [ -z "$target" ]; then sed -n '2,12p' "$0"; exit 2; fi
 if [ "$target" = all ]; then targets=("${ALL[@]}"); else IFS=, read -r -a targets <<<"$target"; fi
