@@ -345,6 +345,7 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
                 hessian_free(&h);
             }
         }
+        hessian_free(&h); /* the placeholder when down_proj needed no Hessian (idempotent) */
         for (int j = 0; j < LIN_COUNT; j++) {
             finish_weight(&L->lin[j], &sv[j], o->keep_dequantized);
             /* done with this block's file pages: keep the resident set to about one block */
