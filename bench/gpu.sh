@@ -8,7 +8,9 @@
 #   modeltest the GPU forward pass against the CPU one (tests/unit/test_cuda_model.c)
 #   cli       tests/cli/cuda_device.sh (bench and perplexity --device cuda)
 #   ppl       full WikiText-2 perplexity of stories260K (float, GPTQ w4 g32 act-order) on CPU and GPU
-#   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit)
+#   nsys      a kernel trace of the 4-bit model's decode (after model), nsys-trace.csv
+#   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit);
+#             GPTQ_CUDA_PDL=0 in the environment measures without programmatic dependent launch
 # Usage: bash .dev/cuda/gpu.sh test memcheck bench
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -50,8 +52,16 @@ for step in "$@"; do
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
       for m in l7b-w4 l7b; do
-        "$D/bin/gptq" bench --device cuda --model $M/$m --prompt-len 512 --gen 128 --reps 3 --json 2>&1 | tee "$OUT/bench-$m.txt"
+        "$D/bin/gptq" bench --device cuda --model $M/$m --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
+          tee "$OUT/bench-$m${GPTQ_CUDA_PDL:+-pdl$GPTQ_CUDA_PDL}.txt"
       done ;;
+    nsys) # kernel trace of the 4-bit 7B decode (after the model step made the model): nsys-trace.csv
+      ns=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys /usr/local/cuda*/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+      if [ -z "$ns" ]; then echo "no nsys"; continue; fi
+      timeout 300 "$ns" profile --cuda-graph-trace=node -o /tmp/gptq-prof -f true "$D/bin/gptq" bench --device cuda \
+        --model /tmp/gptq-models/${NSYS_MODEL:-l7b-w4} --prompt-len 512 --gen 16 --reps 1 > "$OUT/nsys.txt" 2>&1
+      "$ns" stats --report cuda_gpu_trace --format csv -o /tmp/gptq-trace /tmp/gptq-prof.nsys-rep >> "$OUT/nsys.txt" 2>&1
+      cp /tmp/gptq-trace*.csv "$OUT/nsys-trace.csv" 2>/dev/null; tail -3 "$OUT/nsys.txt"; ls -la "$OUT" ;;
     sass) cuobjdump -sass -fun '_ZN75_GLOBAL__N__' "$D/bin/test_cuda_kernels" > /dev/null 2>&1
           cuobjdump -sass "$D/bin/test_cuda_kernels" > "$OUT/sass.txt" 2>&1; grep -c "" "$OUT/sass.txt" ;;
     *) echo "unknown step $step"; rc=1 ;;

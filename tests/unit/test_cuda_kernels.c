@@ -30,6 +30,7 @@ int main(void) {
 #include "core/error.h"
 #include "kernels/cpu/qmatmul.h"
 #include "kernels/cuda/cuq.h"
+#include "kernels/cuda/model_kernels.h"
 #include "quant/pack.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -164,6 +165,28 @@ static void run_case(const layer_case *lc) {
         if (T > CUQ_MAX_GEMV_T && e > worst_gemm) worst_gemm = e;
         products_run++;
     }
+    /* the tensor-core GEMV's variants: codes in flight per warp, activations in shared or global memory */
+    if (d.bits == 4 && d.block_group) {
+        /* (depth, activations in smem, min blocks, bulk copies, warps) */
+        static const int cfg[][5] = {{1, 0, 1, 0, 8}, {1, 1, 3, 0, 8}, {2, 0, 4, 0, 8}, {2, 1, 1, 0, 4}, {2, 0, 1, 1, 8},
+                                     {2, 1, 4, 1, 8}, {2, 1, 3, 1, 4}, {2, 1, 1, 1, 8}, {4, 0, 1, 0, 8}, {4, 1, 3, 0, 8}};
+        static const int Tv[] = {1, 3, 8};
+        cuq_gemv_set_fp32(0);
+        cuq_gemv_set_mma(1);
+        for (int ci = 0; ci < (int)(sizeof cfg / sizeof cfg[0]); ci++)
+            for (int ti = 0; ti < 3; ti++) {
+                const int T = Tv[ti];
+                cuq_gemv_set_depth(cfg[ci][0], cfg[ci][1], cfg[ci][2], cfg[ci][3], cfg[ci][4]);
+                CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * lc->out)));
+                CHECK(cuq_gemv(&d, dy, dx, dxb, T, 0) == 0, "%s T=%d variant %d: %s", name, T, ci, gptq_last_error());
+                CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)(T * lc->out), cudaMemcpyDeviceToHost));
+                double e = rel_err(y, yref, T * lc->out);
+                CHECK(e <= 4e-3, "%s T=%d tensor-core GEMV variant %d: normwise relative error %.3g", name, T, ci, e);
+                if (e > worst_gemv16) worst_gemv16 = e;
+                products_run++;
+            }
+        cuq_gemv_set_depth(2, 1, 1, 1, 8);
+    }
     /* dequantized weights equal the host's exactly (before fp16 rounding of the product) */
     {
         float *wk = xmalloc(sizeof(float) * (size_t)(lc->out * L.in_pad));
@@ -232,6 +255,7 @@ static void test_random_layers(void) {
         {32, 32, 3, -1, ORDER_MONO, 0, 0},  {16, 64, 2, 32, ORDER_ACT, 0, 0},    {32, 160, 3, 64, ORDER_MONO, 0, 0},
         {24, 224, 4, 128, ORDER_MONO, 1, 0}, {12, 96, 8, 40, ORDER_ACT, 0, 0},   {96, 4096, 4, 128, ORDER_ACT, 0, 0},
         {8, 1024, 4, 32, ORDER_RANDOM, 0, 0}, {64, 1536, 2, 48, ORDER_RANDOM, 0, 0}, {36, 1088, 8, 64, ORDER_MONO, 1, 0},
+        {32, 11008, 4, 128, ORDER_MONO, 0, 0}, /* 86 blocks per row: the GEMV rings refill */
     };
     for (size_t k = 0; k < sizeof corners / sizeof corners[0]; k++) run_case(&corners[k]);
     cuq_gemv_set_mma(1);
@@ -281,9 +305,47 @@ static void test_multi(void) {
     free(x);
 }
 
+/* SwiGLU fused into the GEMV's activation loads: the same sums as cuk_silu_mul and then
+ * cuq_gemv (both round silu(g) · u to fp16 at the same point), for a layer the fused
+ * tensor-core kernel takes and an act-order one (the fallback). */
+static void test_silu(void) {
+    static const layer_case lcs[2] = {{80, 2048, 4, 128, ORDER_MONO, 0, 0}, {48, 1024, 4, 128, ORDER_ACT, 0, 0}};
+    cuq_gemv_set_fp32(0);
+    cuq_gemv_set_mma(1);
+    for (int k = 0; k < 2; k++) {
+        quant_layer q;
+        qk_layer L;
+        cuq_layer d;
+        make_layer(&lcs[k], &q);
+        CHECK(qk_from_quant(&q, &L) == 0 && cuq_upload(&L, &d) == 0, "silu: layer %d", k);
+        quant_layer_free(&q);
+        const int64_t in = lcs[k].in, out = lcs[k].out;
+        static const int Ts[] = {1, 3, 8};
+        for (int ti = 0; ti < 3; ti++) {
+            const int T = Ts[ti];
+            float *hg = xmalloc(sizeof(float) * (size_t)(T * in)), *hu = xmalloc(sizeof(float) * (size_t)(T * in));
+            for (int64_t i = 0; i < T * in; i++) hg[i] = 3.0f * nrand(), hu[i] = nrand();
+            float *g = dupload(hg, sizeof(float) * (size_t)(T * in)), *g2 = dupload(hg, sizeof(float) * (size_t)(T * in)),
+                  *u = dupload(hu, sizeof(float) * (size_t)(T * in)), *xb = dmalloc(sizeof(float) * (size_t)(T * L.in_pad));
+            float *y = dmalloc(sizeof(float) * (size_t)(T * out)), *y2 = dmalloc(sizeof(float) * (size_t)(T * out));
+            CHECK(cuq_gemv_silu(&d, y, g, u, xb, T, 0) == 0, "silu: %s", gptq_last_error());
+            CHECK(cuk_silu_mul(g2, u, T * in, 0) == 0 && cuq_gemv(&d, y2, g2, xb, T, 0) == 0, "silu: %s", gptq_last_error());
+            const size_t nb = sizeof(float) * (size_t)(T * out);
+            float *a = xmalloc(nb), *b = xmalloc(nb);
+            CU(cudaMemcpy(a, y, nb, cudaMemcpyDeviceToHost));
+            CU(cudaMemcpy(b, y2, nb, cudaMemcpyDeviceToHost));
+            CHECK(memcmp(a, b, nb) == 0, "silu: layer %d T=%d: fused SwiGLU differs from silu_mul + GEMV", k, T);
+            free(a), free(b), free(hg), free(hu);
+            cudaFree(g), cudaFree(g2), cudaFree(u), cudaFree(xb), cudaFree(y), cudaFree(y2);
+        }
+        cuq_free(&d);
+        qk_free(&L);
+    }
+}
+
 /* Dense fp16 GEMV (T <= 8) and GEMM against fp64 sums of the same fp16 weights. */
 static void test_dense(void) {
-    static const int64_t shapes[][2] = {{1, 8}, {37, 64}, {130, 1000}, {64, 4104}, {5, 13}};
+    static const int64_t shapes[][2] = {{1, 8}, {37, 64}, {130, 1000}, {64, 4104}, {5, 13}, {24, 11008}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int64_t out = shapes[s][0], in = shapes[s][1];
         const int Tmax = 20;
@@ -300,9 +362,11 @@ static void test_dense(void) {
             }
         uint16_t *dw = dupload(w, sizeof(uint16_t) * (size_t)(out * in)), *x16 = dmalloc(sizeof(uint16_t) * (size_t)(Tmax * in));
         float *dx = dupload(x, sizeof(float) * (size_t)(Tmax * in)), *dy = dmalloc(sizeof(float) * (size_t)(Tmax * out));
-        static const int Ts[] = {1, 3, 8, 20};
-        for (size_t k = 0; k < 4; k++) {
+        /* T = 1..8 at each depth of the GEMV's weight ring, then cuBLAS */
+        static const int Ts[] = {1, 3, 8, 1, 2, 4, 1, 2, 3, 20}, depth[] = {1, 1, 1, 2, 2, 2, 4, 4, 4, 2};
+        for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
             const int T = Ts[k];
+            cuh_gemv_set_depth(depth[k]);
             CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * out)));
             int rc = T <= CUQ_MAX_GEMV_T ? cuh_gemv(dw, out, in, dy, dx, T, 0) : cuh_gemm(blas, dw, out, in, dy, dx, T, x16, 0);
             CHECK(rc == 0, "dense %lldx%lld T=%d: %s", (long long)out, (long long)in, T, gptq_last_error());
@@ -409,7 +473,7 @@ static const int64_t shp7b[NLIN][2] = {{4096, 4096}, {4096, 4096}, {4096, 4096},
 
 /* The 224 Linear GEMVs of one 7B decode step: quantized (bits > 0) or fp16 (bits == 0). */
 static int gemv_fp32, gemv_mma = 1;
-static void bench_decode_linears(int bits, int act_order, double copy_bw, cudaStream_t s) {
+static void bench_decode_linears(int bits, int act_order, double copy_bw, const char *tag, cudaStream_t s) {
     cuq_gemv_set_fp32(gemv_fp32);
     cuq_gemv_set_mma(gemv_mma);
     cuq_layer *q = xcalloc(NL * NLIN, sizeof(cuq_layer));
@@ -450,11 +514,11 @@ static void bench_decode_linears(int bits, int act_order, double copy_bw, cudaSt
         CU(cudaGraphInstantiate(&ge, g, 0));
         float ms = time_graph(ge, s, 15);
         double bw = bytes / (ms * 1e-3);
-        printf("bench 7B decode linears %s%s%s T=%d: %.3f ms per step, %.0f MiB read, %.1f GB/s = %.1f%% of copy "
+        printf("bench 7B decode linears %s%s%s%s T=%d: %.3f ms per step, %.0f MiB read, %.1f GB/s = %.1f%% of copy "
                "bandwidth, %.1f steps/s\n",
                bits ? (bits == 2 ? "2-bit g128" : bits == 3 ? "3-bit g128" : bits == 4 ? "4-bit g128" : "8-bit g128")
                     : "fp16      ",
-               act_order ? " act-order" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : bits == 4 && gemv_mma ? " mma-kernel" : " fp16-kernel", T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
+               act_order ? " act-order" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : bits == 4 && gemv_mma ? " mma-kernel" : " fp16-kernel", tag, T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
         cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
         if (bits != 4 && bits != 0) break; /* other widths: T = 1 only */
     }
@@ -520,23 +584,45 @@ int main(void) {
     }
     test_random_layers();
     test_multi();
+    test_silu();
     test_dense();
     if (getenv("GPTQ_BENCH")) {
         cudaStream_t s;
         CU(cudaStreamCreate(&s));
         cublasSetStream(blas, s);
         double bw = copy_bandwidth(s);
+        /* programmatic dependent launch off / on, codes in flight per warp, activations in
+         * shared memory or not (the first line is the kernel as it was before all three) */
+        /* (pdl, depth, activations in smem, min blocks, bulk copies, warps) */
+        static const int mma_cfg[][6] = {{0, 1, 0, 1, 0, 8}, {1, 2, 1, 1, 0, 8}, {1, 2, 1, 3, 0, 8}, {1, 1, 0, 3, 0, 8},
+                                         {1, 1, 1, 3, 0, 8}, {1, 4, 1, 3, 0, 8}, {1, 2, 1, 3, 1, 8}, {1, 2, 1, 1, 1, 4},
+                                         {1, 2, 1, 3, 1, 4}, {1, 2, 1, 3, 0, 4}, {1, 1, 1, 1, 0, 4}};
+        for (int i = 0; i < (int)(sizeof mma_cfg / sizeof mma_cfg[0]); i++) {
+            char tag[96];
+            snprintf(tag, sizeof tag, " [pdl %d, depth %d, acts %s, min blocks %d, bulk %d, warps %d]", mma_cfg[i][0],
+                     mma_cfg[i][1], mma_cfg[i][2] ? "smem" : "global", mma_cfg[i][3], mma_cfg[i][4], mma_cfg[i][5]);
+            cuk_set_pdl(mma_cfg[i][0]);
+            cuq_gemv_set_depth(mma_cfg[i][1], mma_cfg[i][2], mma_cfg[i][3], mma_cfg[i][4], mma_cfg[i][5]);
+            bench_decode_linears(4, 0, bw, tag, s);
+        }
+        static const int h_cfg[][2] = {{0, 1}, {1, 4}, {0, 4}};
+        for (int i = 0; i < (int)(sizeof h_cfg / sizeof h_cfg[0]); i++) {
+            char tag[64];
+            snprintf(tag, sizeof tag, " [pdl %d, depth %d]", h_cfg[i][0], h_cfg[i][1]);
+            cuk_set_pdl(h_cfg[i][0]);
+            cuh_gemv_set_depth(h_cfg[i][1]);
+            bench_decode_linears(0, 0, bw, tag, s);
+        }
+        cuk_set_pdl(1), cuq_gemv_set_depth(2, 1, 1, 1, 8), cuh_gemv_set_depth(4); /* the defaults */
+        bench_decode_linears(4, 1, bw, "", s);
         gemv_fp32 = 1;
-        bench_decode_linears(4, 0, bw, s);
+        bench_decode_linears(4, 0, bw, "", s);
         gemv_fp32 = 0, gemv_mma = 0;
-        bench_decode_linears(4, 0, bw, s);
+        bench_decode_linears(4, 0, bw, "", s);
         gemv_mma = 1;
-        bench_decode_linears(4, 0, bw, s);
-        bench_decode_linears(4, 1, bw, s);
-        bench_decode_linears(0, 0, bw, s);
-        bench_decode_linears(2, 0, bw, s);
-        bench_decode_linears(3, 0, bw, s);
-        bench_decode_linears(8, 0, bw, s);
+        bench_decode_linears(2, 0, bw, "", s);
+        bench_decode_linears(3, 0, bw, "", s);
+        bench_decode_linears(8, 0, bw, "", s);
         bench_prefill(2048, s);
         bench_prefill(512, s);
         copy_bandwidth(s);

@@ -1,6 +1,11 @@
-// Shared by the .cu files: the library's error reporting (a C header) with C linkage.
+// Shared by the .cu files: the library's error reporting (a C header) with C linkage, and
+// programmatic dependent launch.
 #ifndef GPTQ_KERNELS_CUDA_CU_COMMON_CUH
 #define GPTQ_KERNELS_CUDA_CU_COMMON_CUH
+
+#include <cuda_runtime.h>
+
+#include <utility>
 
 extern "C" {
 #include "core/error.h"
@@ -10,6 +15,47 @@ extern "C" {
 static inline unsigned cu_grid(long long n) {
     long long g = (n + 255) / 256;
     return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g);
+}
+
+// Programmatic dependent launch (sm_90).  A kernel launched by cu_launch may start while
+// the kernel before it in the stream still runs: it first does what depends on nothing
+// the earlier kernels write (a GEMV requests its weights and scales), then pdl_wait()
+// returns once the previous kernel has completed and its writes are visible.  Every
+// kernel launched this way calls pdl_wait() before it reads or writes activations, so the
+// dependency is also transitive (a kernel completes only after its own wait returned).
+// pdl_trigger() lets the next kernel launch as soon as every block of this one has
+// started; without it the next kernel starts when this one ends.  Both are no-ops for
+// kernels launched plainly, and on GPUs before sm_90.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether cu_launch asks for programmatic serialization (launch.cu: on unless
+// GPTQ_CUDA_PDL=0 or cuk_set_pdl(0)).
+bool cu_pdl_on();
+
+// kernel<<<grid, block, smem, s>>>(args...), with the programmatic-serialization
+// attribute when cu_pdl_on().  Returns the launch's error.
+template <typename... P, typename... A>
+static inline cudaError_t cu_launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = cu_pdl_on() ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
 }
 
 #endif

@@ -71,6 +71,26 @@ void cuq_gemv_set_fp32(int on);
  * or GPTQ_CUDA_GEMV=half2. */
 void cuq_gemv_set_mma(int on);
 
+/* Tuning of the tensor-core GEMV, for benchmarks: depth = steps of codes each warp keeps in
+ * flight in registers (1, 2 or 4; default 2, or GPTQ_CUDA_MMA_DEPTH); act_smem = 0 keeps
+ * the activations in global memory instead of staging them in shared memory (default 1,
+ * or GPTQ_CUDA_MMA_XS); min_blocks = thread blocks per SM the registers must allow (1 3 or
+ * 4; default 1, or GPTQ_CUDA_MMA_MINB); tma = 1 brings the first 32 blocks of each row
+ * into shared memory by bulk copies (depth 2 only; default 1, or GPTQ_CUDA_MMA_TMA);
+ * warps = warps per thread block (1..8; default 8, or GPTQ_CUDA_MMA_WARPS).  depth,
+ * min_blocks or warps below 1, act_smem or tma below 0 leave that setting as it is. */
+void cuq_gemv_set_depth(int depth, int act_smem, int min_blocks, int tma, int warps);
+/* y (T, out) = (silu(g) · u) (T, in) · Wᵀ: SwiGLU fused into the GEMV's activation loads
+ * where the tensor-core kernel takes the layer (no act-order); otherwise g is overwritten
+ * with silu(g) · u first (cuk_silu_mul) and cuq_gemv runs. */
+int cuq_gemv_silu(const cuq_layer *L, float *y, float *g, const float *u, float *xbuf, int T, cudaStream_t s);
+/* The fp16 GEMV's steps of weights in flight per lane (1, 2, 4; default 4 or
+ * GPTQ_CUDA_HGEMV_DEPTH; 4 applies up to T = 2, 2 up to T = 4). */
+void cuh_gemv_set_depth(int depth);
+/* Programmatic dependent launch of the GEMVs and the forward pass's kernels (on by
+ * default on sm_90; GPTQ_CUDA_PDL=0 or cuk_set_pdl(0) turns it off). */
+void cuk_set_pdl(int on);
+
 /* y[k] = x · W_kᵀ for n <= 3 layers that read the same x (q/k/v, gate/up): one launch when
  * all take the tensor-core kernel with the same input width, else one cuq_gemv each.
  * xbuf needs n·T·in_pad floats when the layers permute their inputs. */

@@ -2,6 +2,8 @@
 // to fp16 for the cuBLAS prefill path, and activation conversions.
 #include <cuda_fp16.h>
 
+#include <cstdlib>
+
 #include "kernels/cuda/cu_common.cuh"
 #include "kernels/cuda/cuq.h"
 
@@ -12,15 +14,18 @@ constexpr int kWarps = 4;  // warps per thread block
 
 // y (T, out) = x (T, in) · Wᵀ, W fp16 (out, in).  A warp owns kRows rows; lane l reads 8
 // halves (16 bytes) at column 8·(l + 32·i), so a warp streams 512 contiguous bytes of each
-// row per step; the activations of a step are loaded once for all rows.  in % 8 != 0 or a
-// misaligned row falls back to scalar loads for the whole row set.
-template <int T>
+// row per step; the activations of a step are loaded once for all rows.  The weights of
+// the first U steps are requested before pdl_wait() (they depend on no earlier kernel, so
+// with programmatic dependent launch the requests overlap the previous kernel) and then
+// kept in a ring of U steps in registers: U·kRows 16-byte loads in flight per lane.
+// in % 8 != 0 or a misaligned row falls back to scalar loads for the whole row set.
+template <int T, int U>
 __global__ void __launch_bounds__(kWarps * 32)
     hgemv_kernel(const __half *__restrict__ w, const float *__restrict__ x, float *__restrict__ y, int out, int in,
                  int ntok) {
+    pdl_trigger();
     const int lane = threadIdx.x & 31;
     const int row0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * kRows;
-    if (row0 >= out) return;
     int rows[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; r++) rows[r] = min(row0 + r, out - 1);
@@ -35,33 +40,52 @@ __global__ void __launch_bounds__(kWarps * 32)
 
     if (in % 8 == 0) {
         const int nvec = in / 8;
-        for (int v = lane; v < nvec; v += 32) {
-            uint4 wv[kRows];
+        const uint4 *wr[kRows];
 #pragma unroll
-            for (int r = 0; r < kRows; r++) wv[r] = __ldcs(reinterpret_cast<const uint4 *>(w + (int64_t)rows[r] * in) + v);
-            float4 xa[T], xb[T];
+        for (int r = 0; r < kRows; r++) wr[r] = reinterpret_cast<const uint4 *>(w + (int64_t)rows[r] * in);
+        uint4 wv[U][kRows];
 #pragma unroll
-            for (int t = 0; t < T; t++) {
-                xa[t] = reinterpret_cast<const float4 *>(xt[t])[2 * v];
-                xb[t] = reinterpret_cast<const float4 *>(xt[t])[2 * v + 1];
-            }
+        for (int u = 0; u < U; u++)
 #pragma unroll
-            for (int r = 0; r < kRows; r++) {
-                const __half2 *h = reinterpret_cast<const __half2 *>(&wv[r]);
-                const float2 f0 = __half22float2(h[0]), f1 = __half22float2(h[1]), f2 = __half22float2(h[2]),
-                             f3 = __half22float2(h[3]);
+            for (int r = 0; r < kRows; r++) wv[u][r] = lane + 32 * u < nvec ? __ldcs(wr[r] + lane + 32 * u) : make_uint4(0, 0, 0, 0);
+        pdl_wait();
+        for (int v0 = lane; v0 < nvec; v0 += 32 * U) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int v = v0 + 32 * u;
+                if (v >= nvec) break;
+                uint4 cw[kRows];
+#pragma unroll
+                for (int r = 0; r < kRows; r++) cw[r] = wv[u][r];
+                if (v + 32 * U < nvec) {
+#pragma unroll
+                    for (int r = 0; r < kRows; r++) wv[u][r] = __ldcs(wr[r] + v + 32 * U);
+                }
+                float4 xa[T], xb[T];
 #pragma unroll
                 for (int t = 0; t < T; t++) {
-                    float s = acc[r][t];
-                    s = fmaf(f0.x, xa[t].x, s), s = fmaf(f0.y, xa[t].y, s), s = fmaf(f1.x, xa[t].z, s),
-                    s = fmaf(f1.y, xa[t].w, s);
-                    s = fmaf(f2.x, xb[t].x, s), s = fmaf(f2.y, xb[t].y, s), s = fmaf(f3.x, xb[t].z, s),
-                    s = fmaf(f3.y, xb[t].w, s);
-                    acc[r][t] = s;
+                    xa[t] = reinterpret_cast<const float4 *>(xt[t])[2 * v];
+                    xb[t] = reinterpret_cast<const float4 *>(xt[t])[2 * v + 1];
+                }
+#pragma unroll
+                for (int r = 0; r < kRows; r++) {
+                    const __half2 *h = reinterpret_cast<const __half2 *>(&cw[r]);
+                    const float2 f0 = __half22float2(h[0]), f1 = __half22float2(h[1]), f2 = __half22float2(h[2]),
+                                 f3 = __half22float2(h[3]);
+#pragma unroll
+                    for (int t = 0; t < T; t++) {
+                        float s = acc[r][t];
+                        s = fmaf(f0.x, xa[t].x, s), s = fmaf(f0.y, xa[t].y, s), s = fmaf(f1.x, xa[t].z, s),
+                        s = fmaf(f1.y, xa[t].w, s);
+                        s = fmaf(f2.x, xb[t].x, s), s = fmaf(f2.y, xb[t].y, s), s = fmaf(f3.x, xb[t].z, s),
+                        s = fmaf(f3.y, xb[t].w, s);
+                        acc[r][t] = s;
+                    }
                 }
             }
         }
     } else {
+        pdl_wait();
         for (int i = lane; i < in; i += 32)
 #pragma unroll
             for (int r = 0; r < kRows; r++) {
@@ -91,12 +115,25 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
 }
 
-template <int T>
-cudaError_t hgemv_launch(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int ntok, cudaStream_t s) {
+int hgemv_depth = -1; /* ring depth U (1, 2, 4; 4 is used up to T = 2, 2 up to T = 4); GPTQ_CUDA_HGEMV_DEPTH */
+
+template <int T, int U>
+cudaError_t hgemv_launch_u(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int ntok, cudaStream_t s) {
     const int rows_per_block = kRows * kWarps;
     const unsigned grid = (unsigned)((out + rows_per_block - 1) / rows_per_block);
-    hgemv_kernel<T><<<grid, kWarps * 32, 0, s>>>(reinterpret_cast<const __half *>(w), x, y, (int)out, (int)in, ntok);
-    return cudaGetLastError();
+    return cu_launch(hgemv_kernel<T, U>, dim3(grid), dim3(kWarps * 32), 0, s, reinterpret_cast<const __half *>(w), x, y,
+                     (int)out, (int)in, ntok);
+}
+
+template <int T>
+cudaError_t hgemv_launch(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int ntok, cudaStream_t s) {
+    if (hgemv_depth < 0) {
+        const char *e = getenv("GPTQ_CUDA_HGEMV_DEPTH");
+        hgemv_depth = e && atoi(e) >= 1 ? atoi(e) : 4;
+    }
+    if (hgemv_depth >= 4 && T <= 2) return hgemv_launch_u<T, 4>(w, out, in, y, x, ntok, s);
+    if (hgemv_depth >= 2 && T <= 4) return hgemv_launch_u<T, 2>(w, out, in, y, x, ntok, s);
+    return hgemv_launch_u<T, 1>(w, out, in, y, x, ntok, s);
 }
 
 // One thread per (row, block quarter): 4 words of codes -> 4·NK fp16 weights in kernel order.
@@ -151,6 +188,10 @@ __global__ void f32_to_f16_kernel(__half *__restrict__ dst, const float *__restr
 }
 
 }  // namespace
+
+extern "C" void cuh_gemv_set_depth(int depth) {
+    if (depth >= 1) hgemv_depth = depth;
+}
 
 extern "C" int cuh_gemv(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int T, cudaStream_t s) {
     if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuh_gemv: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);

@@ -34,12 +34,16 @@ __device__ float block_reduce(float v, float *red) {
 }
 
 __global__ void embed_kernel(const __half *__restrict__ emb, const int *__restrict__ ids, float *__restrict__ x, int dim) {
+    pdl_trigger();
+    pdl_wait();
     const int t = blockIdx.x;
     const __half *row = emb + (int64_t)ids[t] * dim;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) x[(int64_t)t * dim + i] = __half2float(row[i]);
 }
 
 __global__ void rmsnorm_kernel(float *out, const float *x, const float *__restrict__ w, int dim, float eps) {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float red[32];
     const int64_t t = blockIdx.x;
     const float *xt = x + t * dim;
@@ -53,6 +57,8 @@ __global__ void rmsnorm_kernel(float *out, const float *x, const float *__restri
 // x += y, then out = rmsnorm(x) · w: the residual add fused with the next norm.
 __global__ void add_rmsnorm_kernel(float *out, float *x, const float *__restrict__ y, const float *__restrict__ w, int dim,
                                    float eps) {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float red[32];
     const int64_t t = blockIdx.x;
     float *xt = x + t * dim;
@@ -72,6 +78,8 @@ __global__ void add_rmsnorm_kernel(float *out, float *x, const float *__restrict
 // into the cache rows at the token's position.
 __global__ void rope_kv_kernel(float *q, const float *k, const float *v, __half *kc, __half *vc,
                                const float *__restrict__ inv_freq, const int *pos0, int n_heads, int n_kv, int hd) {
+    pdl_trigger();
+    pdl_wait();
     const int t = blockIdx.x, half = hd / 2;
     const int pos = *pos0 + t;
     const int qd = n_heads * hd, kvd = n_kv * hd;
@@ -106,6 +114,8 @@ constexpr int kMaxHeadDim = 256;
 __global__ void __launch_bounds__(kAttWarps * 32)
     attention_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                      float *__restrict__ out, const int *pos0, int n_heads, int n_kv, int hd, float scale) {
+    pdl_trigger();
+    pdl_wait();
     extern __shared__ float sc[];  // (len) scores
     __shared__ float qs[kMaxHeadDim];
     __shared__ float part[kAttWarps][kMaxHeadDim];
@@ -184,6 +194,8 @@ constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so ever
 __global__ void __launch_bounds__(kSplitWarps * 32)
     attention_split_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
                            float *__restrict__ part, const int *pos0, int n_heads, int n_kv, int hd, float scale) {
+    pdl_trigger();
+    pdl_wait();
     __shared__ float qs[kMaxHeadDim];
     __shared__ float sc[kSplitLen];
     __shared__ float acc_s[kSplitWarps][kMaxHeadDim];
@@ -256,6 +268,8 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
 // The splits' weights exp(m_s − M) are computed once in shared memory.
 __global__ void attention_combine_kernel(const float *__restrict__ part, float *__restrict__ out, int n_heads, int hd,
                                          int splits) {
+    pdl_trigger();
+    pdl_wait();
     extern __shared__ float wgt[];  // (splits)
     __shared__ float red[32];
     const int h = blockIdx.x, t = blockIdx.y;
@@ -281,6 +295,8 @@ __global__ void attention_combine_kernel(const float *__restrict__ part, float *
 }
 
 __global__ void silu_mul_kernel(float *g, const float *__restrict__ u, int64_t n) {
+    pdl_trigger();
+    pdl_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const float a = g[i];
         g[i] = a / (1.0f + expf(-a)) * u[i];
@@ -288,37 +304,40 @@ __global__ void silu_mul_kernel(float *g, const float *__restrict__ u, int64_t n
 }
 
 __global__ void add_kernel(float *x, const float *__restrict__ y, int64_t n) {
+    pdl_trigger();
+    pdl_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) x[i] += y[i];
 }
 
 __global__ void bias_kernel(float *y, const float *__restrict__ b, int64_t out, int64_t n) {
+    pdl_trigger();
+    pdl_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) y[i] += b[i % out];
 }
 
 }  // namespace
 
 extern "C" int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, int dim, cudaStream_t s) {
-    embed_kernel<<<n, 256, 0, s>>>(reinterpret_cast<const __half *>(emb), ids, x, dim);
-    return cu_check(cudaGetLastError(), "embedding");
+    return cu_check(cu_launch(embed_kernel, dim3((unsigned)n), dim3(256), 0, s, reinterpret_cast<const __half *>(emb), ids, x, dim),
+                    "embedding");
 }
 
 extern "C" int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps,
                                cudaStream_t s) {
-    add_rmsnorm_kernel<<<n, 1024, 0, s>>>(out, x, y, w, dim, eps);
-    return cu_check(cudaGetLastError(), "residual add + rmsnorm");
+    return cu_check(cu_launch(add_rmsnorm_kernel, dim3((unsigned)n), dim3(1024), 0, s, out, x, y, w, dim, eps),
+                    "residual add + rmsnorm");
 }
 
 extern "C" int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, cudaStream_t s) {
-    rmsnorm_kernel<<<n, 1024, 0, s>>>(out, x, w, dim, eps);
-    return cu_check(cudaGetLastError(), "rmsnorm");
+    return cu_check(cu_launch(rmsnorm_kernel, dim3((unsigned)n), dim3(1024), 0, s, out, x, w, dim, eps), "rmsnorm");
 }
 
 extern "C" int cuk_rope_kv(float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
                            const int *pos0, int n, int n_heads, int n_kv, int hd, cudaStream_t s) {
     const int items = (n_heads + n_kv) * (hd / 2);
-    rope_kv_kernel<<<dim3((unsigned)n, (unsigned)((items + 127) / 128)), 128, 0, s>>>(q, k, v, reinterpret_cast<__half *>(kc), reinterpret_cast<__half *>(vc), inv_freq, pos0,
-                                     n_heads, n_kv, hd);
-    return cu_check(cudaGetLastError(), "rope");
+    return cu_check(cu_launch(rope_kv_kernel, dim3((unsigned)n, (unsigned)((items + 127) / 128)), dim3(128), 0, s, q, k, v,
+                              reinterpret_cast<__half *>(kc), reinterpret_cast<__half *>(vc), inv_freq, pos0, n_heads, n_kv, hd),
+                    "rope");
 }
 
 extern "C" int cuk_attention_setup(int max_seq) {
@@ -332,10 +351,10 @@ extern "C" int cuk_attention_setup(int max_seq) {
 extern "C" int cuk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, const int *pos0, int n,
                              int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s) {
     if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
-    attention_kernel<<<dim3((unsigned)n_heads, (unsigned)n), kAttWarps * 32, sizeof(float) * (size_t)max_seq, s>>>(
-        q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), out, pos0, n_heads, n_kv, hd,
-        1.0f / sqrtf((float)hd));
-    return cu_check(cudaGetLastError(), "attention");
+    return cu_check(cu_launch(attention_kernel, dim3((unsigned)n_heads, (unsigned)n), dim3(kAttWarps * 32),
+                              sizeof(float) * (size_t)max_seq, s, q, reinterpret_cast<const __half *>(kc),
+                              reinterpret_cast<const __half *>(vc), out, pos0, n_heads, n_kv, hd, 1.0f / sqrtf((float)hd)),
+                    "attention");
 }
 
 extern "C" int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd) {
@@ -347,26 +366,24 @@ extern "C" int cuk_attention_decode(const float *q, const uint16_t *kc, const ui
                                     const int *pos0, int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s) {
     if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
     const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
-    attention_split_kernel<<<dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits), kSplitWarps * 32, 0, s>>>(
-        q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), part, pos0, n_heads, n_kv, hd,
-        1.0f / sqrtf((float)hd));
-    if (cu_check(cudaGetLastError(), "attention")) return -1;
-    attention_combine_kernel<<<dim3((unsigned)n_heads, (unsigned)n), 128, sizeof(float) * (size_t)splits, s>>>(part, out, n_heads,
-                                                                                                        hd, splits);
-    return cu_check(cudaGetLastError(), "attention combine");
+    if (cu_check(cu_launch(attention_split_kernel, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits), dim3(kSplitWarps * 32),
+                           0, s, q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), part, pos0,
+                           n_heads, n_kv, hd, 1.0f / sqrtf((float)hd)),
+                 "attention"))
+        return -1;
+    return cu_check(cu_launch(attention_combine_kernel, dim3((unsigned)n_heads, (unsigned)n), dim3(128),
+                              sizeof(float) * (size_t)splits, s, (const float *)part, out, n_heads, hd, splits),
+                    "attention combine");
 }
 
 extern "C" int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s) {
-    silu_mul_kernel<<<cu_grid(n), 256, 0, s>>>(g, u, n);
-    return cu_check(cudaGetLastError(), "silu");
+    return cu_check(cu_launch(silu_mul_kernel, dim3(cu_grid(n)), dim3(256), 0, s, g, u, n), "silu");
 }
 
 extern "C" int cuk_add(float *x, const float *y, int64_t n, cudaStream_t s) {
-    add_kernel<<<cu_grid(n), 256, 0, s>>>(x, y, n);
-    return cu_check(cudaGetLastError(), "residual add");
+    return cu_check(cu_launch(add_kernel, dim3(cu_grid(n)), dim3(256), 0, s, x, y, n), "residual add");
 }
 
 extern "C" int cuk_bias(float *y, const float *b, int64_t out, int n, cudaStream_t s) {
-    bias_kernel<<<cu_grid(out * n), 256, 0, s>>>(y, b, out, out * n);
-    return cu_check(cudaGetLastError(), "bias");
+    return cu_check(cu_launch(bias_kernel, dim3(cu_grid(out * n)), dim3(256), 0, s, y, b, out, out * n), "bias");
 }

@@ -21,6 +21,7 @@
 
 #include "kernels/cuda/cu_common.cuh"
 #include "kernels/cuda/cuq.h"
+#include "kernels/cuda/model_kernels.h"
 
 namespace {
 
@@ -59,6 +60,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
     qgemv_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
                  const int32_t *__restrict__ chunk_group, const float *__restrict__ x, float *__restrict__ y, int out,
                  int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok) {
+    pdl_trigger();
     using K = Codes<BITS>;
     extern __shared__ __align__(16) float smem[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
@@ -87,6 +89,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
         ssc[i] = __half2float(scales[(int64_t)rows[r] * groups + g]);
         szr[i] = (float)(zeros[(int64_t)rows[r] * groups + g] + zero_base);
     }
+    pdl_wait();  // the codes and scales above do not depend on earlier kernels
     __syncthreads();
 
     float acc[kRows][T];
@@ -189,6 +192,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
 
 __global__ void permute_kernel(const int32_t *__restrict__ perm, const float *__restrict__ x, float *__restrict__ xp,
                                int64_t in, int64_t in_pad, int T) {
+    pdl_trigger();
+    pdl_wait();
     const int64_t n = in_pad * T;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t t = i / in_pad, p = i - t * in_pad;
@@ -216,10 +221,9 @@ cudaError_t launch_t(const cuq_layer *L, float *y, const float *x, int ntok, cud
         cudaError_t e = cudaFuncSetAttribute(qgemv_kernel<BITS, T, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    qgemv_kernel<BITS, T, MINB><<<grid, nwarps * 32, smem, s>>>(
-        reinterpret_cast<const uint4 *>(L->qw), reinterpret_cast<const __half *>(L->scales), L->zeros, L->chunk_group, x, y,
-        (int)L->out, (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad, L->zero_base, ntok);
-    return cudaGetLastError();
+    return cu_launch(qgemv_kernel<BITS, T, MINB>, dim3(grid), dim3(nwarps * 32), smem, s, reinterpret_cast<const uint4 *>(L->qw),
+                     reinterpret_cast<const __half *>(L->scales), L->zeros, L->chunk_group, x, y, (int)L->out,
+                     (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad, L->zero_base, ntok);
 }
 
 template <int BITS>
@@ -258,6 +262,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
     qgemv_h_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
                    const int32_t *__restrict__ chunk_group, const float *__restrict__ x, float *__restrict__ y, int out,
                    int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok) {
+    pdl_trigger();
     using P = Pairs<BITS>;
     constexpr int C = P::C, HC = C / 2;
     extern __shared__ __align__(16) float smem[];
@@ -296,6 +301,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
         s2 = __floats2half2_rn(sf[0], sf[1]);
         zs[i] = make_uint2(*reinterpret_cast<uint32_t *>(&z2), *reinterpret_cast<uint32_t *>(&s2));
     }
+    pdl_wait();  // the codes and scales above do not depend on earlier kernels
     __syncthreads();
 
     float acc[kRows][T];
@@ -398,10 +404,10 @@ cudaError_t launch_h(const cuq_layer *L, float *y, const float *x, int ntok, cud
         cudaError_t e = cudaFuncSetAttribute(qgemv_h_kernel<BITS, T, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    qgemv_h_kernel<BITS, T, MINB><<<grid, nwarps * 32, smem, s>>>(
-        reinterpret_cast<const uint4 *>(L->qw), reinterpret_cast<const __half *>(L->scales), L->zeros, L->chunk_group, x, y,
-        (int)L->out, (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad, L->zero_base, ntok);
-    return cudaGetLastError();
+    return cu_launch(qgemv_h_kernel<BITS, T, MINB>, dim3(grid), dim3(nwarps * 32), smem, s,
+                     reinterpret_cast<const uint4 *>(L->qw), reinterpret_cast<const __half *>(L->scales), L->zeros,
+                     L->chunk_group, x, y, (int)L->out, (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad,
+                     L->zero_base, ntok);
 }
 
 template <int BITS>
@@ -448,8 +454,9 @@ struct MmaPart {
     const __half *scales;
     const uint8_t *zeros;
     const int32_t *chunk_group;
-    const float *x; /* (T, in_pad), permuted for act-order layers */
-    float *y;       /* (T, out) */
+    const float *x;  /* (T, in_pad), permuted for act-order layers */
+    const float *x2; /* NULL, or (T, in_pad): the input is silu(x) · x2 (SwiGLU fused into down_proj) */
+    float *y;        /* (T, out) */
     int out, groups, zero_base, tile0; /* tile0: first tile (16 rows) of this part in the grid */
 };
 struct MmaParts {
@@ -457,9 +464,63 @@ struct MmaParts {
     int n;
 };
 
-__global__ void __launch_bounds__(kMmaWarps * 32)
+// The kernel runs in three phases.  Before pdl_wait(): request the codes (and group
+// numbers) of the warp's first D steps into a register ring and stage the tile's scales
+// and zero points in shared memory; none of this depends on the previous kernel, so with
+// programmatic dependent launch it overlaps that kernel's tail.  After pdl_wait(): with
+// XS, the activations are staged once in shared memory as the B fragments' fp16 pairs
+// (one L2 round trip per thread block instead of one per step); without XS (many tokens
+// of a wide layer) each step reads them from global memory.  Then the steps: each
+// refills its ring slot with the codes D steps ahead before it computes.
+// The activation vector's 4 inputs at i: x, or silu(x) · x2 exactly as cuk_silu_mul computes it.
+__device__ __forceinline__ float4 act4(const float *x, const float *x2, int64_t i) {
+    float4 a = *reinterpret_cast<const float4 *>(x + i);
+    if (x2) {
+        const float4 u = *reinterpret_cast<const float4 *>(x2 + i);
+        a.x = a.x / (1.0f + expf(-a.x)) * u.x;
+        a.y = a.y / (1.0f + expf(-a.y)) * u.y;
+        a.z = a.z / (1.0f + expf(-a.z)) * u.z;
+        a.w = a.w / (1.0f + expf(-a.w)) * u.w;
+    }
+    return a;
+}
+
+__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// One m16n8k16 step of the tile: 4 words of codes of rows g (wa) and g + 8 (wb), the B
+// fragments bx of the lane's inputs, the block's scale and 1024 + zero point of both rows.
+__device__ __forceinline__ void mma_block(float (&acc)[4], const uint32_t (&wa)[4], const uint32_t (&wb)[4],
+                                          const uint32_t (&bx)[4][4], float2 fa, float2 fb) {
+    const uint32_t ones[4] = {0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u};
+    float d[4] = {0.f, 0.f, 0.f, 0.f}, xsum[4] = {0.f, 0.f, 0.f, 0.f};
+    // mma m takes (w, p) = pairs 2m and 2m+1 of the 16 (w, p) in the order i = 4w + p
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        const int i0 = 2 * m, i1 = 2 * m + 1;
+        const int w0 = i0 >> 2, p0 = i0 & 3, w1 = i1 >> 2, p1 = i1 & 3;
+        const uint32_t a[4] = {and_or_h(wa[w0] >> (4 * p0), 0x000F000Fu), and_or_h(wb[w0] >> (4 * p0), 0x000F000Fu),
+                               and_or_h(wa[w1] >> (4 * p1), 0x000F000Fu), and_or_h(wb[w1] >> (4 * p1), 0x000F000Fu)};
+        mma16816(d, a, bx[p0][w0], bx[p1][w1]);
+        mma16816(xsum, ones, bx[p0][w0], bx[p1][w1]);
+    }
+    acc[0] = fmaf(fa.x, d[0] - fa.y * xsum[0], acc[0]);
+    acc[1] = fmaf(fa.x, d[1] - fa.y * xsum[1], acc[1]);
+    acc[2] = fmaf(fb.x, d[2] - fb.y * xsum[2], acc[2]);
+    acc[3] = fmaf(fb.x, d[3] - fb.y * xsum[3], acc[3]);
+}
+
+// TMA: the first sb = min(row_blocks, kTmaBlocks) blocks of each of the tile's 16 rows are
+// copied into shared memory by bulk copies (cp.async.bulk, one per row, completing on an
+// mbarrier) issued before pdl_wait(): the whole tile of a 4096-input layer is in flight
+// from the block's start without holding registers.  The blocks after sb go through the
+// register ring.
+constexpr int kTmaBlocks = 32;
+
+template <int D, bool XS, bool TMA, int MINB>
+__global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     qgemv_mma4_kernel(const __grid_constant__ MmaParts parts, int row_blocks, int in_pad, int ntok) {
     constexpr int C = 4;  // chunks per block at 4 bits
+    pdl_trigger();
     extern __shared__ __align__(16) float smem[];
     int pi = 0;
 #pragma unroll
@@ -471,66 +532,131 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     const uint8_t *__restrict__ zeros = P.zeros;
     const int32_t *__restrict__ chunk_group = P.chunk_group;
     const float *__restrict__ x = P.x;
+    const float *__restrict__ x2 = P.x2;
     float *__restrict__ y = P.y;
     const int out = P.out, groups = P.groups, zero_base = P.zero_base;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int row0 = ((int)blockIdx.x - P.tile0) * 16;
     const int ra = min(row0 + g, out - 1), rb = min(row0 + g + 8, out - 1);
-    // the tile's scales and 1024 + zero points, (16, groups) float2
-    float2 *sz = reinterpret_cast<float2 *>(smem);
+    const uint4 *qa = qw + (int64_t)ra * row_blocks * 4 + t, *qb = qw + (int64_t)rb * row_blocks * 4 + t;
+    // shared memory: [TMA: mbarrier (16 B), codes (16, sb·64 + 16 B)] [scales (16, groups) float2]
+    // [block groups (row_blocks) int] [XS: activations]
+    const int sb = TMA ? min(row_blocks, kTmaBlocks) : 0;
+    const int srow = sb * 64 + 16;  // bytes per row of codes, padded against bank conflicts
+    char *sp = reinterpret_cast<char *>(smem);
+    uint64_t *bar = reinterpret_cast<uint64_t *>(sp);
+    const char *scodes = sp + 16;
+    if (TMA) {
+        if (threadIdx.x == 0) {
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)));
+            asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+            asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(16 * sb * 64)
+                         : "memory");
+            for (int r = 0; r < 16; r++) {
+                const uint4 *src = qw + (int64_t)min(row0 + r, out - 1) * row_blocks * 4;
+                asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                                 smem_addr(scodes + r * srow)),
+                             "l"(src), "r"(sb * 64), "r"(smem_addr(bar))
+                             : "memory");
+            }
+        }
+        sp += 16 + 16 * srow;
+    }
+    // warp w takes blocks sb + w, sb + w + nwarps, ... through the ring; slot s holds step s (mod D)
+    uint4 ca[D], cb[D];
+#pragma unroll
+    for (int s = 0; s < D; s++) {
+        const int b = sb + warp + s * nwarps;
+        ca[s] = make_uint4(0, 0, 0, 0), cb[s] = ca[s];
+        if (b < row_blocks) ca[s] = __ldcs(qa + (int64_t)b * 4), cb[s] = __ldcs(qb + (int64_t)b * 4);
+    }
+    // the tile's scales and 1024 + zero points, (16, groups) float2, and each block's group
+    float2 *sz = reinterpret_cast<float2 *>(sp);
     for (int i = threadIdx.x; i < 16 * groups; i += blockDim.x) {
         const int r = i / groups, gg = i - r * groups, row = min(row0 + r, out - 1);
         sz[i] = make_float2(__half2float(scales[(int64_t)row * groups + gg]),
                             1024.f + (float)(zeros[(int64_t)row * groups + gg] + zero_base));
     }
-    const bool has_tok = g < ntok;
-    const float *xt = x + (int64_t)min(g, ntok - 1) * in_pad;
-    const uint4 *qa = qw + (int64_t)ra * row_blocks * 4 + t, *qb = qw + (int64_t)rb * row_blocks * 4 + t;
-    int b = warp;
-    uint4 ca = make_uint4(0, 0, 0, 0), cb = ca, na = ca, nb = ca;
-    if (b < row_blocks) ca = __ldcs(qa + (int64_t)b * 4), cb = __ldcs(qb + (int64_t)b * 4);
-    __syncthreads();
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    const uint32_t ones[4] = {0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u};
-    for (; b < row_blocks; b += nwarps) {
-        const int bn = b + nwarps;
-        if (bn < row_blocks) na = __ldcs(qa + (int64_t)bn * 4), nb = __ldcs(qb + (int64_t)bn * 4);
-        // B: token g's activations at the lane's inputs, pair p of word w = (x[pos], x[pos + 64])
-        uint32_t bx[4][4];  // [p][w]
-#pragma unroll
-        for (int p = 0; p < 4; p++) {
-            const int base = b * C * 32 + 32 * (p >> 1) + 16 * (p & 1) + 4 * t;
-            float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
-            if (has_tok) lo = *reinterpret_cast<const float4 *>(xt + base), hi = *reinterpret_cast<const float4 *>(xt + base + 64);
-            bx[p][0] = h2bits(__floats2half2_rn(lo.x, hi.x));
-            bx[p][1] = h2bits(__floats2half2_rn(lo.y, hi.y));
-            bx[p][2] = h2bits(__floats2half2_rn(lo.z, hi.z));
-            bx[p][3] = h2bits(__floats2half2_rn(lo.w, hi.w));
+    int *sgrp = reinterpret_cast<int *>(sz + 16 * groups);
+    for (int b = threadIdx.x; b < row_blocks; b += blockDim.x) sgrp[b] = __ldg(chunk_group + b * C);
+    pdl_wait();
+    // XS: token k's B fragments at xs + k·xrow: for block b and lane quarter t, 16 half2
+    // (p, w) = (x[pos], x[pos + 64]), pos = 128 b + 32 (p/2) + 16 (p%2) + 4 t + w; rows
+    // padded by 16 bytes so that the tokens' rows start on different banks
+    const int xrow = row_blocks * 64 + 4;
+    uint32_t *xs = reinterpret_cast<uint32_t *>(sgrp + ((row_blocks + 3) & ~3));
+    if (XS) {
+        const int units = ntok * row_blocks * 16;
+        for (int u = threadIdx.x; u < units; u += blockDim.x) {
+            const int tk = u / (row_blocks * 16), r = u - tk * row_blocks * 16, b = r >> 4, tt = (r >> 2) & 3, p = r & 3;
+            const int64_t xi = (int64_t)tk * in_pad + b * C * 32 + 32 * (p >> 1) + 16 * (p & 1) + 4 * tt;
+            const float4 lo = act4(x, x2, xi), hi = act4(x, x2, xi + 64);
+            *reinterpret_cast<uint4 *>(xs + tk * xrow + r * 4) =
+                make_uint4(h2bits(__floats2half2_rn(lo.x, hi.x)), h2bits(__floats2half2_rn(lo.y, hi.y)),
+                           h2bits(__floats2half2_rn(lo.z, hi.z)), h2bits(__floats2half2_rn(lo.w, hi.w)));
         }
-        const uint32_t wa[4] = {ca.x, ca.y, ca.z, ca.w}, wb[4] = {cb.x, cb.y, cb.z, cb.w};
-        float d[4] = {0.f, 0.f, 0.f, 0.f}, xs[4] = {0.f, 0.f, 0.f, 0.f};
-        // mma m takes (w, p) = pairs 2m and 2m+1 of the 16 (w, p) in the order i = 4w + p
-#pragma unroll
-        for (int m = 0; m < 8; m++) {
-            const int i0 = 2 * m, i1 = 2 * m + 1;
-            const int w0 = i0 >> 2, p0 = i0 & 3, w1 = i1 >> 2, p1 = i1 & 3;
-            const uint32_t a[4] = {and_or_h(wa[w0] >> (4 * p0), 0x000F000Fu), and_or_h(wb[w0] >> (4 * p0), 0x000F000Fu),
-                                   and_or_h(wa[w1] >> (4 * p1), 0x000F000Fu), and_or_h(wb[w1] >> (4 * p1), 0x000F000Fu)};
-            mma16816(d, a, bx[p0][w0], bx[p1][w1]);
-            mma16816(xs, ones, bx[p0][w0], bx[p1][w1]);
-        }
-        const int grp = __ldg(chunk_group + b * C);
-        const float2 fa = sz[g * groups + grp], fb = sz[(g + 8) * groups + grp];
-        acc[0] = fmaf(fa.x, d[0] - fa.y * xs[0], acc[0]);
-        acc[1] = fmaf(fa.x, d[1] - fa.y * xs[1], acc[1]);
-        acc[2] = fmaf(fb.x, d[2] - fb.y * xs[2], acc[2]);
-        acc[3] = fmaf(fb.x, d[3] - fb.y * xs[3], acc[3]);
-        ca = na, cb = nb;
     }
-    // the warps' tiles meet in shared memory (after everyone is done with the scales)
     __syncthreads();
-    float4 *red = reinterpret_cast<float4 *>(smem);
+    const bool has_tok = g < ntok;
+    const int64_t xt = (int64_t)min(g, ntok - 1) * in_pad;
+    const uint32_t *xst = xs + min(g, ntok - 1) * xrow + t * 16;
+    // B: token g's activations at the lane's inputs of block b, pair p of word w = (x[pos], x[pos + 64])
+    auto load_b = [&](int b, uint32_t (&bx)[4][4]) {
+        if (XS) {
+#pragma unroll
+            for (int p = 0; p < 4; p++) {
+                uint4 v = make_uint4(0, 0, 0, 0);
+                if (has_tok) v = *reinterpret_cast<const uint4 *>(xst + b * 64 + p * 4);
+                bx[p][0] = v.x, bx[p][1] = v.y, bx[p][2] = v.z, bx[p][3] = v.w;
+            }
+        } else {
+#pragma unroll
+            for (int p = 0; p < 4; p++) {
+                const int base = b * C * 32 + 32 * (p >> 1) + 16 * (p & 1) + 4 * t;
+                float4 lo = make_float4(0.f, 0.f, 0.f, 0.f), hi = lo;
+                if (has_tok) lo = act4(x, x2, xt + base), hi = act4(x, x2, xt + base + 64);
+                bx[p][0] = h2bits(__floats2half2_rn(lo.x, hi.x));
+                bx[p][1] = h2bits(__floats2half2_rn(lo.y, hi.y));
+                bx[p][2] = h2bits(__floats2half2_rn(lo.z, hi.z));
+                bx[p][3] = h2bits(__floats2half2_rn(lo.w, hi.w));
+            }
+        }
+    };
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    if (TMA) {  // the blocks in shared memory
+        asm volatile(
+            "{\n .reg .pred p;\n WAIT_%=:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], 0;\n @!p bra WAIT_%=;\n}\n" ::"r"(
+                smem_addr(bar))
+            : "memory");
+        for (int b = warp; b < sb; b += nwarps) {
+            const uint4 va = *reinterpret_cast<const uint4 *>(scodes + g * srow + b * 64 + t * 16),
+                        vb = *reinterpret_cast<const uint4 *>(scodes + (g + 8) * srow + b * 64 + t * 16);
+            const uint32_t wa[4] = {va.x, va.y, va.z, va.w}, wb[4] = {vb.x, vb.y, vb.z, vb.w};
+            uint32_t bx[4][4];
+            load_b(b, bx);
+            const int grp = sgrp[b];
+            mma_block(acc, wa, wb, bx, sz[g * groups + grp], sz[(g + 8) * groups + grp]);
+        }
+    }
+    for (int b0 = sb + warp; b0 < row_blocks; b0 += D * nwarps) {
+#pragma unroll
+        for (int s = 0; s < D; s++) {
+            const int b = b0 + s * nwarps;
+            if (b >= row_blocks) break;
+            const uint32_t wa[4] = {ca[s].x, ca[s].y, ca[s].z, ca[s].w}, wb[4] = {cb[s].x, cb[s].y, cb[s].z, cb[s].w};
+            const int bn = b + D * nwarps;
+            if (bn < row_blocks) ca[s] = __ldcs(qa + (int64_t)bn * 4), cb[s] = __ldcs(qb + (int64_t)bn * 4);
+            uint32_t bx[4][4];
+            load_b(b, bx);
+            const int grp = sgrp[b];
+            mma_block(acc, wa, wb, bx, sz[g * groups + grp], sz[(g + 8) * groups + grp]);
+        }
+    }
+    // the warps' tiles meet in shared memory (after everyone is done with the codes and
+    // scales; past the mbarrier, which is not reused)
+    __syncthreads();
+    float4 *red = reinterpret_cast<float4 *>(reinterpret_cast<char *>(smem) + 16);
     red[warp * 32 + lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
     __syncthreads();
     if (warp == 0) {
@@ -551,35 +677,96 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
     }
 }
 
+// Activations staged in shared memory (XS) while they take at most this much of it.
+constexpr size_t kMmaActSmem = 48 * 1024;
+int mma_depth = -1; /* ring depth D (1, 2, 4); GPTQ_CUDA_MMA_DEPTH */
+int mma_xs = -1;    /* XS allowed; GPTQ_CUDA_MMA_XS=0 keeps the activations in global memory */
+int mma_tma = -1;   /* the first blocks by bulk copies (depth 2 only); GPTQ_CUDA_MMA_TMA */
+// Thread blocks per SM the register budget must allow (1: no cap; 3 at 8 warps: 84
+// registers; 4: 64, room for the next kernel's blocks to start early); GPTQ_CUDA_MMA_MINB.
+int mma_minb = -1;
+int mma_warps = -1; /* warps per thread block (at most kMmaWarps); GPTQ_CUDA_MMA_WARPS */
+constexpr int kMmaDefaultDepth = 2, kMmaDefaultXs = 1, kMmaDefaultTma = 1, kMmaDefaultMinb = 1, kMmaDefaultWarps = 8;
+
+// Shared memory of the tensor-core GEMV before the activations: TMA codes, scales, groups.
+size_t mma_stage_bytes(const cuq_layer *L, bool tma) {
+    const size_t sb = (size_t)(L->row_blocks < kTmaBlocks ? L->row_blocks : kTmaBlocks);
+    return (tma ? 16 + 16 * (sb * 64 + 16) : 0) + (size_t)16 * (size_t)L->groups * 8 + 4 * (((size_t)L->row_blocks + 3) & ~(size_t)3);
+}
+size_t mma_act_bytes(const cuq_layer *L, int ntok) { return (size_t)ntok * ((size_t)L->row_blocks * 256 + 16); }
+
 size_t smem_bytes_mma(const cuq_layer *L) {
-    size_t stage = (size_t)16 * (size_t)L->groups * 8, red = (size_t)kMmaWarps * 32 * 16;
+    size_t stage = mma_stage_bytes(L, false), red = 16 + (size_t)kMmaWarps * 32 * 16;
     return stage > red ? stage : red;
 }
 
 bool mma_ok(const cuq_layer *L) { return L->bits == 4 && L->block_group && smem_bytes_mma(L) <= kMaxSmem; }
 
-// n layers (all mma_ok, the same row_blocks and in_pad) with inputs xs[k] in one launch.
+template <int D, bool XS, bool TMA, int MINB>
+cudaError_t launch_mma4_k(const MmaParts &parts, int tiles, int nwarps, size_t smem, int row_blocks, int in_pad, int ntok,
+                          cudaStream_t s) {
+    if (smem > 48 * 1024) {
+        cudaError_t e =
+            cudaFuncSetAttribute(qgemv_mma4_kernel<D, XS, TMA, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return cu_launch(qgemv_mma4_kernel<D, XS, TMA, MINB>, dim3((unsigned)tiles), dim3(nwarps * 32), smem, s, parts,
+                     row_blocks, in_pad, ntok);
+}
+
+template <int D, bool TMA>
+cudaError_t launch_mma4_m(const MmaParts &parts, bool xs, int tiles, int nwarps, size_t smem, int row_blocks, int in_pad,
+                          int ntok, cudaStream_t s) {
+    if (mma_minb >= 4)
+        return xs ? launch_mma4_k<D, true, TMA, 4>(parts, tiles, nwarps, smem, row_blocks, in_pad, ntok, s)
+                  : launch_mma4_k<D, false, TMA, 4>(parts, tiles, nwarps, smem, row_blocks, in_pad, ntok, s);
+    if (mma_minb == 3)
+        return xs ? launch_mma4_k<D, true, TMA, 3>(parts, tiles, nwarps, smem, row_blocks, in_pad, ntok, s)
+                  : launch_mma4_k<D, false, TMA, 3>(parts, tiles, nwarps, smem, row_blocks, in_pad, ntok, s);
+    return xs ? launch_mma4_k<D, true, TMA, 1>(parts, tiles, nwarps, smem, row_blocks, in_pad, ntok, s)
+              : launch_mma4_k<D, false, TMA, 1>(parts, tiles, nwarps, smem, row_blocks, in_pad, ntok, s);
+}
+
+int env_int(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+
+// n layers (all mma_ok, the same row_blocks and in_pad) with inputs xs[k] in one launch;
+// x2 non-NULL (one layer): the input is silu(xs[0]) · x2.
 cudaError_t launch_mma4(const cuq_layer *const *L, float *const *y, const float *const *xs, int n, int ntok,
-                        cudaStream_t s) {
+                        cudaStream_t s, const float *x2 = nullptr) {
+    if (mma_depth < 1) mma_depth = env_int("GPTQ_CUDA_MMA_DEPTH", kMmaDefaultDepth);
+    if (mma_xs < 0) mma_xs = env_int("GPTQ_CUDA_MMA_XS", kMmaDefaultXs) != 0;
+    if (mma_tma < 0) mma_tma = env_int("GPTQ_CUDA_MMA_TMA", kMmaDefaultTma) != 0;
+    if (mma_minb < 1) mma_minb = env_int("GPTQ_CUDA_MMA_MINB", kMmaDefaultMinb);
+    if (mma_warps < 1) mma_warps = env_int("GPTQ_CUDA_MMA_WARPS", kMmaDefaultWarps);
+    if (mma_warps < 1 || mma_warps > kMmaWarps) mma_warps = kMmaWarps;
     MmaParts parts;
     memset(&parts, 0, sizeof parts);
     parts.n = n;
     int tiles = 0;
-    size_t smem = 0;
+    size_t stage = 0, stage_tma = 0;
     for (int k = 0; k < n; k++) {
         parts.p[k] = MmaPart{reinterpret_cast<const uint4 *>(L[k]->qw), reinterpret_cast<const __half *>(L[k]->scales),
-                             L[k]->zeros, L[k]->chunk_group, xs[k], y[k], (int)L[k]->out, (int)L[k]->groups,
-                             L[k]->zero_base, tiles};
+                             L[k]->zeros, L[k]->chunk_group, xs[k], k == 0 ? x2 : nullptr, y[k], (int)L[k]->out,
+                             (int)L[k]->groups, L[k]->zero_base, tiles};
         tiles += (int)((L[k]->out + 15) / 16);
-        if (smem_bytes_mma(L[k]) > smem) smem = smem_bytes_mma(L[k]);
+        if (mma_stage_bytes(L[k], false) > stage) stage = mma_stage_bytes(L[k], false);
+        if (mma_stage_bytes(L[k], true) > stage_tma) stage_tma = mma_stage_bytes(L[k], true);
     }
-    const int nwarps = (int)(L[0]->row_blocks < kMmaWarps ? L[0]->row_blocks : kMmaWarps);
-    if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(qgemv_mma4_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess) return e;
-    }
-    qgemv_mma4_kernel<<<(unsigned)tiles, nwarps * 32, smem, s>>>(parts, (int)L[0]->row_blocks, (int)L[0]->in_pad, ntok);
-    return cudaGetLastError();
+    const size_t act = mma_act_bytes(L[0], ntok);
+    const bool tma = mma_tma && mma_depth == 2 && stage_tma <= kMaxSmem;
+    if (tma) stage = stage_tma;
+    const bool xs_smem = mma_xs && act <= kMmaActSmem && stage + act <= kMaxSmem;
+    size_t smem = stage + (xs_smem ? act : 0);
+    if (smem < 16 + (size_t)kMmaWarps * 32 * 16) smem = 16 + (size_t)kMmaWarps * 32 * 16;
+    const int nwarps = (int)(L[0]->row_blocks < mma_warps ? L[0]->row_blocks : mma_warps);
+    const int rb = (int)L[0]->row_blocks, ip = (int)L[0]->in_pad;
+    if (tma) return launch_mma4_m<2, true>(parts, xs_smem, tiles, nwarps, smem, rb, ip, ntok, s);
+    if (mma_depth >= 4) return launch_mma4_m<4, false>(parts, xs_smem, tiles, nwarps, smem, rb, ip, ntok, s);
+    if (mma_depth >= 2) return launch_mma4_m<2, false>(parts, xs_smem, tiles, nwarps, smem, rb, ip, ntok, s);
+    return launch_mma4_m<1, false>(parts, xs_smem, tiles, nwarps, smem, rb, ip, ntok, s);
 }
 
 }  // namespace
@@ -588,6 +775,15 @@ static int use_fp16_gemv = -1; /* GPTQ_CUDA_GEMV=fp32 selects the exact kernel f
 static int use_mma = -1;       /* GPTQ_CUDA_GEMV=half2 keeps 4-bit layers off the tensor-core kernel */
 
 extern "C" void cuq_gemv_set_mma(int on) { use_mma = on; }
+
+extern "C" void cuq_gemv_set_depth(int depth, int act_smem, int min_blocks, int tma, int warps) {
+    if (warps >= 1 && warps <= kMmaWarps) mma_warps = warps;
+    if (depth >= 1) mma_depth = depth;
+    if (act_smem >= 0) mma_xs = act_smem != 0;
+    if (min_blocks >= 1) mma_minb = min_blocks;
+    if (tma >= 0) mma_tma = tma != 0;
+}
+
 
 extern "C" void cuq_gemv_set_fp32(int on) {
     use_fp16_gemv = !on;
@@ -613,8 +809,9 @@ extern "C" int cuq_gemv(const cuq_layer *L, float *y, const float *x, float *xbu
         if (!xbuf) return gptq_fail("cuq_gemv: an act-order layer needs a scratch buffer");
         const int64_t n = L->in_pad * T;
         const unsigned grid = (unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096);
-        permute_kernel<<<grid, 256, 0, s>>>(L->perm, x, xbuf, L->in, L->in_pad, T);
-        if (cu_check(cudaGetLastError(), "act-order permutation")) return -1;
+        if (cu_check(cu_launch(permute_kernel, dim3(grid), dim3(256), 0, s, (const int32_t *)L->perm, x, xbuf, L->in, L->in_pad, T),
+                     "act-order permutation"))
+            return -1;
         x = xbuf;
     }
     cudaError_t e;
@@ -651,11 +848,24 @@ extern "C" int cuq_gemv_multi(const cuq_layer *const *L, float *const *y, int n,
             if (!xbuf) return gptq_fail("cuq_gemv: an act-order layer needs a scratch buffer");
             float *xp = xbuf + (size_t)k * L[k]->in_pad * T;
             const int64_t m = L[k]->in_pad * T;
-            permute_kernel<<<(unsigned)((m + 255) / 256 < 4096 ? (m + 255) / 256 : 4096), 256, 0, s>>>(L[k]->perm, x, xp,
-                                                                                                   L[k]->in, L[k]->in_pad, T);
-            if (cu_check(cudaGetLastError(), "act-order permutation")) return -1;
+            const unsigned grid = (unsigned)((m + 255) / 256 < 4096 ? (m + 255) / 256 : 4096);
+            if (cu_check(cu_launch(permute_kernel, dim3(grid), dim3(256), 0, s, (const int32_t *)L[k]->perm, x, xp, L[k]->in,
+                                   L[k]->in_pad, T),
+                         "act-order permutation"))
+                return -1;
             xs[k] = xp;
         }
     }
     return cu_check(launch_mma4(L, y, xs, n, T, s), "quantized GEMV");
+}
+
+extern "C" int cuq_gemv_silu(const cuq_layer *L, float *y, float *g, const float *u, float *xbuf, int T, cudaStream_t s) {
+    settle_kernels();
+    if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
+    if (!(use_fp16_gemv && use_mma && mma_ok(L) && !L->perm && L->in_pad == L->in)) {
+        if (cuk_silu_mul(g, u, (int64_t)T * L->in, s)) return -1;
+        return cuq_gemv(L, y, g, xbuf, T, s);
+    }
+    const float *x = g;
+    return cu_check(launch_mma4(&L, &y, &x, 1, T, s, u), "quantized GEMV (SwiGLU input)");
 }

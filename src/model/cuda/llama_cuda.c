@@ -284,6 +284,16 @@ static int run_linears(llama_cuda *m, const cu_linear *const *ls, float *const *
     return 0;
 }
 
+/* y = (silu(g) · u) · Wᵀ (+ b): decode calls of packed layers take the SwiGLU inside the
+ * GEMV's activation loads (cuq_gemv_silu); g may be overwritten with silu(g) · u. */
+static int run_down(llama_cuda *m, const cu_linear *l, float *y, float *g, const float *u, int n) {
+    if (l->q.qw && n <= CUQ_MAX_GEMV_T) {
+        if (cuq_gemv_silu(&l->q, y, g, u, m->xbuf, n, m->stream)) return -1;
+        return l->bias ? cuk_bias(y, l->bias, l->out, n, m->stream) : 0;
+    }
+    return cuk_silu_mul(g, u, (int64_t)n * l->in, m->stream) || run_linear(m, l, y, g, n);
+}
+
 /* Everything after the H2D copies of ids and position, up to the logits on the device. */
 static int forward_device(llama_cuda *m, int n, int all_logits) {
     const hf_config *c = &m->cfg;
@@ -309,7 +319,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
             run_linear(m, &L->lin[LIN_O], m->out, m->att, n) ||
             cuk_add_rmsnorm(m->xn, m->x, m->out, L->ffn_norm, n, dim, c->norm_eps, s) ||
             run_linears(m, gu, gu_y, 2, m->xn, n) ||
-            cuk_silu_mul(m->hb, m->hb2, (int64_t)n * c->hidden_dim, s) || run_linear(m, &L->lin[LIN_DOWN], m->out, m->hb, n) ||
+            run_down(m, &L->lin[LIN_DOWN], m->out, m->hb, m->hb2, n) ||
             cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, s))
             return -1;
     }

@@ -1,0 +1,20 @@
+// The programmatic-dependent-launch switch of cu_launch (cu_common.cuh).
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/cuda/cu_common.cuh"
+#include "kernels/cuda/cuq.h"
+
+namespace {
+int pdl = -1;  // -1: not settled yet (GPTQ_CUDA_PDL=0 turns it off)
+}
+
+bool cu_pdl_on() {
+    if (pdl < 0) {
+        const char *e = getenv("GPTQ_CUDA_PDL");
+        pdl = !(e && strcmp(e, "0") == 0);
+    }
+    return pdl != 0;
+}
+
+extern "C" void cuk_set_pdl(int on) { pdl = on != 0; }
