@@ -44,9 +44,13 @@ for step in "$@"; do
            echo "$(basename $mdl) $dev: $(OMP_NUM_THREADS=16 "$D/bin/gptq" perplexity --model $mdl --data $W --device $dev --json | tail -1)"
          done; done | tee "$OUT/ppl.txt" ;;
     bench) GPTQ_BENCH=1 "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/bench.txt" ;;
-    ncu) GPTQ_BENCH=1 timeout 300 ncu --kernel-name regex:qgemv_h --launch-skip 300 --launch-count 4 \
-           --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section MemoryWorkloadAnalysis \
-           "$D/bin/test_cuda_kernels" > "$OUT/ncu.txt" 2>&1; grep -E "qgemv|Duration|Throughput|Occupancy|Registers|Stall|Warp Cycles|Block Limit|Waves" "$OUT/ncu.txt" | head -80 ;;
+    ncu) # per-kernel profiles (isolated, caches flushed) of some decode kernels of the 4-bit model (after model)
+      timeout 400 ncu --kernel-name "regex:${NCU_KERNELS:-qgemv_mma4|attention_split|add_rmsnorm|rope_kv}" \
+        --launch-skip ${NCU_SKIP:-300} --launch-count ${NCU_COUNT:-12} \
+        --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --section MemoryWorkloadAnalysis \
+        "$D/bin/gptq" bench --device cuda --model /tmp/gptq-models/${NSYS_MODEL:-l7b-w4} --prompt-len 64 --gen 4 --reps 1 \
+        > "$OUT/ncu.txt" 2>&1
+      grep -E "^  [a-zA-Z_].*\(|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Block Limit (Registers|Shared)|Waves Per SM|Stall|One or More" "$OUT/ncu.txt" | head -150 ;;
     model)
       M=/tmp/gptq-models; mkdir -p $M
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2

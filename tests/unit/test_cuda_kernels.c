@@ -185,7 +185,7 @@ static void run_case(const layer_case *lc) {
                 if (e > worst_gemv16) worst_gemv16 = e;
                 products_run++;
             }
-        cuq_gemv_set_depth(2, 1, 1, 1, 8);
+        cuq_gemv_set_depth(2, 1, 3, 0, 8); /* the defaults */
     }
     /* dequantized weights equal the host's exactly (before fp16 rounding of the product) */
     {
@@ -613,7 +613,7 @@ int main(void) {
             cuh_gemv_set_depth(h_cfg[i][1]);
             bench_decode_linears(0, 0, bw, tag, s);
         }
-        cuk_set_pdl(1), cuq_gemv_set_depth(2, 1, 1, 1, 8), cuh_gemv_set_depth(4); /* the defaults */
+        cuk_set_pdl(1), cuq_gemv_set_depth(2, 1, 3, 0, 8), cuh_gemv_set_depth(4); /* the defaults */
         bench_decode_linears(4, 1, bw, "", s);
         gemv_fp32 = 1;
         bench_decode_linears(4, 0, bw, "", s);

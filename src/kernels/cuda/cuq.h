@@ -74,9 +74,9 @@ void cuq_gemv_set_mma(int on);
 /* Tuning of the tensor-core GEMV, for benchmarks: depth = steps of codes each warp keeps in
  * flight in registers (1, 2 or 4; default 2, or GPTQ_CUDA_MMA_DEPTH); act_smem = 0 keeps
  * the activations in global memory instead of staging them in shared memory (default 1,
- * or GPTQ_CUDA_MMA_XS); min_blocks = thread blocks per SM the registers must allow (1 3 or
- * 4; default 1, or GPTQ_CUDA_MMA_MINB); tma = 1 brings the first 32 blocks of each row
- * into shared memory by bulk copies (depth 2 only; default 1, or GPTQ_CUDA_MMA_TMA);
+ * or GPTQ_CUDA_MMA_XS); min_blocks = thread blocks per SM the registers must allow (1, 3 or
+ * 4; default 3, or GPTQ_CUDA_MMA_MINB); tma = 1 brings the first 32 blocks of each row
+ * into shared memory by bulk copies (depth 2 only; default 0, or GPTQ_CUDA_MMA_TMA);
  * warps = warps per thread block (1..8; default 8, or GPTQ_CUDA_MMA_WARPS).  depth,
  * min_blocks or warps below 1, act_smem or tma below 0 leave that setting as it is. */
 void cuq_gemv_set_depth(int depth, int act_smem, int min_blocks, int tma, int warps);

@@ -190,106 +190,154 @@ constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so ever
 // Decode attention, split over positions (few queries would leave most SMs idle):
 // block (head, token, split) handles positions [split·16, split·16 + 16) ∩ [0, len) and
 // writes its max score, its sum of exponentials and its unnormalized output to part
-// (n, n_heads, splits, hd + 2); attention_combine merges the splits.
+// (n, n_heads, splits, hd + 2).  The cache rows of earlier steps (positions < *pos0) do
+// not depend on the running step, so they are loaded into registers before pdl_wait();
+// *pos0 itself was copied before the step's first kernel started.  The last block to
+// finish for a (token, head) (a counter per pair at the start of the scratch, left at 0)
+// merges the splits: no separate combine kernel.
+constexpr int kSplitPW = kSplitLen / kSplitWarps; // positions per warp
+constexpr int kSplitHW = kMaxHeadDim / 64;        // half2 per lane of a cache row
+constexpr int kMaxDecodeTok = 8;                  // tokens per decode call (counters)
+
 __global__ void __launch_bounds__(kSplitWarps * 32)
     attention_split_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
-                           float *__restrict__ part, const int *pos0, int n_heads, int n_kv, int hd, float scale) {
+                           float *__restrict__ scratch, float *__restrict__ out, const int *pos0, int n_heads, int n_kv,
+                           int hd, float scale) {
     pdl_trigger();
-    pdl_wait();
+    extern __shared__ float wgt[];  // (splits): the merge's weights of the splits
     __shared__ float qs[kMaxHeadDim];
     __shared__ float sc[kSplitLen];
     __shared__ float acc_s[kSplitWarps][kMaxHeadDim];
     __shared__ float red[32];
+    __shared__ bool last;
     const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z, splits = gridDim.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int len = *pos0 + t + 1, p0 = sp * kSplitLen, p1 = min(len, p0 + kSplitLen);
-    float *dst = part + (((int64_t)t * n_heads + h) * splits + sp) * (hd + 2);
-    if (p0 >= len) {  // nothing here: an empty partial
-        if (threadIdx.x == 0) dst[hd] = -INFINITY, dst[hd + 1] = 0.f;
-        return;
-    }
+    const int pos = *pos0, len = pos + t + 1, p0 = sp * kSplitLen, p1 = min(len, p0 + kSplitLen);
     const int kvh = h / (n_heads / n_kv), kvd = n_kv * hd, h2 = hd / 2;
-    const float *qv = q + ((int64_t)t * n_heads + h) * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qv[i];
-    __syncthreads();
-    float mx = -INFINITY;
-    for (int p = p0 + warp; p < p1; p += kSplitWarps) {
-        const __half2 *kr = reinterpret_cast<const __half2 *>(kc + (int64_t)p * kvd + kvh * hd);
-        float d = 0.f;
-        for (int i = lane; i < h2; i += 32) {
-            const float2 kf = __half22float2(kr[i]);
-            d = fmaf(qs[2 * i], kf.x, d);
-            d = fmaf(qs[2 * i + 1], kf.y, d);
-        }
-        d = warp_sum(d) * scale;
-        if (lane == 0) sc[p - p0] = d;
-        mx = fmaxf(mx, d);
-    }
-    mx = block_reduce<true>(mx, red);
-    float sum = 0.f;
-    for (int p = p0 + (int)threadIdx.x; p < p1; p += blockDim.x) {
-        const float e = expf(sc[p - p0] - mx);
-        sc[p - p0] = e;
-        sum += e;
-    }
-    sum = block_reduce<false>(sum, red);
-    float2 acc[kMaxHeadDim / 64];
+    unsigned *count = reinterpret_cast<unsigned *>(scratch) + t * n_heads + h;
+    float *part = scratch + kMaxDecodeTok * n_heads;
+    float *dst = part + (((int64_t)t * n_heads + h) * splits + sp) * (hd + 2);
+    // warp w's positions p0 + w + 4j: rows of earlier steps now, the others after the wait
+    __half2 kr[kSplitPW][kSplitHW], vr[kSplitPW][kSplitHW];
 #pragma unroll
-    for (int k = 0; k < kMaxHeadDim / 64; k++) acc[k] = make_float2(0.f, 0.f);
-    for (int p = p0 + warp; p < p1; p += kSplitWarps) {
-        const __half2 *vr = reinterpret_cast<const __half2 *>(vc + (int64_t)p * kvd + kvh * hd);
-        const float wgt = sc[p - p0];
+    for (int j = 0; j < kSplitPW; j++) {
+        const int p = p0 + warp + j * kSplitWarps;
 #pragma unroll
-        for (int k = 0; k < kMaxHeadDim / 64; k++) {
+        for (int k = 0; k < kSplitHW; k++) {
             const int i = lane + 32 * k;
-            if (i < h2) {
-                const float2 vf = __half22float2(vr[i]);
-                acc[k].x = fmaf(wgt, vf.x, acc[k].x);
-                acc[k].y = fmaf(wgt, vf.y, acc[k].y);
+            kr[j][k] = vr[j][k] = __float2half2_rn(0.f);
+            if (p < p1 && p < pos && i < h2) {
+                kr[j][k] = reinterpret_cast<const __half2 *>(kc + (int64_t)p * kvd + kvh * hd)[i];
+                vr[j][k] = reinterpret_cast<const __half2 *>(vc + (int64_t)p * kvd + kvh * hd)[i];
             }
         }
     }
+    pdl_wait();
+    if (p0 < len) {
 #pragma unroll
-    for (int k = 0; k < kMaxHeadDim / 64; k++) {
-        const int i = lane + 32 * k;
-        if (i < h2) acc_s[warp][2 * i] = acc[k].x, acc_s[warp][2 * i + 1] = acc[k].y;
+        for (int j = 0; j < kSplitPW; j++) {
+            const int p = p0 + warp + j * kSplitWarps;
+#pragma unroll
+            for (int k = 0; k < kSplitHW; k++) {
+                const int i = lane + 32 * k;
+                if (p < p1 && p >= pos && i < h2) {
+                    kr[j][k] = reinterpret_cast<const __half2 *>(kc + (int64_t)p * kvd + kvh * hd)[i];
+                    vr[j][k] = reinterpret_cast<const __half2 *>(vc + (int64_t)p * kvd + kvh * hd)[i];
+                }
+            }
+        }
+        const float *qv = q + ((int64_t)t * n_heads + h) * hd;
+        for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qv[i];
+        __syncthreads();
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < kSplitPW; j++) {
+            const int p = p0 + warp + j * kSplitWarps;
+            if (p < p1) {
+                float d = 0.f;
+#pragma unroll
+                for (int k = 0; k < kSplitHW; k++) {
+                    const int i = lane + 32 * k;
+                    if (i < h2) {
+                        const float2 kf = __half22float2(kr[j][k]);
+                        d = fmaf(qs[2 * i], kf.x, d);
+                        d = fmaf(qs[2 * i + 1], kf.y, d);
+                    }
+                }
+                d = warp_sum(d) * scale;
+                if (lane == 0) sc[p - p0] = d;
+                mx = fmaxf(mx, d);
+            }
+        }
+        mx = block_reduce<true>(mx, red);
+        float sum = 0.f;
+        for (int p = p0 + (int)threadIdx.x; p < p1; p += blockDim.x) {
+            const float e = expf(sc[p - p0] - mx);
+            sc[p - p0] = e;
+            sum += e;
+        }
+        sum = block_reduce<false>(sum, red);
+        float2 acc[kSplitHW];
+#pragma unroll
+        for (int k = 0; k < kSplitHW; k++) acc[k] = make_float2(0.f, 0.f);
+#pragma unroll
+        for (int j = 0; j < kSplitPW; j++) {
+            const int p = p0 + warp + j * kSplitWarps;
+            if (p < p1) {
+                const float w = sc[p - p0];
+#pragma unroll
+                for (int k = 0; k < kSplitHW; k++) {
+                    const float2 vf = __half22float2(vr[j][k]);
+                    acc[k].x = fmaf(w, vf.x, acc[k].x);
+                    acc[k].y = fmaf(w, vf.y, acc[k].y);
+                }
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < kSplitHW; k++) {
+            const int i = lane + 32 * k;
+            if (i < h2) acc_s[warp][2 * i] = acc[k].x, acc_s[warp][2 * i + 1] = acc[k].y;
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+            float v = 0.f;
+#pragma unroll
+            for (int w = 0; w < kSplitWarps; w++) v += acc_s[w][i];
+            dst[i] = v;
+        }
+        if (threadIdx.x == 0) dst[hd] = mx, dst[hd + 1] = sum;
+    } else if (threadIdx.x == 0) {  // nothing here: an empty partial
+        dst[hd] = -INFINITY, dst[hd + 1] = 0.f;
+    }
+    // publish the partial, then count it; the last block of the (token, head) merges
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        last = atomicAdd(count, 1u) == (unsigned)splits - 1;
+        if (last) *count = 0;  // ready for the next call (every split has counted)
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float v = 0.f;
-#pragma unroll
-        for (int w = 0; w < kSplitWarps; w++) v += acc_s[w][i];
-        dst[i] = v;
-    }
-    if (threadIdx.x == 0) dst[hd] = mx, dst[hd + 1] = sum;
-}
-
-// out (n, n_heads·hd) from the splits' partials: rescaled to the overall max and normalized.
-// The splits' weights exp(m_s − M) are computed once in shared memory.
-__global__ void attention_combine_kernel(const float *__restrict__ part, float *__restrict__ out, int n_heads, int hd,
-                                         int splits) {
-    pdl_trigger();
-    pdl_wait();
-    extern __shared__ float wgt[];  // (splits)
-    __shared__ float red[32];
-    const int h = blockIdx.x, t = blockIdx.y;
+    if (!last) return;
+    __threadfence();
+    // the merge: partials rescaled to the overall max and normalized (read through L2,
+    // where the other blocks' writes are)
     const float *src = part + ((int64_t)t * n_heads + h) * splits * (hd + 2);
     float M = -INFINITY;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x) M = fmaxf(M, src[s * (hd + 2) + hd]);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) M = fmaxf(M, __ldcg(src + s * (hd + 2) + hd));
     M = block_reduce<true>(M, red);
     float L = 0.f;
     for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-        const float m = src[s * (hd + 2) + hd];
+        const float m = __ldcg(src + s * (hd + 2) + hd);
         const float w = m > -INFINITY ? expf(m - M) : 0.f;
         wgt[s] = w;
-        L += w * src[s * (hd + 2) + hd + 1];
+        L += w * __ldcg(src + s * (hd + 2) + hd + 1);
     }
     L = block_reduce<false>(L, red);  // its barriers also publish wgt[]
     const float inv = 1.0f / L;
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float v = 0.f;
 #pragma unroll 4
-        for (int s = 0; s < splits; s++) v = fmaf(src[s * (hd + 2) + i], wgt[s], v);
+        for (int s = 0; s < splits; s++) v = fmaf(__ldcg(src + s * (hd + 2) + i), wgt[s], v);
         out[((int64_t)t * n_heads + h) * hd + i] = v * inv;
     }
 }
@@ -359,21 +407,20 @@ extern "C" int cuk_attention(const float *q, const uint16_t *kc, const uint16_t 
 
 extern "C" int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd) {
     const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
-    return (int64_t)n * n_heads * splits * (hd + 2);
+    (void)n; /* room for kMaxDecodeTok tokens, the most one call takes */
+    return (int64_t)kMaxDecodeTok * n_heads + (int64_t)kMaxDecodeTok * n_heads * splits * (hd + 2);
 }
 
 extern "C" int cuk_attention_decode(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, float *part,
                                     const int *pos0, int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s) {
     if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
+    if (n < 1 || n > kMaxDecodeTok) return gptq_fail("decode attention: %d tokens (1..%d)", n, kMaxDecodeTok);
     const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
-    if (cu_check(cu_launch(attention_split_kernel, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits), dim3(kSplitWarps * 32),
-                           0, s, q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), part, pos0,
-                           n_heads, n_kv, hd, 1.0f / sqrtf((float)hd)),
-                 "attention"))
-        return -1;
-    return cu_check(cu_launch(attention_combine_kernel, dim3((unsigned)n_heads, (unsigned)n), dim3(128),
-                              sizeof(float) * (size_t)splits, s, (const float *)part, out, n_heads, hd, splits),
-                    "attention combine");
+    return cu_check(cu_launch(attention_split_kernel, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
+                              dim3(kSplitWarps * 32), sizeof(float) * (size_t)splits, s, q,
+                              reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), part, out, pos0,
+                              n_heads, n_kv, hd, 1.0f / sqrtf((float)hd)),
+                    "attention");
 }
 
 extern "C" int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s) {

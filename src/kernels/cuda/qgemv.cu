@@ -686,7 +686,7 @@ int mma_tma = -1;   /* the first blocks by bulk copies (depth 2 only); GPTQ_CUDA
 // registers; 4: 64, room for the next kernel's blocks to start early); GPTQ_CUDA_MMA_MINB.
 int mma_minb = -1;
 int mma_warps = -1; /* warps per thread block (at most kMmaWarps); GPTQ_CUDA_MMA_WARPS */
-constexpr int kMmaDefaultDepth = 2, kMmaDefaultXs = 1, kMmaDefaultTma = 1, kMmaDefaultMinb = 1, kMmaDefaultWarps = 8;
+constexpr int kMmaDefaultDepth = 2, kMmaDefaultXs = 1, kMmaDefaultTma = 0, kMmaDefaultMinb = 3, kMmaDefaultWarps = 8;
 
 // Shared memory of the tensor-core GEMV before the activations: TMA codes, scales, groups.
 size_t mma_stage_bytes(const cuq_layer *L, bool tma) {

@@ -216,6 +216,9 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
                                "attention scratch")) ||
         !(m->ids_d = dalloc(sizeof(int) * B, "ids")) || !(m->pos_d = dalloc(sizeof(int), "position")))
         goto fail;
+    CUDA_TRY(cudaMemset(m->att_part, 0, sizeof(float) * (size_t)cuk_attention_split_floats(
+                                             B < CUQ_MAX_GEMV_T ? (int)B : CUQ_MAX_GEMV_T, max_seq, c->n_heads, c->head_dim)),
+             "attention scratch");
     CUDA_TRY(cudaMallocHost((void **)&m->ids_h, sizeof(int) * B), "pinned memory");
     CUDA_TRY(cudaMallocHost((void **)&m->pos_h, sizeof(int)), "pinned memory");
     CUDA_TRY(cudaMallocHost((void **)&m->logits_h, sizeof(float) * B * c->vocab_size), "pinned memory");
