@@ -12,6 +12,7 @@
 #include "core/fs.h"
 #include "io/gguf.h"
 #include "io/gptq_checkpoint.h"
+#include "kernels/cpu/attn.h"
 
 /* From this many query rows on, attention goes through sgemm (decode uses loops). */
 #define ATT_GEMM_MIN 16
@@ -323,26 +324,8 @@ static void attention(const llama_model *m, llama_state *s, const float *kc, con
             /* lock-step rows are separate sequences, each at position pos0 with its own cache */
             int kvh = h / group, len = seq_stride ? pos0 + 1 : pos0 + t + 1;
             const float *kct = kc + t * seq_stride, *vct = vc + t * seq_stride;
-            float mx = -INFINITY;
-            for (int p = 0; p < len; p++) {
-                const float *kv = kct + p * kvd + (size_t)kvh * hd;
-                float d = 0;
-#pragma omp simd reduction(+ : d)
-                for (int i = 0; i < hd; i++) d += qv[i] * kv[i];
-                sc[p] = d * scale;
-                if (sc[p] > mx) mx = sc[p];
-            }
-            float sum = 0;
-            for (int p = 0; p < len; p++) sum += sc[p] = expf(sc[p] - mx);
-            float inv = 1.0f / sum;
-            float *o = out + t * qd + (size_t)h * hd;
-            for (int i = 0; i < hd; i++) o[i] = 0;
-            for (int p = 0; p < len; p++) {
-                const float *vv = vct + p * kvd + (size_t)kvh * hd;
-                float w = sc[p] * inv;
-#pragma omp simd
-                for (int i = 0; i < hd; i++) o[i] += w * vv[i];
-            }
+            attn_decode_head(out + t * qd + (size_t)h * hd, qv, kct + (size_t)kvh * hd, vct + (size_t)kvh * hd, kvd, len, hd,
+                             scale, sc);
         }
     }
 }
