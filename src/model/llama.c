@@ -344,10 +344,10 @@ void llama_attention(const llama_model *m, llama_state *s, int layer, const floa
     int hd = c->head_dim;
     size_t kvd = (size_t)c->n_kv_heads * hd;
     rope_tables(m, s, n, pos0);
-    linear_forward(&L->lin[LIN_Q], s->q, xn, n);
     float *kn = s->kv, *vn = s->kv + (size_t)n * kvd;
-    linear_forward(&L->lin[LIN_K], kn, xn, n);
-    linear_forward(&L->lin[LIN_V], vn, xn, n);
+    const linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]};
+    float *const qkv_out[3] = {s->q, kn, vn};
+    linear_forward_multi(qkv, qkv_out, 3, xn, n);
     rope(s->q, n, c->n_heads, hd, s->cos, s->sin);
     rope(kn, n, c->n_kv_heads, hd, s->cos, s->sin);
     float *kc = cache_k(s, layer, kvd), *vc = cache_v(s, layer, kvd);
@@ -368,8 +368,9 @@ void llama_attention(const llama_model *m, llama_state *s, int layer, const floa
 void llama_mlp_act(const llama_model *m, llama_state *s, int layer, const float *xn, int n, float *act) {
     const llama_layer *L = &m->layers[layer];
     size_t hid = (size_t)m->cfg.hidden_dim;
-    linear_forward(&L->lin[LIN_GATE], act, xn, n);
-    linear_forward(&L->lin[LIN_UP], s->hb2, xn, n);
+    const linear *gate_up[2] = {&L->lin[LIN_GATE], &L->lin[LIN_UP]};
+    float *const gate_up_out[2] = {act, s->hb2};
+    linear_forward_multi(gate_up, gate_up_out, 2, xn, n);
     for (size_t i = 0; i < (size_t)n * hid; i++) {
         float g = act[i];
         act[i] = g / (1.0f + expf(-g)) * s->hb2[i];
