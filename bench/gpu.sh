@@ -6,12 +6,13 @@
 #   memcheck  the same under compute-sanitizer memcheck
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
 #   modeltest the GPU forward pass against the CPU one (tests/unit/test_cuda_model.c)
-#   cli       tests/cli/cuda_device.sh (bench and perplexity --device cuda)
+#   cli       tests/cli/cuda_device.sh (bench and perplexity --device cuda), tests/cli/cuda_quantize.sh
 #   ppl       full WikiText-2 perplexity of stories260K (float, GPTQ w4 g32 act-order) on CPU and GPU
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit)
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
-#   quant26m  llama-bpe-26m quantized on CPU and GPU (calib_mix 128 x 512, seed 0; w4 g128 act-order
-#             and w3 g128 sym without act-order), WikiText-2 perplexity of each (CPU evaluator);
+#   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp32 (calib_mix 128 x 512, seed 0;
+#             w4 g128 act-order, w3 g128 sym without and with act-order), WikiText-2 perplexity of
+#             each (the GPU evaluator), the per-layer reports (reports26m.tar.gz);
 #             needs a pack made with GPTQ_PACK_MODELS=llama-bpe-26m
 #   quant7b   a random Llama-2-7B-shape fp16 model (seed 1) quantized on the GPU, w4 g128 act-order,
 #             128 x 2048 calibration tokens of WikiText-2 text: wall time, GPU memory high-water mark
@@ -41,8 +42,9 @@ for step in "$@"; do
               r=$?; tail -3 "$OUT/memcheck-model.txt"; rc=$((rc | r)) ;;
     modeltest) GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test OMP_NUM_THREADS=8 \
                  "$D/bin/test_cuda_model" 2>&1 | tee "$OUT/modeltest.txt"; rc=$((rc | PIPESTATUS[0])) ;;
-    cli) GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test bash "$D/tests/cuda_device.sh" 2>&1 | tee "$OUT/cli.txt"
-         rc=$((rc | PIPESTATUS[0])) ;;
+    cli) for t in cuda_device cuda_quantize; do
+           GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test bash "$D/tests/$t.sh" 2>&1 | tee -a "$OUT/cli.txt"
+           rc=$((rc | PIPESTATUS[0])); done ;;
     ppl) W=$D/shared/data/wikitext-2-raw/wiki.test.raw; Q=/tmp/gptq-models/s260k-w4
          [ -d $Q ] || "$D/bin/gptq" quantize --model $D/shared/models/stories260K --out $Q --bits 4 --group 32 --act-order \
                         --calib $W --nsamples 32 --seqlen 256 > /dev/null 2>&1
@@ -63,19 +65,19 @@ for step in "$@"; do
     gptq) GPTQ_SHARED=$D/shared OMP_NUM_THREADS=16 "$D/bin/test_cuda_gptq" 2>&1 | tee "$OUT/gptq-test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     quant26m)
       W=$D/shared/data/wikitext-2-raw/wiki.test.raw; C=$D/shared/data/calib/calib_mix.txt; M=$D/shared/models/llama-bpe-26m
-      for set in "w4g128act:--bits 4 --group 128 --act-order" "w3g128sym:--bits 3 --group 128 --sym --no-act-order"; do
+      for set in "w4g128act:--bits 4 --group 128 --act-order" "w3g128sym:--bits 3 --group 128 --sym --no-act-order" \
+                 "w3g128symact:--bits 3 --group 128 --sym --act-order"; do
         tag=${set%%:*}; args=${set#*:}
-        for dev in cpu cuda; do
-          Q=/tmp/gptq-models/26m-$tag-$dev; rm -rf $Q
+        for dev in cpu cuda cuda-fp32; do
+          Q=/tmp/gptq-models/26m-$tag-$dev; rm -rf $Q; dargs="--device ${dev%-fp32}"; [ $dev = cuda-fp32 ] && dargs="$dargs --gpu-fp32"
           q=$(OMP_NUM_THREADS=16 "$D/bin/gptq" quantize --model $M --out $Q $args --calib $C --nsamples 128 --seqlen 512 \
-                --seed 0 --device $dev --report $Q-report --json 2>>"$OUT/quant26m.err" | tail -1)
-          p=$(OMP_NUM_THREADS=16 "$D/bin/gptq" perplexity --model $Q --data $W --json 2>>"$OUT/quant26m.err" | tail -1)
+                --seed 0 $dargs --report $Q-report --json 2>>"$OUT/quant26m.err" | tail -1)
+          p=$("$D/bin/gptq" perplexity --model $Q --data $W --device cuda --json 2>>"$OUT/quant26m.err" | tail -1)
           echo "$tag $dev quantize: $q"; echo "$tag $dev ppl: $p"
         done
       done 2>&1 | tee "$OUT/quant26m.txt"
-      for tag in w4g128act w3g128sym; do for dev in cpu cuda; do
-        cp /tmp/gptq-models/26m-$tag-$dev-report/*.csv "$OUT/report-$tag-$dev.csv" 2>/dev/null; done; done
-      echo "ppl of the float model: $(OMP_NUM_THREADS=16 "$D/bin/gptq" perplexity --model $M --data $W --json 2>/dev/null | tail -1)" \
+      (cd /tmp/gptq-models && tar -czf "$OUT/reports26m.tar.gz" 26m-*-report/*.csv)
+      echo "ppl of the float model: $("$D/bin/gptq" perplexity --model $M --data $W --device cuda --json 2>/dev/null | tail -1)" \
         | tee -a "$OUT/quant26m.txt" ;;
     quant7b)
       M=/tmp/gptq-models; mkdir -p $M; W=$D/shared/data/wikitext-2-raw/wiki.test.raw

@@ -27,14 +27,14 @@ int gptq_cuda_init(gptq_cuda *g) {
     memset(g, 0, sizeof *g);
     g->min_free = (size_t)-1;
     int dev = 0;
-    if (cu_check(cudaGetDeviceCount(&dev), "CUDA")) return -1;
+    if (cu_check(cudaGetDeviceCount(&dev), "looking for a GPU")) return -1;
     if (dev < 1) return gptq_fail("CUDA: no GPU found");
-    if (cu_check(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking), "CUDA stream")) return -1;
+    if (cu_check(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking), "stream")) return -1;
     if (cublas_check(cublasCreate(&g->blas), "cuBLAS") || cublas_check(cublasSetStream(g->blas, g->stream), "cuBLAS") ||
         cusolver_check(cusolverDnCreate(&g->solver), "cuSOLVER") ||
         cusolver_check(cusolverDnSetStream(g->solver, g->stream), "cuSOLVER") ||
-        cu_check(cudaMalloc((void **)&g->sums, sizeof(double) * 4), "CUDA allocation") ||
-        cu_check(cudaMalloc((void **)&g->flag, sizeof(int)), "CUDA allocation")) {
+        cu_check(cudaMalloc((void **)&g->sums, sizeof(double) * 4), "allocation") ||
+        cu_check(cudaMalloc((void **)&g->flag, sizeof(int)), "allocation")) {
         gptq_cuda_free(g);
         return -1;
     }
@@ -53,11 +53,11 @@ void gptq_cuda_free(gptq_cuda *g) {
 
 void *gptq_cuda_scratch(gptq_cuda *g, size_t bytes) {
     if (bytes <= g->scratch_size) return g->scratch;
-    if (cu_check(cudaStreamSynchronize(g->stream), "CUDA")) return NULL;
+    if (cu_check(cudaStreamSynchronize(g->stream), "sync")) return NULL;
     cudaFree(g->scratch);
     g->scratch = NULL;
     g->scratch_size = 0;
-    if (cu_check(cudaMalloc(&g->scratch, bytes), "CUDA allocation (GPTQ scratch)")) return NULL;
+    if (cu_check(cudaMalloc(&g->scratch, bytes), "allocation (GPTQ scratch)")) return NULL;
     g->scratch_size = bytes;
     gptq_cuda_note_mem(g);
     return g->scratch;
@@ -79,7 +79,7 @@ static int hinv_factor(gptq_cuda *g, const float *d_h, const float *d_diag, gptq
     double *D = NULL, *work = NULL;
     void *hwork = NULL;
     int rc = -1, lwork = 0, info = 0;
-    if (cu_check(cudaMalloc((void **)&D, sizeof(double) * (size_t)(n * n)), "CUDA allocation (Cholesky)")) goto out;
+    if (cu_check(cudaMalloc((void **)&D, sizeof(double) * (size_t)(n * n)), "allocation (Cholesky)")) goto out;
     if (cusolver_check(cusolverDnDpotrf_bufferSize(g->solver, CUBLAS_FILL_MODE_UPPER, (int)n, D, (int)n, &lwork), "potrf"))
         goto out;
     size_t dws = 0, hws = 0;
@@ -89,7 +89,7 @@ static int hinv_factor(gptq_cuda *g, const float *d_h, const float *d_diag, gptq
         goto out;
     size_t wbytes = sizeof(double) * (size_t)lwork;
     if (dws > wbytes) wbytes = dws;
-    if (cu_check(cudaMalloc((void **)&work, wbytes ? wbytes : 8), "CUDA allocation (Cholesky)")) goto out;
+    if (cu_check(cudaMalloc((void **)&work, wbytes ? wbytes : 8), "allocation (Cholesky)")) goto out;
     hwork = hws ? xmalloc(hws) : NULL;
     gptq_cuda_note_mem(g);
     double d = damp;
@@ -101,7 +101,7 @@ static int hinv_factor(gptq_cuda *g, const float *d_h, const float *d_diag, gptq
         if (cusolver_check(cusolverDnDpotrf(g->solver, CUBLAS_FILL_MODE_UPPER, (int)n, D, (int)n, work, lwork, g->flag),
                            "potrf"))
             goto out;
-        if (cu_check(cudaMemcpyAsync(&info, g->flag, sizeof info, cudaMemcpyDeviceToHost, g->stream), "CUDA copy") ||
+        if (cu_check(cudaMemcpyAsync(&info, g->flag, sizeof info, cudaMemcpyDeviceToHost, g->stream), "copy") ||
             cu_check(cudaStreamSynchronize(g->stream), "potrf"))
             goto out;
         if (info == 0) break;
@@ -121,14 +121,14 @@ static int hinv_factor(gptq_cuda *g, const float *d_h, const float *d_diag, gptq
                                         wbytes, hwork, hws, g->flag),
                        "trtri"))
         goto out;
-    if (cu_check(cudaMemcpyAsync(&info, g->flag, sizeof info, cudaMemcpyDeviceToHost, g->stream), "CUDA copy") ||
+    if (cu_check(cudaMemcpyAsync(&info, g->flag, sizeof info, cudaMemcpyDeviceToHost, g->stream), "copy") ||
         cu_check(cudaStreamSynchronize(g->stream), "trtri"))
         goto out;
     if (info != 0) {
         gptq_fail("%s: Cholesky factor of the Hessian is singular (trtri info %d)", what, info);
         goto out;
     }
-    if (cu_check(cudaMalloc((void **)&hv->d_U, sizeof(float) * (size_t)(n * n)), "CUDA allocation (Hinv)")) goto out;
+    if (cu_check(cudaMalloc((void **)&hv->d_U, sizeof(float) * (size_t)(n * n)), "allocation (Hinv)")) goto out;
     if (gq_extract_u(hv->d_U, D, n, g->stream) || cu_check(cudaStreamSynchronize(g->stream), "Hinv")) goto out;
     hv->damp_retries = attempt;
     hv->damp_used = d;
@@ -152,11 +152,11 @@ int gptq_cuda_prepare(gptq_cuda *g, const float *d_h, int64_t n, int act_order, 
     hv->dead = xmalloc((size_t)n);
     hv->perm = xmalloc(sizeof(int32_t) * (size_t)n);
     int bad = 0, rc = -1;
-    if (cu_check(cudaMalloc((void **)&d_diag, sizeof(float) * (size_t)n), "CUDA allocation") ||
-        cu_check(cudaMemsetAsync(g->flag, 0, sizeof(int), g->stream), "CUDA") ||
+    if (cu_check(cudaMalloc((void **)&d_diag, sizeof(float) * (size_t)n), "allocation") ||
+        cu_check(cudaMemsetAsync(g->flag, 0, sizeof(int), g->stream), "sync") ||
         gq_diag_check(d_h, n, d_diag, g->flag, g->stream) ||
-        cu_check(cudaMemcpyAsync(diag, d_diag, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost, g->stream), "CUDA copy") ||
-        cu_check(cudaMemcpyAsync(&bad, g->flag, sizeof bad, cudaMemcpyDeviceToHost, g->stream), "CUDA copy") ||
+        cu_check(cudaMemcpyAsync(diag, d_diag, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost, g->stream), "copy") ||
+        cu_check(cudaMemcpyAsync(&bad, g->flag, sizeof bad, cudaMemcpyDeviceToHost, g->stream), "copy") ||
         cu_check(cudaStreamSynchronize(g->stream), "Hessian check"))
         goto out;
     if (bad) {
@@ -174,11 +174,11 @@ int gptq_cuda_prepare(gptq_cuda *g, const float *d_h, int64_t n, int act_order, 
     }
     mean_diag /= (double)n;
     gptq_column_order(diag, n, act_order, hv->perm);
-    if (cu_check(cudaMalloc((void **)&hv->d_perm, sizeof(int32_t) * (size_t)n), "CUDA allocation") ||
-        cu_check(cudaMalloc((void **)&hv->d_dead, (size_t)n), "CUDA allocation") ||
-        cu_check(cudaMemcpyAsync(hv->d_perm, hv->perm, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, g->stream), "CUDA copy") ||
-        cu_check(cudaMemcpyAsync(hv->d_dead, hv->dead, (size_t)n, cudaMemcpyHostToDevice, g->stream), "CUDA copy") ||
-        cu_check(cudaMemcpyAsync(d_diag, diag, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice, g->stream), "CUDA copy"))
+    if (cu_check(cudaMalloc((void **)&hv->d_perm, sizeof(int32_t) * (size_t)n), "allocation") ||
+        cu_check(cudaMalloc((void **)&hv->d_dead, (size_t)n), "allocation") ||
+        cu_check(cudaMemcpyAsync(hv->d_perm, hv->perm, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, g->stream), "copy") ||
+        cu_check(cudaMemcpyAsync(hv->d_dead, hv->dead, (size_t)n, cudaMemcpyHostToDevice, g->stream), "copy") ||
+        cu_check(cudaMemcpyAsync(d_diag, diag, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice, g->stream), "copy"))
         goto out;
     rc = hinv_factor(g, d_h, d_diag, hv, mean_diag, damp, what);
 out:
@@ -226,8 +226,8 @@ int gptq_cuda_quantize(gptq_cuda *g, const float *d_w, const float *d_h, int64_t
     double *rowloss = (double *)(base + o_l);
     cudaStream_t s = g->stream;
     int bad = 0;
-    if (cu_check(cudaMemsetAsync(g->flag, 0, sizeof(int), s), "CUDA") || gq_count_nonfinite(d_w, out * n, g->flag, s) ||
-        cu_check(cudaMemcpyAsync(&bad, g->flag, sizeof bad, cudaMemcpyDeviceToHost, s), "CUDA copy") ||
+    if (cu_check(cudaMemsetAsync(g->flag, 0, sizeof(int), s), "sync") || gq_count_nonfinite(d_w, out * n, g->flag, s) ||
+        cu_check(cudaMemcpyAsync(&bad, g->flag, sizeof bad, cudaMemcpyDeviceToHost, s), "copy") ||
         cu_check(cudaStreamSynchronize(s), "gptq"))
         goto fail;
     if (bad) {
@@ -238,7 +238,7 @@ int gptq_cuda_quantize(gptq_cuda *g, const float *d_w, const float *d_h, int64_t
     if (!grouped && gq_find_params(d_w, NULL, out, n, n, 1, grid, sc, zs, s)) goto fail;
     if (is_static && gq_find_params(d_w, hv->d_dead, out, n, gs, G, grid, sc, zs, s)) goto fail;
     if (gq_permute(Wp, d_w, hv->d_perm, hv->d_dead, out, n, s)) goto fail;
-    if (cu_check(cudaMemsetAsync(rowloss, 0, sizeof(double) * (size_t)out, s), "CUDA")) goto fail;
+    if (cu_check(cudaMemsetAsync(rowloss, 0, sizeof(double) * (size_t)out, s), "sync")) goto fail;
     /* 7. the column loop */
     for (int64_t i1 = 0; i1 < n; i1 += B) {
         const int64_t i2 = i1 + B < n ? i1 + B : n, cnt = i2 - i1;
@@ -255,7 +255,7 @@ int gptq_cuda_quantize(gptq_cuda *g, const float *d_w, const float *d_h, int64_t
         }
     }
     /* error figures: sums[0] ‖ΔW‖² (dead-zeroed W), [1] ‖W − Ŵ‖², [2] Σ rowloss, [3] tr(W H Wᵀ) */
-    if (cu_check(cudaMemsetAsync(g->sums, 0, sizeof(double) * 4, s), "CUDA") ||
+    if (cu_check(cudaMemsetAsync(g->sums, 0, sizeof(double) * 4, s), "sync") ||
         gq_error_sums(d_w, d_wq, hv->d_dead, rowloss, out, n, g->sums, s))
         goto fail;
     if (p->want_rel_err)
@@ -270,12 +270,12 @@ int gptq_cuda_quantize(gptq_cuda *g, const float *d_w, const float *d_h, int64_t
                 goto fail;
         }
     double sums[4];
-    if (cu_check(cudaMemcpyAsync(sums, g->sums, sizeof sums, cudaMemcpyDeviceToHost, s), "CUDA copy") ||
-        cu_check(cudaMemcpyAsync(q->codes, codes, (size_t)(out * n), cudaMemcpyDeviceToHost, s), "CUDA copy") ||
-        cu_check(cudaMemcpyAsync(q->scales, sc, sizeof(float) * (size_t)(G * out), cudaMemcpyDeviceToHost, s), "CUDA copy") ||
-        cu_check(cudaMemcpyAsync(q->zeros, zs, sizeof(int32_t) * (size_t)(G * out), cudaMemcpyDeviceToHost, s), "CUDA copy") ||
+    if (cu_check(cudaMemcpyAsync(sums, g->sums, sizeof sums, cudaMemcpyDeviceToHost, s), "copy") ||
+        cu_check(cudaMemcpyAsync(q->codes, codes, (size_t)(out * n), cudaMemcpyDeviceToHost, s), "copy") ||
+        cu_check(cudaMemcpyAsync(q->scales, sc, sizeof(float) * (size_t)(G * out), cudaMemcpyDeviceToHost, s), "copy") ||
+        cu_check(cudaMemcpyAsync(q->zeros, zs, sizeof(int32_t) * (size_t)(G * out), cudaMemcpyDeviceToHost, s), "copy") ||
         (host_wq &&
-         cu_check(cudaMemcpyAsync(q->wq, d_wq, sizeof(float) * (size_t)(out * n), cudaMemcpyDeviceToHost, s), "CUDA copy")) ||
+         cu_check(cudaMemcpyAsync(q->wq, d_wq, sizeof(float) * (size_t)(out * n), cudaMemcpyDeviceToHost, s), "copy")) ||
         cu_check(cudaStreamSynchronize(s), "gptq (GPU)"))
         goto fail;
     const int32_t *perm = hv->perm;
@@ -314,11 +314,11 @@ int gptq_cuda_quantize_host(gptq_cuda *g, const float *w, const float *h, int64_
     gptq_cuda_hinv hv;
     memset(&hv, 0, sizeof hv);
     int rc = -1;
-    if (cu_check(cudaMalloc((void **)&d_w, sizeof(float) * (size_t)(out * in)), "CUDA allocation") ||
-        cu_check(cudaMalloc((void **)&d_wq, sizeof(float) * (size_t)(out * in)), "CUDA allocation") ||
-        cu_check(cudaMalloc((void **)&d_h, sizeof(float) * (size_t)(in * in)), "CUDA allocation") ||
-        cu_check(cudaMemcpyAsync(d_w, w, sizeof(float) * (size_t)(out * in), cudaMemcpyHostToDevice, g->stream), "CUDA copy") ||
-        cu_check(cudaMemcpyAsync(d_h, h, sizeof(float) * (size_t)(in * in), cudaMemcpyHostToDevice, g->stream), "CUDA copy"))
+    if (cu_check(cudaMalloc((void **)&d_w, sizeof(float) * (size_t)(out * in)), "allocation") ||
+        cu_check(cudaMalloc((void **)&d_wq, sizeof(float) * (size_t)(out * in)), "allocation") ||
+        cu_check(cudaMalloc((void **)&d_h, sizeof(float) * (size_t)(in * in)), "allocation") ||
+        cu_check(cudaMemcpyAsync(d_w, w, sizeof(float) * (size_t)(out * in), cudaMemcpyHostToDevice, g->stream), "copy") ||
+        cu_check(cudaMemcpyAsync(d_h, h, sizeof(float) * (size_t)(in * in), cudaMemcpyHostToDevice, g->stream), "copy"))
         goto out;
     if (gptq_cuda_prepare(g, d_h, in, p->act_order, p->damp, "gptq", &hv)) goto out;
     rc = gptq_cuda_quantize(g, d_w, d_h, out, &hv, p, d_wq, 1, res, NULL);

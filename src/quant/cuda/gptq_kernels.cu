@@ -160,7 +160,12 @@ __global__ void __launch_bounds__(kBlockWarps * 32)
     }
     float scale = 0.0f;
     int zero = 0;
-    if (!grouped) scale = scales[r], zero = zeros[r];
+    if (!grouped) {
+        scale = scales[r], zero = zeros[r];
+    } else if (!is_static && i1 % gs != 0) {
+        // a group that started in an earlier block (blocks narrower than groups)
+        scale = scales[(i1 / gs) * out + r], zero = zeros[(i1 / gs) * out + r];
+    }
     double loss = 0.0;
 #pragma unroll
     for (int s = 0; s < NS; s++) {
@@ -297,9 +302,14 @@ __global__ void f32_to_f16_kernel(__half *dst, const float *src, int64_t n) {
         dst[k] = __float2half_rn(src[k]);
 }
 
-__global__ void rmsnorm_kernel(__half *out, const float *x, const float *w, int dim, float eps) {
+// Activations are stored as T: __half (the default, tensor-core GEMMs) or float (fp32 mode).
+__device__ __forceinline__ void store(float *p, float v) { *p = v; }
+__device__ __forceinline__ void store(__half *p, float v) { *p = __float2half_rn(v); }
+
+template <typename T>
+__global__ void rmsnorm_kernel(T *out, const float *x, const float *w, int dim, float eps) {
     const float *xr = x + (int64_t)blockIdx.x * dim;
-    __half *orow = out + (int64_t)blockIdx.x * dim;
+    T *orow = out + (int64_t)blockIdx.x * dim;
     float ss = 0;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(kFull, ss, o);
@@ -315,7 +325,7 @@ __global__ void rmsnorm_kernel(__half *out, const float *x, const float *w, int 
     }
     __syncthreads();
     const float inv = inv_s;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) orow[i] = __float2half_rn(w[i] * (xr[i] * inv));
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) store(orow + i, w[i] * (xr[i] * inv));
 }
 
 __global__ void add_bias_kernel(float *y, const float *b, int64_t rows, int64_t out) {
@@ -324,8 +334,9 @@ __global__ void add_bias_kernel(float *y, const float *b, int64_t rows, int64_t 
 }
 
 // Thread (t, h, i): pair (i, i + half) of query head h at position t, and of its kv head.
-__global__ void rope_expand_kernel(const float *q, const float *k, const float *v, const float *inv_freq, __half *q16,
-                                   __half *k16, __half *v16, int nh, int nkv, int hd) {
+template <typename T>
+__global__ void rope_expand_kernel(const float *q, const float *k, const float *v, const float *inv_freq, T *q16, T *k16,
+                                   T *v16, int nh, int nkv, int hd) {
     const int half = hd / 2, t = blockIdx.y;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= nh * half) return;
@@ -333,21 +344,22 @@ __global__ void rope_expand_kernel(const float *q, const float *k, const float *
     const float a = (float)t * inv_freq[i], c = cosf(a), s = sinf(a);
     const int64_t qo = (int64_t)t * nh * hd + (int64_t)h * hd, ko = (int64_t)t * nkv * hd + (int64_t)kvh * hd;
     float x0 = q[qo + i], x1 = q[qo + i + half];
-    q16[qo + i] = __float2half_rn(x0 * c - x1 * s);
-    q16[qo + i + half] = __float2half_rn(x1 * c + x0 * s);
+    store(q16 + qo + i, x0 * c - x1 * s);
+    store(q16 + qo + i + half, x1 * c + x0 * s);
     x0 = k[ko + i], x1 = k[ko + i + half];
-    k16[qo + i] = __float2half_rn(x0 * c - x1 * s);
-    k16[qo + i + half] = __float2half_rn(x1 * c + x0 * s);
-    v16[qo + i] = __float2half_rn(v[ko + i]);
-    v16[qo + i + half] = __float2half_rn(v[ko + i + half]);
+    store(k16 + qo + i, x0 * c - x1 * s);
+    store(k16 + qo + i + half, x1 * c + x0 * s);
+    store(v16 + qo + i, v[ko + i]);
+    store(v16 + qo + i + half, v[ko + i + half]);
 }
 
 // One block per (head, query row).
-__global__ void causal_softmax_kernel(__half *P, const float *scores, int S) {
+template <typename T>
+__global__ void causal_softmax_kernel(T *P, const float *scores, int S) {
     const int64_t row = blockIdx.x;
     const int t = (int)(row % S), valid = t + 1;
     const float *sr = scores + row * S;
-    __half *pr = P + row * S;
+    T *pr = P + row * S;
     __shared__ float part[32];
     __shared__ float bcast;
     const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -376,13 +388,14 @@ __global__ void causal_softmax_kernel(__half *P, const float *scores, int S) {
     }
     __syncthreads();
     const float inv = bcast;
-    for (int p = threadIdx.x; p < S; p += blockDim.x) pr[p] = __float2half_rn(p < valid ? expf(sr[p] - mx) * inv : 0.0f);
+    for (int p = threadIdx.x; p < S; p += blockDim.x) store(pr + p, p < valid ? expf(sr[p] - mx) * inv : 0.0f);
 }
 
-__global__ void silu_mul_kernel(__half *act, const float *g, const float *u, int64_t n) {
+template <typename T>
+__global__ void silu_mul_kernel(T *act, const float *g, const float *u, int64_t n) {
     for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
         const float x = g[k];
-        act[k] = __float2half_rn(x / (1.0f + expf(-x)) * u[k]);
+        store(act + k, x / (1.0f + expf(-x)) * u[k]);
     }
 }
 
@@ -484,9 +497,10 @@ int gq_f32_to_f16(uint16_t *dst, const float *src, int64_t n, cudaStream_t s) {
     return launched("gptq: fp32 to fp16");
 }
 
-int gq_rmsnorm_f16(uint16_t *out, const float *x, const float *w, int64_t rows, int dim, float eps, cudaStream_t s) {
+int gq_rmsnorm(void *out, int f32, const float *x, const float *w, int64_t rows, int dim, float eps, cudaStream_t s) {
     if (rows <= 0) return 0;
-    rmsnorm_kernel<<<(unsigned)rows, 256, 0, s>>>(reinterpret_cast<__half *>(out), x, w, dim, eps);
+    if (f32) rmsnorm_kernel<<<(unsigned)rows, 256, 0, s>>>(static_cast<float *>(out), x, w, dim, eps);
+    else rmsnorm_kernel<<<(unsigned)rows, 256, 0, s>>>(static_cast<__half *>(out), x, w, dim, eps);
     return launched("gptq: rmsnorm");
 }
 
@@ -495,22 +509,28 @@ int gq_add_bias(float *y, const float *b, int64_t rows, int64_t out, cudaStream_
     return launched("gptq: bias");
 }
 
-int gq_rope_expand(const float *q, const float *k, const float *v, const float *inv_freq, uint16_t *q16, uint16_t *k16,
-                   uint16_t *v16, int S, int nh, int nkv, int hd, cudaStream_t s) {
+int gq_rope_expand(const float *q, const float *k, const float *v, const float *inv_freq, void *q16, void *k16, void *v16,
+                   int f32, int S, int nh, int nkv, int hd, cudaStream_t s) {
     const int pairs = nh * (hd / 2);
-    rope_expand_kernel<<<dim3((unsigned)((pairs + 127) / 128), (unsigned)S), 128, 0, s>>>(
-        q, k, v, inv_freq, reinterpret_cast<__half *>(q16), reinterpret_cast<__half *>(k16),
-        reinterpret_cast<__half *>(v16), nh, nkv, hd);
+    const dim3 grid((unsigned)((pairs + 127) / 128), (unsigned)S);
+    if (f32)
+        rope_expand_kernel<<<grid, 128, 0, s>>>(q, k, v, inv_freq, static_cast<float *>(q16), static_cast<float *>(k16),
+                                                static_cast<float *>(v16), nh, nkv, hd);
+    else
+        rope_expand_kernel<<<grid, 128, 0, s>>>(q, k, v, inv_freq, static_cast<__half *>(q16), static_cast<__half *>(k16),
+                                                static_cast<__half *>(v16), nh, nkv, hd);
     return launched("gptq: rope");
 }
 
-int gq_causal_softmax(uint16_t *P, const float *scores, int nh, int S, cudaStream_t s) {
-    causal_softmax_kernel<<<(unsigned)((int64_t)nh * S), 256, 0, s>>>(reinterpret_cast<__half *>(P), scores, S);
+int gq_causal_softmax(void *P, int f32, const float *scores, int nh, int S, cudaStream_t s) {
+    if (f32) causal_softmax_kernel<<<(unsigned)((int64_t)nh * S), 256, 0, s>>>(static_cast<float *>(P), scores, S);
+    else causal_softmax_kernel<<<(unsigned)((int64_t)nh * S), 256, 0, s>>>(static_cast<__half *>(P), scores, S);
     return launched("gptq: softmax");
 }
 
-int gq_silu_mul_f16(uint16_t *act, const float *g, const float *u, int64_t n, cudaStream_t s) {
-    silu_mul_kernel<<<cu_grid(n), 256, 0, s>>>(reinterpret_cast<__half *>(act), g, u, n);
+int gq_silu_mul(void *act, int f32, const float *g, const float *u, int64_t n, cudaStream_t s) {
+    if (f32) silu_mul_kernel<<<cu_grid(n), 256, 0, s>>>(static_cast<float *>(act), g, u, n);
+    else silu_mul_kernel<<<cu_grid(n), 256, 0, s>>>(static_cast<__half *>(act), g, u, n);
     return launched("gptq: silu");
 }
 

@@ -59,25 +59,26 @@ int gq_dot(const float *a, const float *b, int64_t n, double *acc, cudaStream_t 
 /* H (n, n) = scale · H with the upper triangle (row-major i <= j) mirrored to the lower. */
 int gq_hessian_finalize(float *h, int64_t n, float scale, cudaStream_t s);
 
-/* ---- forward pass pieces ---- */
+/* ---- forward pass pieces ----
+ * Activations (void *, marked "act") are fp16, or fp32 when f32 is set. */
 
 /* dst (n) fp32 from src in dtype 0 = F32, 1 = F16, 2 = BF16 (core/dtype.h's order). */
 int gq_to_f32(float *dst, const void *src, int dtype, int64_t n, cudaStream_t s);
 /* dst (n) fp16 from fp32. */
 int gq_f32_to_f16(uint16_t *dst, const float *src, int64_t n, cudaStream_t s);
-/* out (rows, dim) fp16 = x / rms(x) · w (rows of x fp32). */
-int gq_rmsnorm_f16(uint16_t *out, const float *x, const float *w, int64_t rows, int dim, float eps, cudaStream_t s);
+/* out (rows, dim) act = x / rms(x) · w (rows of x fp32). */
+int gq_rmsnorm(void *out, int f32, const float *x, const float *w, int64_t rows, int dim, float eps, cudaStream_t s);
 /* y (rows, out) += b (out). */
 int gq_add_bias(float *y, const float *b, int64_t rows, int64_t out, cudaStream_t s);
 /* RoPE of one window's rows t = 0..S-1 (positions t) of q (S, nh·hd) and k (S, nkv·hd), and
- * v, into fp16 q16 (S, nh·hd) and k16, v16 (S, nh·hd) with every kv head repeated for its
+ * v, into act q16 (S, nh·hd) and k16, v16 (S, nh·hd) with every kv head repeated for its
  * nh/nkv query heads (so attention is plain per-head batched GEMMs). */
-int gq_rope_expand(const float *q, const float *k, const float *v, const float *inv_freq, uint16_t *q16, uint16_t *k16,
-                   uint16_t *v16, int S, int nh, int nkv, int hd, cudaStream_t s);
-/* P (nh, S, S) fp16 = causal row softmax of scores (nh, S, S) fp32 (row t keeps keys 0..t, zeros after). */
-int gq_causal_softmax(uint16_t *P, const float *scores, int nh, int S, cudaStream_t s);
-/* act (n) fp16 = silu(g) · u. */
-int gq_silu_mul_f16(uint16_t *act, const float *g, const float *u, int64_t n, cudaStream_t s);
+int gq_rope_expand(const float *q, const float *k, const float *v, const float *inv_freq, void *q16, void *k16, void *v16,
+                   int f32, int S, int nh, int nkv, int hd, cudaStream_t s);
+/* P (nh, S, S) act = causal row softmax of scores (nh, S, S) fp32 (row t keeps keys 0..t, zeros after). */
+int gq_causal_softmax(void *P, int f32, const float *scores, int nh, int S, cudaStream_t s);
+/* act (n) = silu(g) · u. */
+int gq_silu_mul(void *act, int f32, const float *g, const float *u, int64_t n, cudaStream_t s);
 /* *bad (device int) += count of non-finite values of x (n). */
 int gq_count_nonfinite(const float *x, int64_t n, int *bad, cudaStream_t s);
 

@@ -26,16 +26,20 @@ typedef struct {
     quant_result *r;
     int N, S, dim, hid, qd, kvd, nh, nkv, hd, cw; /* windows, seqlen, shapes, windows per chunk */
     size_t rows;                                /* N·S */
+    /* "act" buffers hold GEMM operands: fp16, or fp32 with o->gpu_fp32 (f32, es bytes, type at) */
+    int f32;
+    size_t es;
+    cudaDataType at;
     float *X;            /* (rows, dim) block inputs, then outputs */
-    uint16_t *A16;       /* (rows, qd) attention outputs */
-    uint16_t *in16;      /* (cw·S, max(dim, qd, hid)) normed inputs / MLP activations */
+    void *A16;           /* (rows, qd) act: attention outputs */
+    void *in16;          /* (cw·S, max(dim, qd, hid)) act: normed inputs / MLP activations */
     float *y1, *y2, *y3; /* (cw·S, max(qd, hid)) q / gate, k / up, v */
-    uint16_t *q16, *k16, *v16; /* (S, qd) one window's roped q, k and v (kv heads repeated) */
+    void *q16, *k16, *v16; /* (S, qd) act: one window's roped q, k and v (kv heads repeated) */
     float *scores;       /* (nh, S, S) */
-    uint16_t *P16;       /* (nh, S, S) */
+    void *P16;           /* (nh, S, S) act */
     float *H;            /* (hmax, hmax) the Hessian being accumulated */
     int64_t hn;          /* its width */
-    uint16_t *W16[LIN_COUNT]; /* (out, in) the block's weights in fp16 for the forward pass */
+    void *W16[LIN_COUNT]; /* (out, in) act: the block's weights for the forward pass */
     float *bias[LIN_COUNT];   /* (out) or NULL */
     float *norm1, *norm2, *inv_freq; /* (dim), (dim), (hd/2) */
     float *dw, *dwq;     /* (max out·in) fp32 weight, dequantized weight */
@@ -43,6 +47,15 @@ typedef struct {
 } gpu_run;
 
 static void note_mem(gpu_run *u) { gptq_cuda_note_mem(&u->g); }
+
+/* Element `i` of an act buffer. */
+static void *at(const gpu_run *u, void *p, size_t i) { return (char *)p + i * u->es; }
+
+/* act dst (n) from fp32 src. */
+static int to_act(gpu_run *u, void *dst, const float *src, int64_t n) {
+    if (u->f32) return cu_check(cudaMemcpyAsync(dst, src, sizeof(float) * (size_t)n, cudaMemcpyDeviceToDevice, u->g.stream), "copy");
+    return gq_f32_to_f16(dst, src, n, u->g.stream);
+}
 
 static int dalloc(void *pp, size_t bytes, const char *what) {
     void **p = (void **)pp;
@@ -55,38 +68,38 @@ static int dalloc(void *pp, size_t bytes, const char *what) {
 }
 
 static int upload(void *dst, const void *src, size_t bytes, gpu_run *u) {
-    return cu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, u->g.stream), "CUDA upload");
+    return cu_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, u->g.stream), "upload");
 }
 
-/* y (R, out) (=|+=) x16 (R, in) · W16ᵀ, fp16 operands, fp32 accumulation and output. */
-static int gemm_f16(gpu_run *u, const uint16_t *w16, int64_t out, int64_t in, const uint16_t *x16, int64_t R, float *y,
+/* y (R, out) (=|+=) x16 (R, in) · W16ᵀ, act operands, fp32 accumulation and output. */
+static int gemm_act(gpu_run *u, const void *w16, int64_t out, int64_t in, const void *x16, int64_t R, float *y,
                     float beta) {
     const float one = 1.0f;
-    return cublas_check(cublasGemmEx(u->g.blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)R, (int)in, &one, w16, CUDA_R_16F,
-                                     (int)in, x16, CUDA_R_16F, (int)in, &beta, y, CUDA_R_32F, (int)out, CUBLAS_COMPUTE_32F,
+    return cublas_check(cublasGemmEx(u->g.blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)R, (int)in, &one, w16, u->at,
+                                     (int)in, x16, u->at, (int)in, &beta, y, CUDA_R_32F, (int)out, CUBLAS_COMPUTE_32F,
                                      CUBLAS_GEMM_DEFAULT),
                         "calibration GEMM");
 }
 
 /* y (R, out) (+)= x16 · Wᵀ (+ bias) of Linear j of the current block. */
-static int lin_fwd(gpu_run *u, const llama_layer *L, int j, const uint16_t *x16, int64_t R, float *y, float beta) {
+static int lin_fwd(gpu_run *u, const llama_layer *L, int j, const void *x16, int64_t R, float *y, float beta) {
     const linear *l = &L->lin[j];
-    if (gemm_f16(u, u->W16[j], l->out, l->in, x16, R, y, beta)) return -1;
+    if (gemm_act(u, u->W16[j], l->out, l->in, x16, R, y, beta)) return -1;
     if (u->bias[j] && gq_add_bias(y, u->bias[j], R, l->out, u->g.stream)) return -1;
     return 0;
 }
 
 static int hess_begin(gpu_run *u, int64_t n) {
     u->hn = n;
-    return cu_check(cudaMemsetAsync(u->H, 0, sizeof(float) * (size_t)(n * n), u->g.stream), "CUDA");
+    return cu_check(cudaMemsetAsync(u->H, 0, sizeof(float) * (size_t)(n * n), u->g.stream), "sync");
 }
 
 /* H += x16ᵀ x16 for x16 (R, hn). */
-static int hess_add(gpu_run *u, const uint16_t *x16, int64_t R) {
+static int hess_add(gpu_run *u, const void *x16, int64_t R) {
     const float one = 1.0f;
     const int n = (int)u->hn;
-    return cublas_check(cublasGemmEx(u->g.blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, (int)R, &one, x16, CUDA_R_16F, n, x16,
-                                     CUDA_R_16F, n, &one, u->H, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+    return cublas_check(cublasGemmEx(u->g.blas, CUBLAS_OP_N, CUBLAS_OP_T, n, n, (int)R, &one, x16, u->at, n, x16, u->at, n,
+                                     &one, u->H, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                         "Hessian GEMM");
 }
 
@@ -112,7 +125,7 @@ static int load_weight(gpu_run *u, const linear *l) {
 
 /* Quantizes Linear k (weight l) with the prepared Hessian; its fp16 forward weight goes to
  * w16 (NULL: none needed).  Mirrors pipeline.c's quantize_linear. */
-static int quantize_linear_gpu(gpu_run *u, linear *l, const gptq_cuda_hinv *hv, int k, uint16_t *w16) {
+static int quantize_linear_gpu(gpu_run *u, linear *l, const gptq_cuda_hinv *hv, int k, void *w16) {
     quant_layer_report *rep = &u->r->rows[k];
     const gptq_params *gpk = &u->o->gp;
     double t0 = now_seconds();
@@ -125,7 +138,7 @@ static int quantize_linear_gpu(gpu_run *u, linear *l, const gptq_cuda_hinv *hv, 
         const char *why = gptq_last_error();
         if (strncmp(why, "gptq pack: ", 11) == 0) why += 11;
         snprintf(rep->skip_reason, sizeof rep->skip_reason, "%s", why);
-        return w16 ? gq_f32_to_f16(w16, u->dw, n, u->g.stream) : 0;
+        return w16 ? to_act(u, w16, u->dw, n) : 0;
     }
     gptq_params gp = *gpk;
     gp.want_rel_err = 1;
@@ -152,7 +165,7 @@ static int quantize_linear_gpu(gpu_run *u, linear *l, const gptq_cuda_hinv *hv, 
         res.q.wq = NULL;
     }
     gptq_result_free(&res);
-    if (w16 && gq_f32_to_f16(w16, u->dwq, n, u->g.stream)) return -1;
+    if (w16 && to_act(u, w16, u->dwq, n)) return -1;
     rep->quantized = 1;
     rep->seconds = now_seconds() - t0;
     return 0;
@@ -164,20 +177,20 @@ static int attention(gpu_run *u, int w0, int nw) {
     const float scale = 1.0f / sqrtf((float)hd), zero = 0.0f, one = 1.0f;
     for (int w = 0; w < nw; w++) {
         const size_t r0 = (size_t)w * S;
-        if (gq_rope_expand(u->y1 + r0 * qd, u->y2 + r0 * u->kvd, u->y3 + r0 * u->kvd, u->inv_freq, u->q16, u->k16, u->v16, S,
-                           nh, u->nkv, hd, u->g.stream))
+        if (gq_rope_expand(u->y1 + r0 * qd, u->y2 + r0 * u->kvd, u->y3 + r0 * u->kvd, u->inv_freq, u->q16, u->k16, u->v16,
+                           u->f32, S, nh, u->nkv, hd, u->g.stream))
             return -1;
         /* scores[h] (S_q, S_k) = q_h · k_hᵀ / sqrt(hd): column-major (S_k, S_q) = K_h Q_hᵀ */
-        if (cublas_check(cublasGemmStridedBatchedEx(u->g.blas, CUBLAS_OP_T, CUBLAS_OP_N, S, S, hd, &scale, u->k16, CUDA_R_16F,
-                                                    qd, hd, u->q16, CUDA_R_16F, qd, hd, &zero, u->scores, CUDA_R_32F, S,
+        if (cublas_check(cublasGemmStridedBatchedEx(u->g.blas, CUBLAS_OP_T, CUBLAS_OP_N, S, S, hd, &scale, u->k16, u->at,
+                                                    qd, hd, u->q16, u->at, qd, hd, &zero, u->scores, CUDA_R_32F, S,
                                                     (long long)S * S, nh, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                          "attention scores"))
             return -1;
-        if (gq_causal_softmax(u->P16, u->scores, nh, S, u->g.stream)) return -1;
-        /* out_h (S, hd) = P_h · v_h, written fp16 into A16 (rows of qd, head h at column h·hd) */
-        uint16_t *dst = u->A16 + ((size_t)(w0 + w) * S) * qd;
-        if (cublas_check(cublasGemmStridedBatchedEx(u->g.blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, S, S, &one, u->v16, CUDA_R_16F,
-                                                    qd, hd, u->P16, CUDA_R_16F, S, (long long)S * S, &zero, dst, CUDA_R_16F,
+        if (gq_causal_softmax(u->P16, u->f32, u->scores, nh, S, u->g.stream)) return -1;
+        /* out_h (S, hd) = P_h · v_h, written into A16 (rows of qd, head h at column h·hd) */
+        void *dst = at(u, u->A16, ((size_t)(w0 + w) * S) * qd);
+        if (cublas_check(cublasGemmStridedBatchedEx(u->g.blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, S, S, &one, u->v16, u->at,
+                                                    qd, hd, u->P16, u->at, S, (long long)S * S, &zero, dst, u->at,
                                                     qd, hd, nh, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                          "attention output"))
             return -1;
@@ -188,9 +201,9 @@ static int attention(gpu_run *u, int w0, int nw) {
 /* MLP activation of chunk rows [r0, r0 + R) of X into in16: silu(gate(xn)) · up(xn). */
 static int mlp_act(gpu_run *u, const llama_layer *L, size_t r0, int64_t R) {
     const cudaStream_t s = u->g.stream;
-    if (gq_rmsnorm_f16(u->in16, u->X + r0 * u->dim, u->norm2, R, u->dim, u->m->cfg.norm_eps, s)) return -1;
+    if (gq_rmsnorm(u->in16, u->f32, u->X + r0 * u->dim, u->norm2, R, u->dim, u->m->cfg.norm_eps, s)) return -1;
     if (lin_fwd(u, L, LIN_GATE, u->in16, R, u->y1, 0.0f) || lin_fwd(u, L, LIN_UP, u->in16, R, u->y2, 0.0f)) return -1;
-    return gq_silu_mul_f16(u->in16, u->y1, u->y2, R * u->hid, s);
+    return gq_silu_mul(u->in16, u->f32, u->y1, u->y2, R * u->hid, s);
 }
 
 static int run_block(gpu_run *u, int l) {
@@ -217,7 +230,7 @@ static int run_block(gpu_run *u, int l) {
     for (int w0 = 0; w0 < u->N; w0 += u->cw) {
         const int nw = u->N - w0 < u->cw ? u->N - w0 : u->cw;
         const int64_t R = (int64_t)nw * S;
-        if (gq_rmsnorm_f16(u->in16, u->X + (size_t)w0 * S * dim, u->norm1, R, dim, c->norm_eps, s) || hess_add(u, u->in16, R))
+        if (gq_rmsnorm(u->in16, u->f32, u->X + (size_t)w0 * S * dim, u->norm1, R, dim, c->norm_eps, s) || hess_add(u, u->in16, R))
             return -1;
     }
     if (hess_prepare(u, l, "self_attn.q_proj input", &hv)) return -1;
@@ -230,10 +243,10 @@ static int run_block(gpu_run *u, int l) {
     for (int w0 = 0; w0 < u->N; w0 += u->cw) {
         const int nw = u->N - w0 < u->cw ? u->N - w0 : u->cw;
         const int64_t R = (int64_t)nw * S;
-        if (gq_rmsnorm_f16(u->in16, u->X + (size_t)w0 * S * dim, u->norm1, R, dim, c->norm_eps, s) ||
+        if (gq_rmsnorm(u->in16, u->f32, u->X + (size_t)w0 * S * dim, u->norm1, R, dim, c->norm_eps, s) ||
             lin_fwd(u, L, LIN_Q, u->in16, R, u->y1, 0.0f) || lin_fwd(u, L, LIN_K, u->in16, R, u->y2, 0.0f) ||
             lin_fwd(u, L, LIN_V, u->in16, R, u->y3, 0.0f) || attention(u, w0, nw) ||
-            hess_add(u, u->A16 + (size_t)w0 * S * u->qd, R))
+            hess_add(u, at(u, u->A16, (size_t)w0 * S * u->qd), R))
             goto out;
     }
     if (hess_prepare(u, l, "self_attn.o_proj input", &hv) ||
@@ -247,8 +260,8 @@ static int run_block(gpu_run *u, int l) {
         const int nw = u->N - w0 < u->cw ? u->N - w0 : u->cw;
         const int64_t R = (int64_t)nw * S;
         float *xc = u->X + (size_t)w0 * S * dim;
-        if (lin_fwd(u, L, LIN_O, u->A16 + (size_t)w0 * S * u->qd, R, xc, 1.0f) ||
-            gq_rmsnorm_f16(u->in16, xc, u->norm2, R, dim, c->norm_eps, s) || hess_add(u, u->in16, R))
+        if (lin_fwd(u, L, LIN_O, at(u, u->A16, (size_t)w0 * S * u->qd), R, xc, 1.0f) ||
+            gq_rmsnorm(u->in16, u->f32, xc, u->norm2, R, dim, c->norm_eps, s) || hess_add(u, u->in16, R))
             goto out;
     }
     if (hess_prepare(u, l, "mlp.gate_proj input", &hv)) goto out;
@@ -294,7 +307,7 @@ static int lm_head_gpu(gpu_run *u) {
     for (int w0 = 0; w0 < u->N; w0 += u->cw) {
         const int nw = u->N - w0 < u->cw ? u->N - w0 : u->cw;
         const int64_t R = (int64_t)nw * S;
-        if (gq_rmsnorm_f16(u->in16, u->X + (size_t)w0 * S * dim, u->norm1, R, dim, c->norm_eps, u->g.stream) ||
+        if (gq_rmsnorm(u->in16, u->f32, u->X + (size_t)w0 * S * dim, u->norm1, R, dim, c->norm_eps, u->g.stream) ||
             hess_add(u, u->in16, R))
             return -1;
     }
@@ -312,6 +325,13 @@ static void run_free(gpu_run *u) {
     gptq_cuda_free(&u->g);
 }
 
+int quantize_cuda_available(void) {
+    int n = 0;
+    if (cu_check(cudaGetDeviceCount(&n), "looking for a GPU")) return -1;
+    if (n < 1) return gptq_fail("CUDA: no GPU found");
+    return 0;
+}
+
 static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Device buffers for the whole run. */
@@ -326,16 +346,16 @@ static int run_alloc(gpu_run *u) {
     }
     if (u->o->quantize_lm_head) wmax = imax(wmax, m->lm_head.out * m->lm_head.in);
     if (dalloc(&u->X, sizeof(float) * u->rows * u->dim, "the calibration activations") ||
-        dalloc(&u->A16, sizeof(uint16_t) * u->rows * u->qd, "the attention outputs") ||
-        dalloc(&u->in16, sizeof(uint16_t) * (size_t)(R * wide), "chunk buffers") ||
+        dalloc(&u->A16, u->es * u->rows * u->qd, "the attention outputs") ||
+        dalloc(&u->in16, u->es * (size_t)(R * wide), "chunk buffers") ||
         dalloc(&u->y1, sizeof(float) * (size_t)(R * imax(u->qd, u->hid)), "chunk buffers") ||
         dalloc(&u->y2, sizeof(float) * (size_t)(R * imax(u->kvd, u->hid)), "chunk buffers") ||
         dalloc(&u->y3, sizeof(float) * (size_t)(R * u->kvd), "chunk buffers") ||
-        dalloc(&u->q16, sizeof(uint16_t) * (size_t)(S * u->qd), "attention buffers") ||
-        dalloc(&u->k16, sizeof(uint16_t) * (size_t)(S * u->qd), "attention buffers") ||
-        dalloc(&u->v16, sizeof(uint16_t) * (size_t)(S * u->qd), "attention buffers") ||
+        dalloc(&u->q16, u->es * (size_t)(S * u->qd), "attention buffers") ||
+        dalloc(&u->k16, u->es * (size_t)(S * u->qd), "attention buffers") ||
+        dalloc(&u->v16, u->es * (size_t)(S * u->qd), "attention buffers") ||
         dalloc(&u->scores, sizeof(float) * (size_t)(u->nh * S * S), "attention scores") ||
-        dalloc(&u->P16, sizeof(uint16_t) * (size_t)(u->nh * S * S), "attention scores") ||
+        dalloc(&u->P16, u->es * (size_t)(u->nh * S * S), "attention scores") ||
         dalloc(&u->H, sizeof(float) * (size_t)(hmax * hmax), "the Hessian") ||
         dalloc(&u->norm1, sizeof(float) * u->dim, "norms") || dalloc(&u->norm2, sizeof(float) * u->dim, "norms") ||
         dalloc(&u->inv_freq, sizeof(float) * (u->hd / 2), "rope") ||
@@ -344,7 +364,7 @@ static int run_alloc(gpu_run *u) {
         return -1;
     for (int j = 0; j < LIN_COUNT; j++) {
         const linear *l = &m->layers[0].lin[j];
-        if (dalloc(&u->W16[j], sizeof(uint16_t) * (size_t)(l->out * l->in), "block weights")) return -1;
+        if (dalloc(&u->W16[j], u->es * (size_t)(l->out * l->in), "block weights")) return -1;
     }
     if (upload(u->inv_freq, m->rope_inv_freq, sizeof(float) * (c->head_dim / 2), u)) return -1;
     note_mem(u);
@@ -392,6 +412,9 @@ int quantize_model_cuda(llama_model *m, const calib_set *calib, const quant_opti
     gpu_run u;
     memset(&u, 0, sizeof u);
     u.m = m, u.o = o, u.r = r;
+    u.f32 = o->gpu_fp32 != 0;
+    u.es = u.f32 ? sizeof(float) : sizeof(uint16_t);
+    u.at = u.f32 ? CUDA_R_32F : CUDA_R_16F;
     u.N = calib->n, u.S = calib->seqlen, u.dim = c->dim, u.hid = c->hidden_dim;
     u.nh = c->n_heads, u.nkv = c->n_kv_heads, u.hd = c->head_dim;
     u.qd = u.nh * u.hd, u.kvd = u.nkv * u.hd;
@@ -410,7 +433,7 @@ int quantize_model_cuda(llama_model *m, const calib_set *calib, const quant_opti
     }
     progress_end(&pg);
     if (rc == 0 && o->quantize_lm_head) rc = lm_head_gpu(&u);
-    if (rc == 0) rc = cu_check(cudaStreamSynchronize(u.g.stream), "CUDA");
+    if (rc == 0) rc = cu_check(cudaStreamSynchronize(u.g.stream), "sync");
     note_mem(&u);
     const size_t total_mem = u.g.total_mem, min_free = u.g.min_free;
     run_free(&u);
