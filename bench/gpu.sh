@@ -11,7 +11,7 @@
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit)
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
 #   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp32 (calib_mix 128 x 512, seed 0;
-#             w4 g128 act-order, w3 g128 sym without and with act-order), WikiText-2 perplexity of
+#             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
 #             each (the GPU evaluator), the per-layer reports (reports26m.tar.gz);
 #             needs a pack made with GPTQ_PACK_MODELS=llama-bpe-26m
 #   quant7b   a random Llama-2-7B-shape fp16 model (seed 1) quantized on the GPU, w4 g128 act-order,
@@ -65,8 +65,7 @@ for step in "$@"; do
     gptq) GPTQ_SHARED=$D/shared OMP_NUM_THREADS=16 "$D/bin/test_cuda_gptq" 2>&1 | tee "$OUT/gptq-test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     quant26m)
       W=$D/shared/data/wikitext-2-raw/wiki.test.raw; C=$D/shared/data/calib/calib_mix.txt; M=$D/shared/models/llama-bpe-26m
-      for set in "w4g128act:--bits 4 --group 128 --act-order" "w3g128sym:--bits 3 --group 128 --sym --no-act-order" \
-                 "w3g128symact:--bits 3 --group 128 --sym --act-order"; do
+      for set in "w4g128act:--bits 4 --group 128 --act-order" "w3g128sym:--bits 3 --group 128 --sym --no-act-order"; do
         tag=${set%%:*}; args=${set#*:}
         for dev in cpu cuda cuda-fp32; do
           Q=/tmp/gptq-models/26m-$tag-$dev; rm -rf $Q; dargs="--device ${dev%-fp32}"; [ $dev = cuda-fp32 ] && dargs="$dargs --gpu-fp32"
