@@ -185,14 +185,14 @@ int cmd_quantize(int argc, char **argv) {
     const int cuda = strcmp(device, "cuda") == 0;
     if (!cuda && strcmp(device, "cpu") != 0) return cli_error(&cmd, "--device must be cpu or cuda, got '%s'", device);
     if (cuda) {
-#ifndef GPTQ_HAVE_CUDA
-        return cli_error(&cmd, "--device cuda: this build has no CUDA backend (configure with -DGPTQ_CUDA=ON)");
-#endif
         if (qo.method != QMETHOD_GPTQ) return cli_error(&cmd, "--device cuda quantizes with --method gptq only");
         if (gguf) return cli_error(&cmd, "--device cuda does not take --format gguf (GGUF block formats run on the CPU)");
         if (mixed) return cli_error(&cmd, "--device cuda does not take --target-bpw (mixed precision runs on the CPU)");
         if (resume) return cli_error(&cmd, "--device cuda does not take --resume (GPU runs keep no OUT.partial state)");
         if (block > 128) return cli_error(&cmd, "--device cuda takes --block 1..128, got %d", block);
+#ifndef GPTQ_HAVE_CUDA
+        return cli_error(&cmd, "--device cuda: this build has no CUDA backend (configure with -DGPTQ_CUDA=ON)");
+#endif
     } else if (gpu_fp32) {
         return cli_error(&cmd, "--gpu-fp32 goes with --device cuda");
     }
