@@ -3,7 +3,7 @@
 # carried (bench/gpu_pack.sh made it): unpacks the binaries, then runs the steps named
 # in the arguments, logging each under $OUT:
 #   test      the CUDA kernel tests (tests/unit/test_cuda_kernels.c)
-#   memcheck  the same under compute-sanitizer memcheck
+#   memcheck  the same, test_cuda_model and test_cuda_gptq under compute-sanitizer memcheck
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
 #   modeltest the GPU forward pass against the CPU one (tests/unit/test_cuda_model.c)
 #   cli       tests/cli/cuda_device.sh (bench and perplexity --device cuda), tests/cli/cuda_quantize.sh
@@ -39,7 +39,10 @@ for step in "$@"; do
               r=$?; tail -3 "$OUT/memcheck.txt"; rc=$((rc | r))
               GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test-mc OMP_NUM_THREADS=8 \
                 compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_model" > "$OUT/memcheck-model.txt" 2>&1
-              r=$?; tail -3 "$OUT/memcheck-model.txt"; rc=$((rc | r)) ;;
+              r=$?; tail -3 "$OUT/memcheck-model.txt"; rc=$((rc | r))
+              GPTQ_SHARED=$D/shared OMP_NUM_THREADS=8 compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_gptq" \
+                > "$OUT/memcheck-gptq.txt" 2>&1
+              r=$?; tail -3 "$OUT/memcheck-gptq.txt"; rc=$((rc | r)) ;;
     modeltest) GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test OMP_NUM_THREADS=8 \
                  "$D/bin/test_cuda_model" 2>&1 | tee "$OUT/modeltest.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     cli) for t in cuda_device cuda_quantize; do

@@ -2,18 +2,19 @@
  *
  * Per layer: random correlated calibration inputs give H (computed once, on the CPU), random
  * weights with outliers give W; gptq_quantize (CPU) and gptq_cuda_quantize on the same H and
- * W must agree: the same processing order, dead inputs and damping; at least 99% of the codes
- * equal (the GPU's arithmetic is the CPU's operation for operation, so codes differ only
- * where cuSOLVER's Cholesky factor differs from LAPACK's in the last bits and a value sits on
- * a rounding boundary); loss, output error and energy within a tight relative tolerance; the
+ * W must agree: the same processing order, dead inputs and damping; at least 99.5% of the
+ * codes equal (the GPU's arithmetic is the CPU's operation for operation, so codes can differ
+ * only where cuSOLVER's Cholesky factor differs from LAPACK's in the last bits and a value sits
+ * on a rounding boundary: on the H100 every code was equal); loss and output error within
+ * 0.1%, energy within 1e-5; the
  * dequantized weights exactly scale·(code − zero).  Cases: 2/3/4/8 bits, groups 32/64/128
  * and whole rows, act-order, static groups, sym/asym, MSE grids, lazy blocks of 50 and 128
  * columns (groups crossing blocks, widths not a multiple of the block), dead inputs.
  * Unsupported options fail with an error.
  *
  * Whole model: stories260K quantized by quantize_model (CPU) and quantize_model_cuda from the
- * same calibration windows: every Linear's relative output error and weight RMSE within 5%
- * (fp16 calibration products) or 1% (--gpu-fp32).
+ * same calibration windows: every Linear's relative output error and weight RMSE within 3%
+ * (fp16 calibration products; 1.1% seen on the H100) or 0.2% (--gpu-fp32; 0.0% seen).
  * Skips (77) when the build has no CUDA or no GPU is present. */
 #include <math.h>
 #include <stdint.h>
@@ -116,10 +117,10 @@ static void run_case(gptq_cuda *g, const gcase *c) {
     const double agree = (double)same / (double)(out * in), sagree = (double)scale_same / (double)(gpu.q.groups * out);
     printf("%-52s codes %.5f grids %.5f  err_sq %.6g / %.6g  loss %.6g / %.6g  rel %.6f / %.6f\n", what, agree, sagree,
            gpu.err_sq, cpu.err_sq, gpu.loss, cpu.loss, gpu.rel_err, cpu.rel_err);
-    CHECK(agree >= 0.99, "%s: only %.4f of the codes agree", what, agree);
-    CHECK(sagree >= 0.98, "%s: only %.4f of the group grids agree", what, sagree);
-    CHECK(fabs(gpu.err_sq - cpu.err_sq) <= 2e-3 * cpu.err_sq, "%s: err_sq %.9g vs %.9g", what, gpu.err_sq, cpu.err_sq);
-    CHECK(fabs(gpu.loss - cpu.loss) <= 2e-3 * cpu.loss, "%s: loss %.9g vs %.9g", what, gpu.loss, cpu.loss);
+    CHECK(agree >= 0.995, "%s: only %.4f of the codes agree", what, agree);
+    CHECK(sagree >= 0.99, "%s: only %.4f of the group grids agree", what, sagree);
+    CHECK(fabs(gpu.err_sq - cpu.err_sq) <= 1e-3 * cpu.err_sq, "%s: err_sq %.9g vs %.9g", what, gpu.err_sq, cpu.err_sq);
+    CHECK(fabs(gpu.loss - cpu.loss) <= 1e-3 * cpu.loss, "%s: loss %.9g vs %.9g", what, gpu.loss, cpu.loss);
     CHECK(fabs(gpu.energy - cpu.energy) <= 1e-5 * cpu.energy, "%s: energy %.9g vs %.9g", what, gpu.energy, cpu.energy);
     CHECK(fabs(gpu.lambda - cpu.lambda) <= 1e-9 * cpu.lambda, "%s: lambda %.9g vs %.9g", what, gpu.lambda, cpu.lambda);
     /* the error identity holds on the GPU too: err_sq from the loss equals tr(ΔW H ΔWᵀ) */
@@ -167,7 +168,7 @@ static void test_pipeline(int fp32) {
     o.gp.bits = 4, o.gp.group_size = 32, o.gp.act_order = 1, o.gp.sym = 1;
     o.keep_dequantized = 1;
     o.gpu_fp32 = fp32;
-    const double tol = fp32 ? 0.01 : 0.05;
+    const double tol = fp32 ? 0.002 : 0.03;
     quant_result rc, rg;
     int a = quantize_model(&mc, &calib, &o, &rc), b = quantize_model_cuda(&mg, &calib, &o, &rg);
     CHECK(a == 0 && b == 0, "pipelines: cpu %d gpu %d (%s)", a, b, gptq_last_error());
