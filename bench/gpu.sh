@@ -10,12 +10,13 @@
 #   ppl       full WikiText-2 perplexity of stories260K (float, GPTQ w4 g32 act-order) on CPU and GPU
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit)
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
-#   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp32 (calib_mix 128 x 512, seed 0;
+#   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp16 (calib_mix 128 x 512, seed 0;
 #             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
 #             each (the GPU evaluator), the per-layer reports (reports26m.tar.gz);
 #             needs a pack made with GPTQ_PACK_MODELS=llama-bpe-26m
 #   quant7b   a random Llama-2-7B-shape fp16 model (seed 1) quantized on the GPU, w4 g128 act-order,
 #             128 x 2048 calibration tokens of WikiText-2 text: wall time, GPU memory high-water mark
+#             (QUANT_EXTRA adds quantize options, e.g. QUANT_EXTRA=--gpu-fp16)
 # Usage: bash .dev/cuda/gpu.sh test memcheck bench
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -70,8 +71,8 @@ for step in "$@"; do
       W=$D/shared/data/wikitext-2-raw/wiki.test.raw; C=$D/shared/data/calib/calib_mix.txt; M=$D/shared/models/llama-bpe-26m
       for set in "w4g128act:--bits 4 --group 128 --act-order" "w3g128sym:--bits 3 --group 128 --sym --no-act-order"; do
         tag=${set%%:*}; args=${set#*:}
-        for dev in cpu cuda cuda-fp32; do
-          Q=/tmp/gptq-models/26m-$tag-$dev; rm -rf $Q; dargs="--device ${dev%-fp32}"; [ $dev = cuda-fp32 ] && dargs="$dargs --gpu-fp32"
+        for dev in cpu cuda cuda-fp16; do
+          Q=/tmp/gptq-models/26m-$tag-$dev; rm -rf $Q; dargs="--device ${dev%-fp16}"; [ $dev = cuda-fp16 ] && dargs="$dargs --gpu-fp16"
           q=$(OMP_NUM_THREADS=16 "$D/bin/gptq" quantize --model $M --out $Q $args --calib $C --nsamples 128 --seqlen 512 \
                 --seed 0 $dargs --report $Q-report --json 2>>"$OUT/quant26m.err" | tail -1)
           p=$("$D/bin/gptq" perplexity --model $Q --data $W --device cuda --json 2>>"$OUT/quant26m.err" | tail -1)
@@ -88,7 +89,7 @@ for step in "$@"; do
       nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$OUT/quant7b-smi.txt" 2>/dev/null & smi=$!
       t0=$(date +%s.%N)
       OMP_NUM_THREADS=16 "$D/bin/gptq" quantize --model $M/l7b-f16 --out $M/l7b-gptq --bits 4 --group 128 --act-order \
-        --calib $W --nsamples 128 --seqlen 2048 --seed 0 --device cuda --json 2>&1 | tee "$OUT/quant7b.txt"
+        --calib $W --nsamples 128 --seqlen 2048 --seed 0 --device cuda ${QUANT_EXTRA:-} --json 2>&1 | tee "$OUT/quant7b.txt"
       r=${PIPESTATUS[0]}; t1=$(date +%s.%N); kill $smi 2>/dev/null; rc=$((rc | r))
       echo "end-to-end wall $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s; nvidia-smi peak memory.used $(sort -n "$OUT/quant7b-smi.txt" | tail -1) MiB" \
         | tee -a "$OUT/quant7b.txt"

@@ -72,7 +72,7 @@ typedef struct {
     const quant_measure_hook *measure; /* non-NULL: measurement mode (GPTQ only), nothing is quantized */
     const quant_linear_hook *hook; /* NULL: gptq_quantize / rtn_quantize with gp, packed for the HF format */
     const quant_block_hooks *hooks; /* GPTQ only: save/restore state per block, or NULL */
-    int gpu_fp32;          /* quantize_model_cuda: calibration GEMMs on fp32 operands instead of fp16 (slower, closer to the CPU) */
+    int gpu_fp32;          /* quantize_model_cuda: calibration GEMMs on fp32 operands (the CLI default; 0 = fp16 operands, faster, further from the CPU) */
 } quant_options;
 
 /* What happened to one Linear. */

@@ -12,7 +12,7 @@ rm -rf "$O" && mkdir -p "$O"
 Q="$BIN quantize --model $M --calib $D --nsamples 16 --seqlen 128"
 
 expect_error "--device bad" "--device must be cpu or cuda" $Q --out "$O/x" --device tpu
-expect_error "--gpu-fp32 without cuda" "--gpu-fp32 goes with --device cuda" $Q --out "$O/x" --gpu-fp32
+expect_error "--gpu-fp16 without cuda" "--gpu-fp16 goes with --device cuda" $Q --out "$O/x" --gpu-fp16
 expect_error "cuda rtn" "gptq only" $Q --out "$O/x" --device cuda --method rtn
 expect_error "cuda gguf" "does not take --format gguf" $Q --out "$O/x.gguf" --format gguf --device cuda
 expect_error "cuda target-bpw" "does not take --target-bpw" $Q --out "$O/x" --target-bpw 4 --device cuda
