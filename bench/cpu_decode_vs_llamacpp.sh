@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Decode speed on the TinyLlama-1.1B shape (random weights), 2 threads, in one run:
 # the memory-bandwidth probe, llama.cpp's llama-bench on Q4_0 and F16 GGUFs of the same
-# weights, and our bench on the 4-bit g128 GPTQ checkpoint (q8 decode and exact fp32
+# weights, and our bench on the 4-bit g128 GPTQ checkpoint (q8 decode, with the probe
+# repeated around each rep since the shared machine's bandwidth drifts; exact fp32
 # decode) and on the fp16 model; then prefill of 512 tokens.  (issue 4, acceptance 3, 5)
 # usage: bench/cpu_decode_vs_llamacpp.sh LLAMA_CPP_BIN_DIR [WORK_DIR]
 # Needs: python3 with the `gguf` package (installed here with pip if missing).
@@ -16,7 +17,8 @@ python3 -c "import gguf" 2>/dev/null || python3 -m pip install -q gguf
 [ -f "$W/tl-q4_0.gguf" ] || "$LCPP/llama-quantize" "$W/tl-f16.gguf" "$W/tl-q4_0.gguf" q4_0 "$T" >/dev/null 2>&1
 echo "== memory bandwidth"; "$BIN" bench --membw --threads "$T" | head -1
 echo "== llama.cpp"; "$LCPP/llama-bench" -m "$W/tl-q4_0.gguf,$W/tl-f16.gguf" -t "$T" -p 512 -n 128 -r 3 2>&1 | grep -E "pp512|tg128"
-echo "== gptq 4-bit g128, q8 decode";  "$BIN" bench --model "$W/tl-w4" --prompt-len 1 --gen 128 --reps 3 --threads "$T" --json | tail -1
+echo "== gptq 4-bit g128, q8 decode (bandwidth probed before and after each rep)"
+"$BIN" bench --model "$W/tl-w4" --prompt-len 1 --gen 128 --reps 3 --membw --threads "$T" --json | grep -E "^(rep|  |\{)"
 echo "== gptq 4-bit g128, exact decode"; GPTQ_DECODE=exact "$BIN" bench --model "$W/tl-w4" --prompt-len 1 --gen 128 --reps 3 --threads "$T" --json | tail -1
 echo "== gptq fp16"; "$BIN" bench --model "$W/tl16" --prompt-len 1 --gen 128 --reps 3 --threads "$T" --json | tail -1
 echo "== prefill 512"; for m in tl-w4 tl16; do "$BIN" bench --model "$W/$m" --prompt-len 512 --gen 0 --reps 2 --threads "$T" --json | tail -1; done

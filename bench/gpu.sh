@@ -3,14 +3,23 @@
 # carried (bench/gpu_pack.sh made it): unpacks the binaries, then runs the steps named
 # in the arguments, logging each under $OUT:
 #   test      the CUDA kernel tests (tests/unit/test_cuda_kernels.c)
-#   memcheck  the same under compute-sanitizer memcheck
+#   memcheck  the same, test_cuda_model and test_cuda_gptq under compute-sanitizer memcheck
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
+#   ncu       Nsight Compute profiles (isolated) of decode kernels of the 4-bit 7B model (after model;
+#             NCU_KERNELS, NCU_SKIP, NCU_COUNT choose them)
 #   modeltest the GPU forward pass against the CPU one (tests/unit/test_cuda_model.c)
-#   cli       tests/cli/cuda_device.sh (bench and perplexity --device cuda)
+#   cli       tests/cli/cuda_device.sh (bench and perplexity --device cuda), tests/cli/cuda_quantize.sh
 #   ppl       full WikiText-2 perplexity of stories260K (float, GPTQ w4 g32 act-order) on CPU and GPU
-#   nsys      a kernel trace of the 4-bit model's decode (after model), nsys-trace.csv
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit);
 #             GPTQ_CUDA_PDL=0 in the environment measures without programmatic dependent launch
+#   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
+#   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp16 (calib_mix 128 x 512, seed 0;
+#             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
+#             each (the GPU evaluator), the per-layer reports (reports26m.tar.gz);
+#             needs a pack made with GPTQ_PACK_MODELS=llama-bpe-26m
+#   quant7b   a random Llama-2-7B-shape fp16 model (seed 1) quantized on the GPU, w4 g128 act-order,
+#             128 x 2048 calibration tokens of WikiText-2 text: wall time, GPU memory high-water mark
+#             (QUANT_EXTRA adds quantize options, e.g. QUANT_EXTRA=--gpu-fp16)
 # Usage: bash .dev/cuda/gpu.sh test memcheck bench
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,10 +28,12 @@ mkdir -p "$OUT"
 D=/tmp/gptq-gpu
 rm -rf "$D" && mkdir -p "$D" && tar -xJf "$here/pkg.tar.xz" -C "$D" || exit 1
 cublas=$(find /usr/local/cuda*/ /usr/lib /opt -name 'libcublas.so.13*' 2>/dev/null | head -1)
-export LD_LIBRARY_PATH="$D/lib${cublas:+:$(dirname "$cublas")}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+cusolver=$(find /usr/local/cuda*/ /usr/lib /opt -name 'libcusolver.so.1[0-9]*' 2>/dev/null | head -1)
+export LD_LIBRARY_PATH="$D/lib${cublas:+:$(dirname "$cublas")}${cusolver:+:$(dirname "$cusolver")}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$PATH:/usr/local/cuda/bin"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem,driver_version --format=csv | tee "$OUT/device.txt"
 echo "cublas: $cublas" | tee -a "$OUT/device.txt"
+echo "cusolver: $cusolver" | tee -a "$OUT/device.txt"
 rc=0
 for step in "$@"; do
   echo "=== $step ($(date -u +%T))"
@@ -32,11 +43,15 @@ for step in "$@"; do
               r=$?; tail -3 "$OUT/memcheck.txt"; rc=$((rc | r))
               GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test-mc OMP_NUM_THREADS=8 \
                 compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_model" > "$OUT/memcheck-model.txt" 2>&1
-              r=$?; tail -3 "$OUT/memcheck-model.txt"; rc=$((rc | r)) ;;
+              r=$?; tail -3 "$OUT/memcheck-model.txt"; rc=$((rc | r))
+              GPTQ_SHARED=$D/shared OMP_NUM_THREADS=8 compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_gptq" \
+                > "$OUT/memcheck-gptq.txt" 2>&1
+              r=$?; tail -3 "$OUT/memcheck-gptq.txt"; rc=$((rc | r)) ;;
     modeltest) GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test OMP_NUM_THREADS=8 \
                  "$D/bin/test_cuda_model" 2>&1 | tee "$OUT/modeltest.txt"; rc=$((rc | PIPESTATUS[0])) ;;
-    cli) GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test bash "$D/tests/cuda_device.sh" 2>&1 | tee "$OUT/cli.txt"
-         rc=$((rc | PIPESTATUS[0])) ;;
+    cli) for t in cuda_device cuda_quantize; do
+           GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test bash "$D/tests/$t.sh" 2>&1 | tee -a "$OUT/cli.txt"
+           rc=$((rc | PIPESTATUS[0])); done ;;
     ppl) W=$D/shared/data/wikitext-2-raw/wiki.test.raw; Q=/tmp/gptq-models/s260k-w4
          [ -d $Q ] || "$D/bin/gptq" quantize --model $D/shared/models/stories260K --out $Q --bits 4 --group 32 --act-order \
                         --calib $W --nsamples 32 --seqlen 256 > /dev/null 2>&1
@@ -59,13 +74,34 @@ for step in "$@"; do
         "$D/bin/gptq" bench --device cuda --model $M/$m --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
           tee "$OUT/bench-$m${GPTQ_CUDA_PDL:+-pdl$GPTQ_CUDA_PDL}.txt"
       done ;;
-    nsys) # kernel trace of the 4-bit 7B decode (after the model step made the model): nsys-trace.csv
-      ns=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys /usr/local/cuda*/nsight-systems*/bin/nsys 2>/dev/null | head -1)
-      if [ -z "$ns" ]; then echo "no nsys"; continue; fi
-      timeout 300 "$ns" profile --cuda-graph-trace=node -o /tmp/gptq-prof -f true "$D/bin/gptq" bench --device cuda \
-        --model /tmp/gptq-models/${NSYS_MODEL:-l7b-w4} --prompt-len 512 --gen 16 --reps 1 > "$OUT/nsys.txt" 2>&1
-      "$ns" stats --report cuda_gpu_trace --format csv -o /tmp/gptq-trace /tmp/gptq-prof.nsys-rep >> "$OUT/nsys.txt" 2>&1
-      cp /tmp/gptq-trace*.csv "$OUT/nsys-trace.csv" 2>/dev/null; tail -3 "$OUT/nsys.txt"; ls -la "$OUT" ;;
+    gptq) GPTQ_SHARED=$D/shared OMP_NUM_THREADS=16 "$D/bin/test_cuda_gptq" 2>&1 | tee "$OUT/gptq-test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
+    quant26m)
+      W=$D/shared/data/wikitext-2-raw/wiki.test.raw; C=$D/shared/data/calib/calib_mix.txt; M=$D/shared/models/llama-bpe-26m
+      for set in "w4g128act:--bits 4 --group 128 --act-order" "w3g128sym:--bits 3 --group 128 --sym --no-act-order"; do
+        tag=${set%%:*}; args=${set#*:}
+        for dev in cpu cuda cuda-fp16; do
+          Q=/tmp/gptq-models/26m-$tag-$dev; rm -rf $Q; dargs="--device ${dev%-fp16}"; [ $dev = cuda-fp16 ] && dargs="$dargs --gpu-fp16"
+          q=$(OMP_NUM_THREADS=16 "$D/bin/gptq" quantize --model $M --out $Q $args --calib $C --nsamples 128 --seqlen 512 \
+                --seed 0 $dargs --report $Q-report --json 2>>"$OUT/quant26m.err" | tail -1)
+          p=$("$D/bin/gptq" perplexity --model $Q --data $W --device cuda --json 2>>"$OUT/quant26m.err" | tail -1)
+          echo "$tag $dev quantize: $q"; echo "$tag $dev ppl: $p"
+        done
+      done 2>&1 | tee "$OUT/quant26m.txt"
+      (cd /tmp/gptq-models && tar -czf "$OUT/reports26m.tar.gz" 26m-*-report/*.csv)
+      echo "ppl of the float model: $("$D/bin/gptq" perplexity --model $M --data $W --device cuda --json 2>/dev/null | tail -1)" \
+        | tee -a "$OUT/quant26m.txt" ;;
+    quant7b)
+      M=/tmp/gptq-models; mkdir -p $M; W=$D/shared/data/wikitext-2-raw/wiki.test.raw
+      [ -d $M/l7b-f16 ] || "$D/bin/gptq" random-model --shape llama2-7b --dtype f16 --out $M/l7b-f16 --seed 1 2>&1 | tail -2
+      rm -rf $M/l7b-gptq; sync
+      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$OUT/quant7b-smi.txt" 2>/dev/null & smi=$!
+      t0=$(date +%s.%N)
+      OMP_NUM_THREADS=16 "$D/bin/gptq" quantize --model $M/l7b-f16 --out $M/l7b-gptq --bits 4 --group 128 --act-order \
+        --calib $W --nsamples 128 --seqlen 2048 --seed 0 --device cuda ${QUANT_EXTRA:-} --json 2>&1 | tee "$OUT/quant7b.txt"
+      r=${PIPESTATUS[0]}; t1=$(date +%s.%N); kill $smi 2>/dev/null; rc=$((rc | r))
+      echo "end-to-end wall $(awk "BEGIN{printf \"%.1f\", $t1 - $t0}") s; nvidia-smi peak memory.used $(sort -n "$OUT/quant7b-smi.txt" | tail -1) MiB" \
+        | tee -a "$OUT/quant7b.txt"
+      du -sh $M/l7b-gptq | tee -a "$OUT/quant7b.txt" ;;
     sass) cuobjdump -sass -fun '_ZN75_GLOBAL__N__' "$D/bin/test_cuda_kernels" > /dev/null 2>&1
           cuobjdump -sass "$D/bin/test_cuda_kernels" > "$OUT/sass.txt" 2>&1; grep -c "" "$OUT/sass.txt" ;;
     *) echo "unknown step $step"; rc=1 ;;

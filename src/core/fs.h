@@ -53,5 +53,8 @@ int fs_write_text(const char *dir, const char *name, const char *text);
 double now_seconds(void);
 /* Peak resident set size of this process in MiB. */
 double peak_rss_mb(void);
+/* Lowers the peak-RSS mark to the current RSS (Linux /proc/self/clear_refs), so that a
+ * temporary buffer already freed (a bandwidth probe) stops counting; -1 if not possible. */
+int peak_rss_reset(void);
 
 #endif

@@ -17,6 +17,17 @@ void linear_forward(const linear *l, float *y, const float *x, int T) {
     }
 }
 
+void linear_forward_multi(const linear *const *l, float *const *y, int n, const float *x, int T) {
+    int fused = T == 1 && n <= QK_MULTI_MAX && qk_decode_q8_enabled();
+    const qk_layer *q[QK_MULTI_MAX];
+    for (int i = 0; fused && i < n; i++) {
+        fused = l[i]->qk && !l[i]->bias;
+        if (fused) q[i] = l[i]->qk;
+    }
+    if (fused && qk_gemv_q8_multi(q, y, n, x)) return;
+    for (int i = 0; i < n; i++) linear_forward(l[i], y[i], x, T);
+}
+
 static void drop_weight(linear *l) {
     free(l->owned);
     l->owned = NULL;

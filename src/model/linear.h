@@ -21,6 +21,9 @@ typedef struct {
 
 /* y (T, out) = x (T, in) · Wᵀ (+ bias). */
 void linear_forward(const linear *l, float *y, const float *x, int T);
+/* y[i] = linear_forward(l[i], x) for n Linears that share their input; decode (T == 1)
+ * runs them in one pass where the q8 kernel allows (kernels/cpu/qmatmul.h). */
+void linear_forward_multi(const linear *const *l, float *const *y, int n, const float *x, int T);
 /* Replaces the weight by an owned fp32 copy `w` (out, in) (takes ownership). */
 void linear_set_f32(linear *l, float *w);
 /* Replaces the weight by a packed quantized one (takes ownership of *q's arrays). */

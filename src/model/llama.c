@@ -12,6 +12,7 @@
 #include "core/fs.h"
 #include "io/gguf.h"
 #include "io/gptq_checkpoint.h"
+#include "kernels/cpu/attn.h"
 
 /* From this many query rows on, attention goes through sgemm (decode uses loops). */
 #define ATT_GEMM_MIN 16
@@ -323,26 +324,8 @@ static void attention(const llama_model *m, llama_state *s, const float *kc, con
             /* lock-step rows are separate sequences, each at position pos0 with its own cache */
             int kvh = h / group, len = seq_stride ? pos0 + 1 : pos0 + t + 1;
             const float *kct = kc + t * seq_stride, *vct = vc + t * seq_stride;
-            float mx = -INFINITY;
-            for (int p = 0; p < len; p++) {
-                const float *kv = kct + p * kvd + (size_t)kvh * hd;
-                float d = 0;
-#pragma omp simd reduction(+ : d)
-                for (int i = 0; i < hd; i++) d += qv[i] * kv[i];
-                sc[p] = d * scale;
-                if (sc[p] > mx) mx = sc[p];
-            }
-            float sum = 0;
-            for (int p = 0; p < len; p++) sum += sc[p] = expf(sc[p] - mx);
-            float inv = 1.0f / sum;
-            float *o = out + t * qd + (size_t)h * hd;
-            for (int i = 0; i < hd; i++) o[i] = 0;
-            for (int p = 0; p < len; p++) {
-                const float *vv = vct + p * kvd + (size_t)kvh * hd;
-                float w = sc[p] * inv;
-#pragma omp simd
-                for (int i = 0; i < hd; i++) o[i] += w * vv[i];
-            }
+            attn_decode_head(out + t * qd + (size_t)h * hd, qv, kct + (size_t)kvh * hd, vct + (size_t)kvh * hd, kvd, len, hd,
+                             scale, sc);
         }
     }
 }
@@ -361,10 +344,10 @@ void llama_attention(const llama_model *m, llama_state *s, int layer, const floa
     int hd = c->head_dim;
     size_t kvd = (size_t)c->n_kv_heads * hd;
     rope_tables(m, s, n, pos0);
-    linear_forward(&L->lin[LIN_Q], s->q, xn, n);
     float *kn = s->kv, *vn = s->kv + (size_t)n * kvd;
-    linear_forward(&L->lin[LIN_K], kn, xn, n);
-    linear_forward(&L->lin[LIN_V], vn, xn, n);
+    const linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]};
+    float *const qkv_out[3] = {s->q, kn, vn};
+    linear_forward_multi(qkv, qkv_out, 3, xn, n);
     rope(s->q, n, c->n_heads, hd, s->cos, s->sin);
     rope(kn, n, c->n_kv_heads, hd, s->cos, s->sin);
     float *kc = cache_k(s, layer, kvd), *vc = cache_v(s, layer, kvd);
@@ -385,8 +368,9 @@ void llama_attention(const llama_model *m, llama_state *s, int layer, const floa
 void llama_mlp_act(const llama_model *m, llama_state *s, int layer, const float *xn, int n, float *act) {
     const llama_layer *L = &m->layers[layer];
     size_t hid = (size_t)m->cfg.hidden_dim;
-    linear_forward(&L->lin[LIN_GATE], act, xn, n);
-    linear_forward(&L->lin[LIN_UP], s->hb2, xn, n);
+    const linear *gate_up[2] = {&L->lin[LIN_GATE], &L->lin[LIN_UP]};
+    float *const gate_up_out[2] = {act, s->hb2};
+    linear_forward_multi(gate_up, gate_up_out, 2, xn, n);
     for (size_t i = 0; i < (size_t)n * hid; i++) {
         float g = act[i];
         act[i] = g / (1.0f + expf(-g)) * s->hb2[i];

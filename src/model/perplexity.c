@@ -23,12 +23,28 @@ static double logsumexp(const float *logits, int vocab) {
 
 double nll_of(const float *logits, int vocab, int target) { return logsumexp(logits, vocab) - logits[target]; }
 
-int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int max_windows, double *window_nll,
-                 ppl_result *r) {
+long ppl_windows(long n_ids, int ctx, int max_windows) {
     if (ctx < 2) return gptq_fail("perplexity: context length must be at least 2");
     long n_windows = n_ids / ctx;
     if (n_windows < 1) return gptq_fail("perplexity: the text has %ld tokens, fewer than one window of %d", n_ids, ctx);
     if (max_windows > 0 && n_windows > max_windows) n_windows = max_windows;
+    return n_windows;
+}
+
+void ppl_finish(ppl_result *r, double total_mean_nll, long n_windows, long n_ids, int ctx, double t0) {
+    r->mean_nll = total_mean_nll / n_windows;
+    r->ppl = exp(r->mean_nll);
+    r->tokens = n_ids;
+    r->windows = (int)n_windows;
+    r->ctx = ctx;
+    r->scored = n_windows * (ctx - 1);
+    r->seconds = now_seconds() - t0;
+}
+
+int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int max_windows, double *window_nll,
+                 ppl_result *r) {
+    const long n_windows = ppl_windows(n_ids, ctx, max_windows);
+    if (n_windows < 0) return -1;
     int vocab = m->cfg.vocab_size, dim = m->cfg.dim;
     llama_state *s = llama_state_new(m, ctx, ctx);
     float *logits = xaligned_alloc(sizeof(float) * LOGIT_ROWS * vocab);
@@ -56,13 +72,7 @@ int ppl_evaluate(const llama_model *m, const int *ids, long n_ids, int ctx, int 
     progress_end(&pg);
     free(logits);
     llama_state_free(s);
-    r->mean_nll = total / n_windows;
-    r->ppl = exp(r->mean_nll);
-    r->tokens = n_ids;
-    r->windows = (int)n_windows;
-    r->ctx = ctx;
-    r->scored = n_windows * (ctx - 1);
-    r->seconds = now_seconds() - t0;
+    ppl_finish(r, total, n_windows, n_ids, ctx, t0);
     return 0;
 }
 
@@ -81,12 +91,10 @@ static int argmax_f(const float *v, int n) {
 
 int ppl_compare(const llama_model *m, const llama_model *ref, const int *ids, long n_ids, int ctx, int max_windows,
                 ppl_result *r) {
-    if (ctx < 2) return gptq_fail("perplexity: context length must be at least 2");
     if (ref->cfg.vocab_size != m->cfg.vocab_size)
         return gptq_fail("--compare: vocabulary sizes differ (%d vs %d)", m->cfg.vocab_size, ref->cfg.vocab_size);
-    long n_windows = n_ids / ctx;
-    if (n_windows < 1) return gptq_fail("perplexity: the text has %ld tokens, fewer than one window of %d", n_ids, ctx);
-    if (max_windows > 0 && n_windows > max_windows) n_windows = max_windows;
+    const long n_windows = ppl_windows(n_ids, ctx, max_windows);
+    if (n_windows < 0) return -1;
     int vocab = m->cfg.vocab_size;
     llama_state *s = llama_state_new(m, ctx, ctx), *sr = llama_state_new(ref, ctx, ctx);
     float *lq = xaligned_alloc(sizeof(float) * LOGIT_ROWS * vocab), *lr = xaligned_alloc(sizeof(float) * LOGIT_ROWS * vocab);

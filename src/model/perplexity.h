@@ -40,6 +40,13 @@ int ppl_compare(const llama_model *m, const llama_model *ref, const int *ids, lo
 int ppl_evaluate_llamacpp(const llama_model *m, const int *ids, long n_ids, int ctx, int bos, int max_windows,
                           ppl_result *r);
 
+/* Windows of ctx tokens in n_ids tokens, capped at max_windows (<= 0: all); -1 with the
+ * error set when ctx < 2 or the text is shorter than one window. */
+long ppl_windows(long n_ids, int ctx, int max_windows);
+/* Fills r for the GPTQ protocol from the sum over windows of their mean NLL; t0 = the
+ * start time (now_seconds). */
+void ppl_finish(ppl_result *r, double total_mean_nll, long n_windows, long n_ids, int ctx, double t0);
+
 /* NLL of `target` under logits (vocab): logsumexp(logits) - logits[target], in double. */
 double nll_of(const float *logits, int vocab, int target);
 

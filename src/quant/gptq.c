@@ -45,6 +45,18 @@ static int diag_key_cmp(const void *pa, const void *pb) {
     return (a->i > b->i) - (a->i < b->i);
 }
 
+void gptq_column_order(const float *diag, int64_t n, int act_order, int32_t *perm) {
+    if (!act_order) {
+        for (int64_t j = 0; j < n; j++) perm[j] = (int32_t)j;
+        return;
+    }
+    diag_key *keys = xmalloc(sizeof(diag_key) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) keys[i] = (diag_key){diag[i], (int32_t)i};
+    qsort(keys, (size_t)n, sizeof(diag_key), diag_key_cmp);
+    for (int64_t j = 0; j < n; j++) perm[j] = keys[j].i;
+    free(keys);
+}
+
 static int all_finite(const float *x, int64_t n) {
     int ok = 1;
 #pragma omp parallel for reduction(&& : ok) schedule(static) if (n > QUANT_PAR_MIN)
@@ -218,15 +230,7 @@ static int prepare_impl(const float *h, int64_t n, int act_order, float damp, gp
         mean_diag += hv->diag[i];
     }
     mean_diag /= (double)n;
-    if (act_order) {
-        diag_key *keys = xmalloc(sizeof(diag_key) * (size_t)n);
-        for (int64_t i = 0; i < n; i++) keys[i] = (diag_key){hv->diag[i], (int32_t)i};
-        qsort(keys, (size_t)n, sizeof(diag_key), diag_key_cmp);
-        for (int64_t j = 0; j < n; j++) hv->perm[j] = keys[j].i;
-        free(keys);
-    } else {
-        for (int64_t j = 0; j < n; j++) hv->perm[j] = (int32_t)j;
-    }
+    gptq_column_order(hv->diag, n, act_order, hv->perm);
     hv->U = xaligned_alloc(sizeof(float) * (size_t)(n * n));
     gptq_result tmp;
     memset(&tmp, 0, sizeof tmp);

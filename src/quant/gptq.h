@@ -124,6 +124,11 @@ typedef struct {
     int n_dead;
 } gptq_hinv;
 
+/* The processing order perm (n) of step 4 from diag (n) (dead entries already 1): by
+ * descending diagonal with ties by column (act_order), else the identity.  The GPU path
+ * (quant/cuda/gptq_cuda.h) orders its columns with it too. */
+void gptq_column_order(const float *diag, int64_t n, int act_order, int32_t *perm);
+
 /* Prepares H (in, in) for quantization with the given order and damping (same errors and
  * retries as gptq_quantize).  Free with gptq_hinv_free. */
 int gptq_prepare(const float *h, int64_t in, int act_order, float damp, gptq_hinv *hv);

@@ -196,20 +196,9 @@ int quantize_model(llama_model *m, const calib_set *calib, const quant_options *
         }
 
     int n_lin = c->n_layers * LIN_COUNT + 1;
-    r->n_rows = n_lin;
-    r->rows = xcalloc(n_lin, sizeof(quant_layer_report));
-    for (int k = 0; k < n_lin; k++) r->rows[k].predicted_rel_err = NAN;
-    r->packed = xcalloc(n_lin, sizeof(gptq_packed));
+    quant_result_begin(m, r);
     saved_weight *saved = xcalloc(n_lin, sizeof(saved_weight));
-    for (int l = 0; l < c->n_layers; l++)
-        for (int j = 0; j < LIN_COUNT; j++) {
-            quant_layer_report *rep = &r->rows[l * LIN_COUNT + j];
-            rep->layer = l, rep->id = (llama_linear_id)j;
-            linear_name(rep->name, sizeof rep->name, l, (llama_linear_id)j);
-        }
     quant_layer_report *head_rep = &r->rows[n_lin - 1];
-    head_rep->layer = -1;
-    linear_name(head_rep->name, sizeof head_rep->name, -1, 0);
 
     int rc = 0;
     for (int k = 0; k < n_lin - 1 && rc == 0; k++) rc = check_finite(&m->layers[k / LIN_COUNT].lin[k % LIN_COUNT], r->rows[k].name);
@@ -383,8 +372,31 @@ done:
         quant_result_free(r);
         return -1;
     }
+    quant_result_end(r, t_start);
+    return 0;
+}
+
+void quant_result_begin(const llama_model *m, quant_result *r) {
+    const int n_lin = m->cfg.n_layers * LIN_COUNT + 1;
+    memset(r, 0, sizeof *r);
+    r->n_rows = n_lin;
+    r->rows = xcalloc(n_lin, sizeof(quant_layer_report));
+    for (int k = 0; k < n_lin; k++) r->rows[k].predicted_rel_err = NAN;
+    r->packed = xcalloc(n_lin, sizeof(gptq_packed));
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int j = 0; j < LIN_COUNT; j++) {
+            quant_layer_report *rep = &r->rows[l * LIN_COUNT + j];
+            rep->layer = l, rep->id = (llama_linear_id)j;
+            linear_name(rep->name, sizeof rep->name, l, (llama_linear_id)j);
+        }
+    quant_layer_report *head_rep = &r->rows[n_lin - 1];
+    head_rep->layer = -1;
+    linear_name(head_rep->name, sizeof head_rep->name, -1, 0);
+}
+
+void quant_result_end(quant_result *r, double t_start) {
     double bits = 0;
-    for (int k = 0; k < n_lin; k++)
+    for (int k = 0; k < r->n_rows; k++)
         if (r->rows[k].quantized) {
             double n = (double)r->rows[k].out * r->rows[k].in;
             bits += r->rows[k].bpw * n;
@@ -393,7 +405,6 @@ done:
     r->bpw = r->quantized_params ? bits / r->quantized_params : 0;
     warn_kept_in_float(r);
     r->seconds = now_seconds() - t_start;
-    return 0;
 }
 
 void quant_result_free(quant_result *r) {

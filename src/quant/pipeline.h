@@ -72,6 +72,7 @@ typedef struct {
     const quant_measure_hook *measure; /* non-NULL: measurement mode (GPTQ only), nothing is quantized */
     const quant_linear_hook *hook; /* NULL: gptq_quantize / rtn_quantize with gp, packed for the HF format */
     const quant_block_hooks *hooks; /* GPTQ only: save/restore state per block, or NULL */
+    int gpu_fp32;          /* quantize_model_cuda: calibration GEMMs on fp32 operands (the CLI default; 0 = fp16 operands, faster, further from the CPU) */
 } quant_options;
 
 /* What happened to one Linear. */
@@ -100,6 +101,7 @@ typedef struct quant_result {
     double bpw;               /* over the quantized layers, scales/zeros/g_idx included */
     int64_t quantized_params;
     double seconds;
+    double gpu_peak_mb;       /* quantize_model_cuda: device memory high-water mark (MiB, all of the GPU's use), else 0 */
 } quant_result;
 
 /* Quantizes m in place (its Linear layers end up holding dequantized fp32 weights if
@@ -107,5 +109,10 @@ typedef struct quant_result {
  * per-layer report.  calib may be NULL for RTN. */
 int quantize_model(llama_model *m, const calib_set *calib, const quant_options *o, quant_result *r);
 void quant_result_free(quant_result *r);
+/* For other drivers of the same work (quant/pipeline_cuda.h): r's rows named and zeroed for m
+ * (n_layers·LIN_COUNT + 1, lm_head last); at the end, the bpw totals, the warning about
+ * layers kept in float, and the seconds since t_start. */
+void quant_result_begin(const llama_model *m, quant_result *r);
+void quant_result_end(quant_result *r, double t_start);
 
 #endif

@@ -8,7 +8,7 @@
 # Each run starts from the seeds (tests/fuzz/corpus/TARGET) plus what earlier runs found
 # (build-fuzz/corpus/TARGET, not committed).  Crashes land in build-fuzz/artifacts/TARGET/;
 # once fixed, copy the input to tests/fuzz/regress/TARGET/ so ctest keeps running it.
-# Runs niced (the CI machine is shared); the summary lines give execs and coverage from
+# Runs niced (FUZZ_NICE, default 19: the CI machine is shared); the summary lines give execs and coverage from
 # libFuzzer's final stats.  Installs clang with apt-get if it is missing.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,7 +47,7 @@ run_one() {
   local maxlen=16384
   [ "$t" = tokenizer ] && maxlen=65536
   [ "$t" = gptq_ckpt ] && maxlen=32768
-  TMPDIR=$B nice -n 19 "$B/tests/fuzz/fuzz_$t" "$corpus" "tests/fuzz/corpus/$t" -max_total_time="$secs" -print_final_stats=1 \
+  TMPDIR=$B nice -n "${FUZZ_NICE:-19}" "$B/tests/fuzz/fuzz_$t" "$corpus" "tests/fuzz/corpus/$t" -max_total_time="$secs" -print_final_stats=1 \
     -timeout=300 -rss_limit_mb=2048 -max_len=$maxlen -artifact_prefix="$art" "${dict[@]}" >"$log" 2>&1
   local rc=$?
   local execs cov ft

@@ -395,6 +395,58 @@ static void test_q8_decode(void) {
     printf("q8 decode: %d layers checked against the bound\n", run);
 }
 
+/* qk_gemv_q8_multi: layers sharing an input (q/k/v, gate/up) in one pass give exactly
+ * the outputs of separate qk_gemv_q8 calls; layers whose inputs are laid out differently
+ * are refused (return 0, outputs untouched) so the caller falls back. */
+static void test_q8_multi(void) {
+    if (!cpu_get_features()->avx512vnni) return;
+    for (int round = 0; round < 6; round++) {
+        const int n = 1 + irand(4);
+        layer_case lc = {0};
+        lc.bits = round % 3 == 2 ? 8 : 4;
+        lc.group_size = round % 2 ? 128 : -1;
+        lc.in = round % 2 ? 512 : 384;
+        lc.order = round == 3 ? ORDER_ACT : ORDER_MONO;
+        lc.sym = round % 2;
+        quant_layer q[4];
+        qk_layer L[4];
+        const qk_layer *Lp[4];
+        float *y[4], *ys[4];
+        float *x = random_x(lc.in);
+        for (int i = 0; i < n; i++) {
+            lc.out = 1 + irand(300);
+            make_layer(&lc, &q[i]);
+            if (i > 0 && lc.order == ORDER_ACT) memcpy(q[i].g_idx, q[0].g_idx, sizeof(int32_t) * (size_t)lc.in);
+            CHECK(qk_from_quant(&q[i], &L[i]) == 0, "q8 multi: qk_from_quant: %s", gptq_last_error());
+            Lp[i] = &L[i];
+            y[i] = xmalloc(sizeof(float) * lc.out), ys[i] = xmalloc(sizeof(float) * lc.out);
+            qk_gemv_q8(&L[i], ys[i], x);
+        }
+        CHECK(qk_gemv_q8_multi(Lp, y, n, x) == 1, "q8 multi: %d layers of one input refused", n);
+        for (int i = 0; i < n; i++)
+            CHECK(memcmp(y[i], ys[i], sizeof(float) * L[i].out) == 0, "q8 multi: layer %d of %d differs from its own GEMV", i, n);
+        for (int i = 0; i < n; i++) free(y[i]), free(ys[i]), qk_free(&L[i]), quant_layer_free(&q[i]);
+        free(x);
+    }
+    /* different input widths, and act-order layers with different permutations */
+    layer_case a = {64, 256, 4, 128, ORDER_MONO, 0, 0}, b = {64, 384, 4, 128, ORDER_MONO, 0, 0};
+    layer_case c = {64, 512, 4, 128, ORDER_ACT, 0, 0};
+    quant_layer qa, qb, qc, qd;
+    qk_layer La, Lb, Lc, Ld;
+    make_layer(&a, &qa), make_layer(&b, &qb), make_layer(&c, &qc), make_layer(&c, &qd);
+    CHECK(!qk_from_quant(&qa, &La) && !qk_from_quant(&qb, &Lb) && !qk_from_quant(&qc, &Lc) && !qk_from_quant(&qd, &Ld),
+          "q8 multi: qk_from_quant");
+    float *x = random_x(512), *y0 = xmalloc(sizeof(float) * 64), *y1 = xmalloc(sizeof(float) * 64);
+    y0[0] = 12345.0f;
+    const qk_layer *ab[2] = {&La, &Lb}, *cd[2] = {&Lc, &Ld};
+    float *yy[2] = {y0, y1};
+    CHECK(qk_gemv_q8_multi(ab, yy, 2, x) == 0 && y0[0] == 12345.0f, "q8 multi: layers of different widths accepted");
+    CHECK(qk_gemv_q8_multi(cd, yy, 2, x) == 0 && y0[0] == 12345.0f, "q8 multi: different act-order permutations accepted");
+    free(x), free(y0), free(y1);
+    qk_free(&La), qk_free(&Lb), qk_free(&Lc), qk_free(&Ld);
+    quant_layer_free(&qa), quant_layer_free(&qb), quant_layer_free(&qc), quant_layer_free(&qd);
+}
+
 /* 8-bit v1 zero point 256 (stored 255) and v2 zero 0 in one layer set. */
 static void test_zero_extremes(void) {
     layer_case lc = {12, 64, 8, 32, ORDER_MONO, 0, 0};
@@ -595,6 +647,7 @@ int main(void) {
     test_random_layers();
     test_zero_extremes();
     test_q8_decode();
+    test_q8_multi();
     test_errors();
     printf("tests took %.2f s\n", now() - t0);
     if (getenv("GPTQ_BENCH")) {

@@ -65,14 +65,55 @@ __attribute__((target("avx2,fma,f16c"))) static float dot_avx2(const float *x, c
     if (i < n) acc += dot_scalar(x + i, (const char *)w + i * esz, dt, n - i);
     return acc;
 }
+
+/* AVX-512: 32 weights per step, two accumulators; about half the instructions per byte
+ * of the AVX2 loop, which matters for the one big dense GEMV of decode (lm_head). */
+__attribute__((target("avx512f,avx512bw,avx2,fma,f16c"))) static float dot_avx512(const float *x, const void *w, gptq_dtype dt,
+                                                                                  int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    if (dt == DT_F32) {
+        const float *r = w;
+        for (; i + 32 <= n; i += 32) {
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(r + i), a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(r + i + 16), a1);
+        }
+    } else if (dt == DT_BF16) {
+        const uint16_t *r = w;
+        for (; i + 32 <= n; i += 32) {
+            const __m512i raw = _mm512_loadu_si512((const void *)(r + i));
+            const __m512 w0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(raw)), 16));
+            const __m512 w1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(raw, 1)), 16));
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), w0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), w1, a1);
+        }
+    } else {
+        const uint16_t *r = w;
+        for (; i + 32 <= n; i += 32) {
+            const __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + i)));
+            const __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(r + i + 16)));
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), w0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), w1, a1);
+        }
+    }
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    if (i < n) acc += dot_avx2(x + i, (const char *)w + i * dtype_size(dt), dt, n - i);
+    return acc;
+}
 #endif
 
-float dense_dot(const float *x, const void *wrow, gptq_dtype dt, int64_t n) {
+float dense_dot_ex(const float *x, const void *wrow, gptq_dtype dt, int64_t n, int level) {
 #if defined(__x86_64__)
-    if (cpu_get_features()->avx2) return dot_avx2(x, wrow, dt, n);
+    const cpu_features *f = cpu_get_features();
+    if (level >= 2 && f->avx512) return dot_avx512(x, wrow, dt, n);
+    if (level >= 1 && f->avx2) return dot_avx2(x, wrow, dt, n);
+#else
+    (void)level;
 #endif
     return dot_scalar(x, wrow, dt, n);
 }
+
+float dense_dot(const float *x, const void *wrow, gptq_dtype dt, int64_t n) { return dense_dot_ex(x, wrow, dt, n, 2); }
 
 /* ---- GEMV and blocked GEMM ---- */
 

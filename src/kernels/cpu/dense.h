@@ -14,5 +14,8 @@ void dense_matmul(float *y, const float *x, int T, const void *w, gptq_dtype dt,
 
 /* Dot product of fp32 x with one weight row of type dt (n elements). */
 float dense_dot(const float *x, const void *wrow, gptq_dtype dt, int64_t n);
+/* The same at most at SIMD level `level` (0 scalar, 1 AVX2, 2 AVX-512), for tests; a level
+ * the CPU lacks falls back to the next lower one. */
+float dense_dot_ex(const float *x, const void *wrow, gptq_dtype dt, int64_t n, int level);
 
 #endif

@@ -62,6 +62,12 @@ void qk_matmul(const qk_layer *L, float *y, const float *x, int T);
  * the block / 127. */
 int qk_q8_supported(const qk_layer *L);
 void qk_gemv_q8(const qk_layer *L, float *y, const float *x);
+/* y[i] = x · L[i]ᵀ for n layers that share their input (q/k/v, gate/up): the activations
+ * are quantized once and all rows are split over the threads in one parallel region.
+ * Returns 0 (and does nothing) unless every layer is q8-supported with the same input
+ * layout; n <= QK_MULTI_MAX. */
+#define QK_MULTI_MAX 8
+int qk_gemv_q8_multi(const qk_layer *const *L, float *const *y, int n, const float *x);
 /* On by default; GPTQ_DECODE=exact in the environment (or qk_set_decode_q8(0)) keeps
  * decode on the exact fp32 kernels. */
 int qk_decode_q8_enabled(void);

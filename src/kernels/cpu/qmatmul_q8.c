@@ -29,6 +29,7 @@
 
 #define XB_CHUNKS 4  /* chunks per activation block: 128 inputs */
 #define PAR_MIN (1 << 18)
+#define PF_ROWS 4 /* software prefetch distance, in rows */
 
 static int decode_mode = -1; /* -1: not read yet; 1: q8 where supported; 0: exact fp32 */
 
@@ -157,13 +158,13 @@ TGT INL void q8_rows(const qk_layer *L, const q8_acts *a, float *y, int64_t o, c
             __m512i is;
             if (bits == 4) {
                 const __m512i W = _mm512_load_si512(blk[r * rb].w);
-                _mm_prefetch((const char *)blk[(r + R) * rb].w, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk[(r + PF_ROWS) * rb].w, _MM_HINT_T0);
                 is = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(W, m0f), X0);
                 is = _mm512_dpbusd_epi32(is, _mm512_and_si512(_mm512_srli_epi32(W, 4), m0f), X1);
             } else {
                 const __m512i W0 = _mm512_load_si512(blk[r * rb].w), W1 = _mm512_load_si512(blk[r * rb + 1].w);
-                _mm_prefetch((const char *)blk[(r + R) * rb].w, _MM_HINT_T0);
-                _mm_prefetch((const char *)blk[(r + R) * rb + 1].w, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk[(r + PF_ROWS) * rb].w, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk[(r + PF_ROWS) * rb + 1].w, _MM_HINT_T0);
                 is = _mm512_dpbusd_epi32(_mm512_setzero_si512(), W0, X0);
                 is = _mm512_dpbusd_epi32(is, W1, X1);
             }
@@ -186,7 +187,6 @@ TGT INL void q8_rows(const qk_layer *L, const q8_acts *a, float *y, int64_t o, c
 TGT static void q8_range(const qk_layer *L, const q8_acts *a, float *y, int64_t o0, int64_t o1) {
     int64_t o = o0;
     if (L->bits == 4) {
-        for (; o + 4 <= o1; o += 4) q8_rows(L, a, y, o, 4, 4);
         for (; o < o1; o++) q8_rows(L, a, y, o, 4, 1);
     } else {
         for (; o + 4 <= o1; o += 4) q8_rows(L, a, y, o, 8, 4);
@@ -216,4 +216,44 @@ void qk_gemv_q8(const qk_layer *L, float *y, const float *x) {
     free(a.xsum);
     free(a.d);
     free(a.xa);
+}
+
+/* Whether two layers read their input the same way (same bits, positions, groups and
+ * permutation), so one q8_prepare serves both. */
+static int same_input_layout(const qk_layer *a, const qk_layer *b) {
+    if (a->bits != b->bits || a->in != b->in || a->in_pad != b->in_pad || a->nchunks != b->nchunks || a->groups != b->groups)
+        return 0;
+    if (memcmp(a->group_chunk, b->group_chunk, sizeof(int32_t) * (size_t)(a->groups + 1))) return 0;
+    if (!a->perm || !b->perm) return !a->perm && !b->perm;
+    return memcmp(a->perm, b->perm, sizeof(int32_t) * (size_t)a->in_pad) == 0;
+}
+
+int qk_gemv_q8_multi(const qk_layer *const *L, float *const *y, int n, const float *x) {
+    if (n <= 0 || n > QK_MULTI_MAX) return 0;
+    for (int i = 0; i < n; i++)
+        if (!qk_q8_supported(L[i]) || !same_input_layout(L[0], L[i])) return 0;
+    q8_acts a;
+    a.xa = xaligned_alloc((size_t)L[0]->in_pad);
+    a.d = xmalloc(sizeof(float) * (size_t)(L[0]->nchunks / XB_CHUNKS));
+    a.xsum = xmalloc(sizeof(float) * (size_t)L[0]->groups);
+    q8_prepare(L[0], x, &a);
+    /* One parallel region over the rows of all the layers end to end: each thread streams
+     * one contiguous stretch, and there is one barrier instead of n. */
+    int64_t first[QK_MULTI_MAX + 1];
+    first[0] = 0;
+    for (int i = 0; i < n; i++) first[i + 1] = first[i] + L[i]->out;
+    const int64_t total = first[n];
+#pragma omp parallel if (total * L[0]->in_pad > PAR_MIN)
+    {
+        const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+        const int64_t r0 = total * id / nt, r1 = total * (id + 1) / nt;
+        for (int i = 0; i < n; i++) {
+            const int64_t o0 = (r0 > first[i] ? r0 : first[i]) - first[i], o1 = (r1 < first[i + 1] ? r1 : first[i + 1]) - first[i];
+            if (o1 > o0) q8_range(L[i], &a, y[i], o0, o1);
+        }
+    }
+    free(a.xsum);
+    free(a.d);
+    free(a.xa);
+    return 1;
 }

@@ -1,17 +1,13 @@
 /* Perplexity through the GPU forward pass (perplexity_cuda.h). */
 #include "model/cuda/perplexity_cuda.h"
 
-#include <math.h>
-
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/progress.h"
 
 int ppl_evaluate_cuda(llama_cuda *m, const int *ids, long n_ids, int ctx, int max_windows, ppl_result *r) {
-    if (ctx < 2) return gptq_fail("perplexity: context length must be at least 2");
-    long n_windows = n_ids / ctx;
-    if (n_windows < 1) return gptq_fail("perplexity: the text has %ld tokens, fewer than one window of %d", n_ids, ctx);
-    if (max_windows > 0 && n_windows > max_windows) n_windows = max_windows;
+    const long n_windows = ppl_windows(n_ids, ctx, max_windows);
+    if (n_windows < 0) return -1;
     const int vocab = llama_cuda_config(m)->vocab_size;
     double t0 = now_seconds(), total = 0;
     progress pg;
@@ -31,12 +27,6 @@ int ppl_evaluate_cuda(llama_cuda *m, const int *ids, long n_ids, int ctx, int ma
         progress_update(&pg, w + 1);
     }
     progress_end(&pg);
-    r->mean_nll = total / n_windows;
-    r->ppl = exp(r->mean_nll);
-    r->tokens = n_ids;
-    r->windows = (int)n_windows;
-    r->ctx = ctx;
-    r->scored = n_windows * (ctx - 1);
-    r->seconds = now_seconds() - t0;
+    ppl_finish(r, total, n_windows, n_ids, ctx, t0);
     return 0;
 }
