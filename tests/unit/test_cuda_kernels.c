@@ -168,9 +168,8 @@ static void run_case(const layer_case *lc) {
     /* the tensor-core GEMV's variants: codes in flight per warp, activations in shared or global memory */
     if (d.bits == 4 && d.block_group) {
         /* (depth, activations in smem, min blocks, bulk copies, warps) */
-        static const int cfg[][5] = {{1, 0, 1, 0, 8}, {1, 2, 3, 0, 8}, {2, 0, 4, 0, 8}, {2, 2, 1, 0, 4}, {2, 0, 1, 1, 8},
-                                     {2, 2, 4, 1, 8}, {2, 2, 3, 1, 4}, {2, 2, 1, 1, 8}, {4, 0, 1, 0, 8}, {4, 2, 3, 0, 8},
-                                     {2, 1, 3, 0, 8}};
+        static const int cfg[][5] = {{1, 0, 1, 0, 8}, {1, 1, 3, 0, 8}, {2, 0, 4, 0, 8}, {2, 1, 1, 0, 4}, {2, 0, 1, 1, 8},
+                                     {2, 1, 4, 1, 8}, {2, 1, 3, 1, 4}, {2, 1, 1, 1, 8}, {4, 0, 1, 0, 8}, {4, 1, 3, 0, 8}};
         static const int Tv[] = {1, 3, 8};
         cuq_gemv_set_fp32(0);
         cuq_gemv_set_mma(1);
@@ -601,8 +600,7 @@ int main(void) {
         for (int i = 0; i < (int)(sizeof mma_cfg / sizeof mma_cfg[0]); i++) {
             char tag[96];
             snprintf(tag, sizeof tag, " [pdl %d, depth %d, acts %s, min blocks %d, bulk %d, warps %d]", mma_cfg[i][0],
-                     mma_cfg[i][1], mma_cfg[i][2] == 2 ? "smem" : mma_cfg[i][2] ? "smem at T=1" : "global", mma_cfg[i][3],
-                     mma_cfg[i][4], mma_cfg[i][5]);
+                     mma_cfg[i][1], mma_cfg[i][2] ? "smem" : "global", mma_cfg[i][3], mma_cfg[i][4], mma_cfg[i][5]);
             cuk_set_pdl(mma_cfg[i][0]);
             cuq_gemv_set_depth(mma_cfg[i][1], mma_cfg[i][2], mma_cfg[i][3], mma_cfg[i][4], mma_cfg[i][5]);
             bench_decode_linears(4, 0, bw, tag, s);

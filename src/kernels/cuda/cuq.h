@@ -72,9 +72,9 @@ void cuq_gemv_set_fp32(int on);
 void cuq_gemv_set_mma(int on);
 
 /* Tuning of the tensor-core GEMV, for benchmarks: depth = steps of codes each warp keeps in
- * flight in registers (1, 2 or 4; default 2, or GPTQ_CUDA_MMA_DEPTH); act_smem: where the
- * activations are staged in shared memory instead of read per step from global memory
- * (0 never, 1 at T = 1: the default, 2 at every T; or GPTQ_CUDA_MMA_XS); min_blocks = thread blocks per SM the registers must allow (1, 3 or
+ * flight in registers (1, 2 or 4; default 2, or GPTQ_CUDA_MMA_DEPTH); act_smem = 0 keeps
+ * the activations in global memory instead of staging them in shared memory (default 1,
+ * or GPTQ_CUDA_MMA_XS); min_blocks = thread blocks per SM the registers must allow (1, 3 or
  * 4; default 3, or GPTQ_CUDA_MMA_MINB); tma = 1 brings the first 32 blocks of each row
  * into shared memory by bulk copies (depth 2 only; default 0, or GPTQ_CUDA_MMA_TMA);
  * warps = warps per thread block (1..8; default 8, or GPTQ_CUDA_MMA_WARPS).  depth,

@@ -680,7 +680,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
 // Activations staged in shared memory (XS) while they take at most this much of it.
 constexpr size_t kMmaActSmem = 48 * 1024;
 int mma_depth = -1; /* ring depth D (1, 2, 4); GPTQ_CUDA_MMA_DEPTH */
-int mma_xs = -1;    /* XS: 0 never, 1 at T = 1 (default), 2 at any T; GPTQ_CUDA_MMA_XS */
+int mma_xs = -1;    /* XS allowed; GPTQ_CUDA_MMA_XS=0 keeps the activations in global memory */
 int mma_tma = -1;   /* the first blocks by bulk copies (depth 2 only); GPTQ_CUDA_MMA_TMA */
 // Thread blocks per SM the register budget must allow (1: no cap; 3 at 8 warps: 84
 // registers; 4: 64, room for the next kernel's blocks to start early); GPTQ_CUDA_MMA_MINB.
@@ -737,7 +737,7 @@ int env_int(const char *name, int dflt) {
 cudaError_t launch_mma4(const cuq_layer *const *L, float *const *y, const float *const *xs, int n, int ntok,
                         cudaStream_t s, const float *x2 = nullptr) {
     if (mma_depth < 1) mma_depth = env_int("GPTQ_CUDA_MMA_DEPTH", kMmaDefaultDepth);
-    if (mma_xs < 0) mma_xs = env_int("GPTQ_CUDA_MMA_XS", kMmaDefaultXs);
+    if (mma_xs < 0) mma_xs = env_int("GPTQ_CUDA_MMA_XS", kMmaDefaultXs) != 0;
     if (mma_tma < 0) mma_tma = env_int("GPTQ_CUDA_MMA_TMA", kMmaDefaultTma) != 0;
     if (mma_minb < 1) mma_minb = env_int("GPTQ_CUDA_MMA_MINB", kMmaDefaultMinb);
     if (mma_warps < 1) mma_warps = env_int("GPTQ_CUDA_MMA_WARPS", kMmaDefaultWarps);
@@ -758,9 +758,7 @@ cudaError_t launch_mma4(const cuq_layer *const *L, float *const *y, const float 
     const size_t act = mma_act_bytes(L[0], ntok);
     const bool tma = mma_tma && mma_depth == 2 && stage_tma <= kMaxSmem;
     if (tma) stage = stage_tma;
-    // staged activations won at T = 1 and lost at T = 2..8 (7B linears: T = 4 3.18 ms staged
-    // against 2.47 ms read per step, when the per-step loads of all tokens overlap better)
-    const bool xs_smem = mma_xs && (ntok == 1 || mma_xs > 1) && act <= kMmaActSmem && stage + act <= kMaxSmem;
+    const bool xs_smem = mma_xs && act <= kMmaActSmem && stage + act <= kMaxSmem;
     size_t smem = stage + (xs_smem ? act : 0);
     if (smem < 16 + (size_t)kMmaWarps * 32 * 16) smem = 16 + (size_t)kMmaWarps * 32 * 16;
     const int nwarps = (int)(L[0]->row_blocks < mma_warps ? L[0]->row_blocks : mma_warps);
@@ -781,7 +779,7 @@ extern "C" void cuq_gemv_set_mma(int on) { use_mma = on; }
 extern "C" void cuq_gemv_set_depth(int depth, int act_smem, int min_blocks, int tma, int warps) {
     if (warps >= 1 && warps <= kMmaWarps) mma_warps = warps;
     if (depth >= 1) mma_depth = depth;
-    if (act_smem >= 0) mma_xs = act_smem;
+    if (act_smem >= 0) mma_xs = act_smem != 0;
     if (min_blocks >= 1) mma_minb = min_blocks;
     if (tma >= 0) mma_tma = tma != 0;
 }
