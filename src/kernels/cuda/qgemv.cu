@@ -429,13 +429,11 @@ cudaError_t launch_bits_h(const cuq_layer *L, float *y, const float *x, int T, c
 // token g at those same inputs (lanes g >= T give zeros), so T = 1..8 costs the same.
 // The codes go in as 1024 + c: an all-ones A through the same B gives Σx per token, and
 // per block  y += s · (D − (1024 + z) · Σx)  in fp32 (block = group, so one scale).
-// About 0.5 instructions per weight against 4 in the half2 kernel; measured on the H100's
-// 224 decode GEMVs of the 7B shape: 2.61 ms at T = 1 (2.93 ms half2), 2.96 ms at T = 8
-// (8.27 ms half2).  Still ~2x from the bandwidth: the per-kernel latency chain (codes,
-// then scales staged in shared memory, then activations from L2) is what is left.
+// About 0.5 instructions per weight against 4 in the half2 kernel.  Measured on the H100's
+// 224 decode GEMVs of the 7B shape with programmatic dependent launch: 2.39 ms at T = 1
+// (2.61 ms before it), ~50% of the copy bandwidth; ncu on the model's layers alone shows
+// 23-39% of DRAM bandwidth at 23-33% occupancy (docs/PERFORMANCE.md: what was tried).
 constexpr int kMmaWarps = 8;
-// (Measured: keeping 4 steps of codes in flight per warp, with the next step's activations,
-// at 128 registers, took 3.08 ms for the 224 GEMVs against 2.61 ms for this one-step prefetch.)
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
