@@ -231,18 +231,24 @@ constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so ever
 // not depend on the running step, so they are loaded into registers before pdl_wait();
 // *pos0 itself was copied before the step's first kernel started.  The last block to
 // finish for a (token, head) (a counter per pair at the start of the scratch, left at 0)
-// merges the splits: no separate combine kernel.
+// merges the splits: no separate combine kernel.  RoPE is fused in: q and this step's k, v
+// come unrotated in fp32 (q_in, k_in, v_in); each block rotates its query and the k rows of
+// this step's positions itself (rounded to fp16 as the cache holds them), and the blocks
+// of the last token and of the first query head of each cache head write those k, v rows
+// into the cache for the later steps.  The angles of the query are computed before the wait.
 constexpr int kSplitPW = kSplitLen / kSplitWarps; // positions per warp
 constexpr int kSplitHW = kMaxHeadDim / 64;        // half2 per lane of a cache row
 constexpr int kMaxDecodeTok = 8;                  // tokens per decode call (counters)
 
 __global__ void __launch_bounds__(kSplitWarps * 32)
-    attention_split_kernel(const float *__restrict__ q, const __half *__restrict__ kc, const __half *__restrict__ vc,
+    attention_split_kernel(const float *__restrict__ q, const float *__restrict__ k_in, const float *__restrict__ v_in,
+                           __half *__restrict__ kc, __half *__restrict__ vc, const float *__restrict__ inv_freq,
                            float *__restrict__ scratch, float *__restrict__ out, const int *pos0, int n_heads, int n_kv,
                            int hd, float scale) {
     pdl_trigger();
     extern __shared__ float wgt[];  // (splits): the merge's weights of the splits
     __shared__ float qs[kMaxHeadDim];
+    __shared__ float qc[kMaxHeadDim / 2], qsn[kMaxHeadDim / 2];  // the query's cos, sin per pair
     __shared__ float sc[kSplitLen];
     __shared__ float acc_s[kSplitWarps][kMaxHeadDim];
     __shared__ float red[32];
@@ -251,6 +257,11 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int pos = *pos0, len = pos + t + 1, p0 = sp * kSplitLen, p1 = min(len, p0 + kSplitLen);
     const int kvh = h / (n_heads / n_kv), kvd = n_kv * hd, h2 = hd / 2;
+    const bool writer = h % (n_heads / n_kv) == 0 && t == (int)gridDim.y - 1;  // of this step's cache rows
+    for (int j = threadIdx.x; j < h2; j += blockDim.x) {
+        const float a = (float)(pos + t) * inv_freq[j];
+        qc[j] = cosf(a), qsn[j] = sinf(a);
+    }
     unsigned *count = reinterpret_cast<unsigned *>(scratch) + t * n_heads + h;
     float *part = scratch + kMaxDecodeTok * n_heads;
     float *dst = part + (((int64_t)t * n_heads + h) * splits + sp) * (hd + 2);
@@ -271,6 +282,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
     }
     pdl_wait();
     if (p0 < len) {
+        // this step's positions: k rotated here (as rope_kv_kernel does) and rounded to fp16
 #pragma unroll
         for (int j = 0; j < kSplitPW; j++) {
             const int p = p0 + warp + j * kSplitWarps;
@@ -278,13 +290,37 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             for (int k = 0; k < kSplitHW; k++) {
                 const int i = lane + 32 * k;
                 if (p < p1 && p >= pos && i < h2) {
-                    kr[j][k] = reinterpret_cast<const __half2 *>(kc + (int64_t)p * kvd + kvh * hd)[i];
-                    vr[j][k] = reinterpret_cast<const __half2 *>(vc + (int64_t)p * kvd + kvh * hd)[i];
+                    const float *kx = k_in + (int64_t)(p - pos) * kvd + kvh * hd, *vx = v_in + (int64_t)(p - pos) * kvd + kvh * hd;
+                    float r[2];
+#pragma unroll
+                    for (int e2 = 0; e2 < 2; e2++) {
+                        const int e = 2 * i + e2, jj = e < h2 ? e : e - h2;
+                        const float a = (float)p * inv_freq[jj];
+                        const float c = cosf(a), sn = sinf(a);
+                        if (e < h2) {
+                            const float x0 = kx[e], x1 = kx[e + h2];
+                            r[e2] = x0 * c - x1 * sn;
+                        } else {
+                            const float x0 = kx[e - h2], x1 = kx[e];
+                            r[e2] = x1 * c + x0 * sn;
+                        }
+                    }
+                    kr[j][k] = __floats2half2_rn(r[0], r[1]);
+                    vr[j][k] = __floats2half2_rn(vx[2 * i], vx[2 * i + 1]);
+                    if (writer) {
+                        reinterpret_cast<__half2 *>(kc + (int64_t)p * kvd + kvh * hd)[i] = kr[j][k];
+                        reinterpret_cast<__half2 *>(vc + (int64_t)p * kvd + kvh * hd)[i] = vr[j][k];
+                    }
                 }
             }
         }
+        // the query, rotated
         const float *qv = q + ((int64_t)t * n_heads + h) * hd;
-        for (int i = threadIdx.x; i < hd; i += blockDim.x) qs[i] = qv[i];
+        for (int j = threadIdx.x; j < h2; j += blockDim.x) {
+            const float x0 = qv[j], x1 = qv[j + h2], c = qc[j], sn = qsn[j];
+            qs[j] = x0 * c - x1 * sn;
+            qs[j + h2] = x1 * c + x0 * sn;
+        }
         __syncthreads();
         float mx = -INFINITY;
 #pragma unroll
@@ -450,14 +486,15 @@ extern "C" int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, i
     return (int64_t)kMaxDecodeTok * n_heads + (int64_t)kMaxDecodeTok * n_heads * splits * (hd + 2);
 }
 
-extern "C" int cuk_attention_decode(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, float *part,
-                                    const int *pos0, int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s) {
+extern "C" int cuk_rope_attention_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
+                                         const float *inv_freq, float *out, float *part, const int *pos0, int n, int max_seq,
+                                         int n_heads, int n_kv, int hd, cudaStream_t s) {
     if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
     if (n < 1 || n > kMaxDecodeTok) return gptq_fail("decode attention: %d tokens (1..%d)", n, kMaxDecodeTok);
     const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
     return cu_check(cu_launch(attention_split_kernel, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
-                              dim3(kSplitWarps * 32), sizeof(float) * (size_t)splits, s, q,
-                              reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), part, out, pos0,
+                              dim3(kSplitWarps * 32), sizeof(float) * (size_t)splits, s, q, k, v,
+                              reinterpret_cast<__half *>(kc), reinterpret_cast<__half *>(vc), inv_freq, part, out, pos0,
                               n_heads, n_kv, hd, 1.0f / sqrtf((float)hd)),
                     "attention");
 }

@@ -29,13 +29,17 @@ int cuk_attention_setup(int max_seq);
  * positions 0..*pos0 + t (GQA: n_heads / n_kv query heads per cache head); hd <= 256. */
 int cuk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, const int *pos0, int n, int max_seq,
                   int n_heads, int n_kv, int hd, cudaStream_t s);
-/* The same for n <= 8 queries (decode), split over blocks of 16 positions so that every SM
- * works: part is device scratch of cuk_attention_split_floats(n, max_seq, ...) floats,
- * zeroed once before the first call (it starts with counters that each call leaves at 0).
- * *pos0 must have been written before the step's first kernel (the cache rows before it
- * are read early, overlapping the previous kernel). */
-int cuk_attention_decode(const float *q, const uint16_t *kc, const uint16_t *vc, float *out, float *part, const int *pos0,
-                         int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s);
+/* RoPE + KV-cache append + attention for n <= 8 queries (decode) in one kernel: q (n,
+ * n_heads·hd), k, v (n, n_kv·hd) unrotated as the projections wrote them; the rotated k and
+ * v go into the cache rows *pos0 + t as cuk_rope_kv writes them, out as cuk_attention.
+ * Split over blocks of 16 positions so that every SM works: part is device scratch of
+ * cuk_attention_split_floats(n, max_seq, ...) floats, zeroed once before the first call
+ * (it starts with counters that each call leaves at 0).  *pos0 must have been written
+ * before the step's first kernel (the cache rows before it are read early, overlapping
+ * the previous kernel). */
+int cuk_rope_attention_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
+                              const float *inv_freq, float *out, float *part, const int *pos0, int n, int max_seq,
+                              int n_heads, int n_kv, int hd, cudaStream_t s);
 int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd);
 /* g = silu(g) · u, n elements. */
 int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s);

@@ -314,11 +314,11 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
         const cu_linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]}, *gu[2] = {&L->lin[LIN_GATE], &L->lin[LIN_UP]};
         float *const qkv_y[3] = {m->q, m->k, m->v}, *const gu_y[2] = {m->hb, m->hb2};
         if (run_linears(m, qkv, qkv_y, 3, m->xn, n) ||
-            cuk_rope_kv(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, n, c->n_heads, c->n_kv_heads, hd, s) ||
-            (n <= CUQ_MAX_GEMV_T
-                 ? cuk_attention_decode(m->q, kc, vc, m->att, m->att_part, m->pos_d, n, m->max_seq, c->n_heads,
-                                        c->n_kv_heads, hd, s)
-                 : cuk_attention(m->q, kc, vc, m->att, m->pos_d, n, m->max_seq, c->n_heads, c->n_kv_heads, hd, s)) ||
+            (n <= CUQ_MAX_GEMV_T /* decode: RoPE inside the split attention */
+                 ? cuk_rope_attention_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->att, m->att_part, m->pos_d, n,
+                                             m->max_seq, c->n_heads, c->n_kv_heads, hd, s)
+                 : cuk_rope_kv(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, n, c->n_heads, c->n_kv_heads, hd, s) ||
+                       cuk_attention(m->q, kc, vc, m->att, m->pos_d, n, m->max_seq, c->n_heads, c->n_kv_heads, hd, s)) ||
             run_linear(m, &L->lin[LIN_O], m->out, m->att, n) ||
             cuk_add_rmsnorm(m->xn, m->x, m->out, L->ffn_norm, n, dim, c->norm_eps, s) ||
             run_linears(m, gu, gu_y, 2, m->xn, n) ||
