@@ -5,13 +5,16 @@
 #   test      the CUDA kernel tests (tests/unit/test_cuda_kernels.c)
 #   memcheck  the same, test_cuda_model and test_cuda_gptq under compute-sanitizer memcheck
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
+#   tbench    the 7B decode GEMVs at 4 bits with the codes in the qk and in the 16-row tile layout
 #   ncu       Nsight Compute profiles (isolated) of decode kernels of the 4-bit 7B model (after model;
 #             NCU_KERNELS, NCU_SKIP, NCU_COUNT choose them)
 #   modeltest the GPU forward pass against the CPU one (tests/unit/test_cuda_model.c)
 #   cli       tests/cli/cuda_device.sh (bench and perplexity --device cuda), tests/cli/cuda_quantize.sh
 #   ppl       full WikiText-2 perplexity of stories260K (float, GPTQ w4 g32 act-order) on CPU and GPU
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit);
-#             GPTQ_CUDA_PDL=0 in the environment measures without programmatic dependent launch
+#             GPTQ_CUDA_PDL=0 in the environment measures without programmatic dependent launch,
+#             GPTQ_CUDA_TILED=1 with the codes in the 16-row tile layout
+#   model4    the 4-bit model of `model` only, GPTQ_CUDA_TILED=0 and 1 twice each
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
 #   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp16 (calib_mix 128 x 512, seed 0;
 #             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
@@ -59,6 +62,7 @@ for step in "$@"; do
            echo "$(basename $mdl) $dev: $(OMP_NUM_THREADS=16 "$D/bin/gptq" perplexity --model $mdl --data $W --device $dev --json | tail -1)"
          done; done | tee "$OUT/ppl.txt" ;;
     bench) GPTQ_BENCH=1 "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/bench.txt" ;;
+    tbench) GPTQ_BENCH=tiled "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/tbench.txt" ;;
     ncu) # per-kernel profiles (isolated, caches flushed) of some decode kernels of the 4-bit model (after model)
       timeout 400 ncu --kernel-name "regex:${NCU_KERNELS:-qgemv_mma4|attention_split|add_rmsnorm|rope_kv}" \
         --launch-skip ${NCU_SKIP:-300} --launch-count ${NCU_COUNT:-12} \
@@ -72,7 +76,15 @@ for step in "$@"; do
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
       for m in l7b-w4 l7b; do
         "$D/bin/gptq" bench --device cuda --model $M/$m --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
-          tee "$OUT/bench-$m${GPTQ_CUDA_PDL:+-pdl$GPTQ_CUDA_PDL}.txt"
+          tee "$OUT/bench-$m${GPTQ_CUDA_PDL:+-pdl$GPTQ_CUDA_PDL}${GPTQ_CUDA_TILED:+-tiled$GPTQ_CUDA_TILED}.txt"
+      done ;;
+    model4) # the 4-bit model only, codes in the qk layout and in the 16-row tile layout (after model or alone)
+      M=/tmp/gptq-models; mkdir -p $M
+      [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
+      [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
+      for tl in 0 1 0 1; do
+        GPTQ_CUDA_TILED=$tl "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
+          tail -1 | tee -a "$OUT/bench-l7b-w4-tiled$tl.txt"
       done ;;
     gptq) GPTQ_SHARED=$D/shared OMP_NUM_THREADS=16 "$D/bin/test_cuda_gptq" 2>&1 | tee "$OUT/gptq-test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     quant26m)

@@ -8,7 +8,8 @@
  * Linear GEMVs of one Llama-2-7B decode step (32 layers of q/k/v/o 4096x4096, gate/up
  * 11008x4096, down 4096x11008) at 2/3/4/8-bit g128 (4-bit also act-order) and fp16,
  * replayed from a CUDA graph, T = 1..8; the prefill GEMMs of one layer at T = 2048 through
- * dequantize + cuBLAS against cuBLAS on fp16 weights. */
+ * dequantize + cuBLAS against cuBLAS on fp16 weights.  GPTQ_BENCH=tiled: only the 4-bit
+ * decode GEMVs, codes in the qk layout against the 16-row tile layout (cuq.h). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +188,44 @@ static void run_case(const layer_case *lc) {
             }
         cuq_gemv_set_depth(2, 1, 3, 0, 8); /* the defaults */
     }
+    /* the 16-row tile layout of the codes: every kernel (fp32, half2, tensor-core GEMV and
+     * the dequantization) against the oracle, the dequantized weights bit for bit */
+    {
+        cuq_layer dt;
+        cuq_set_tiled(1);
+        rc = cuq_upload(&L, &dt);
+        cuq_set_tiled(0);
+        CHECK(rc == 0 && dt.tiled, "%s: tiled upload: %s", name, gptq_last_error());
+        if (rc == 0) {
+            static const int Tt[] = {1, 3, 8};
+            for (int kind = 0; kind < 3; kind++) /* fp32, half2 (3-bit: fp32), tensor-core where eligible */
+                for (int ti = 0; ti < 3; ti++) {
+                    const int T = Tt[ti];
+                    cuq_gemv_set_fp32(kind == 0);
+                    cuq_gemv_set_mma(kind == 2);
+                    CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * lc->out)));
+                    CHECK(cuq_gemv(&dt, dy, dx, dxb, T, 0) == 0, "%s T=%d tiled: %s", name, T, gptq_last_error());
+                    CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)(T * lc->out), cudaMemcpyDeviceToHost));
+                    const double e = rel_err(y, yref, T * lc->out), tol = kind == 0 ? 2e-5 : 4e-3;
+                    CHECK(e <= tol, "%s T=%d tiled layout, kernel %d: normwise relative error %.3g", name, T, kind, e);
+                    if (kind == 0 && e > worst_gemv) worst_gemv = e;
+                    if (kind > 0 && e > worst_gemv16) worst_gemv16 = e;
+                    products_run++;
+                }
+            cuq_gemv_set_mma(1);
+            const size_t nw = sizeof(uint16_t) * (size_t)(lc->out * L.in_pad);
+            uint16_t *wa = xmalloc(nw), *wb = xmalloc(nw);
+            CU(cudaMemset(w16, 0xff, nw));
+            CHECK(cuq_dequant_f16(&dt, w16, 0) == 0, "%s: tiled dequant", name);
+            CU(cudaMemcpy(wa, w16, nw, cudaMemcpyDeviceToHost));
+            CU(cudaMemset(w16, 0xff, nw));
+            CHECK(cuq_dequant_f16(&d, w16, 0) == 0, "%s: dequant", name);
+            CU(cudaMemcpy(wb, w16, nw, cudaMemcpyDeviceToHost));
+            CHECK(memcmp(wa, wb, nw) == 0, "%s: the tiled layer dequantizes differently", name);
+            free(wa), free(wb);
+            cuq_free(&dt);
+        }
+    }
     /* dequantized weights equal the host's exactly (before fp16 rounding of the product) */
     {
         float *wk = xmalloc(sizeof(float) * (size_t)(lc->out * L.in_pad));
@@ -276,7 +315,9 @@ static void test_multi(void) {
     for (int k = 0; k < 3; k++) {
         quant_layer q;
         make_layer(&lcs[k], &q);
+        cuq_set_tiled(k == 0); /* one launch over both code layouts */
         CHECK(qk_from_quant(&q, &L[k]) == 0 && cuq_upload(&L[k], &d[k]) == 0, "multi: layer %d", k);
+        cuq_set_tiled(0);
         CHECK(d[k].block_group, "multi: layer %d is eligible for the tensor-core kernel", k);
         quant_layer_free(&q);
         dy[k] = dmalloc(sizeof(float) * (size_t)(T * lcs[k].out));
@@ -317,7 +358,9 @@ static void test_silu(void) {
         qk_layer L;
         cuq_layer d;
         make_layer(&lcs[k], &q);
+        cuq_set_tiled(k == 0);
         CHECK(qk_from_quant(&q, &L) == 0 && cuq_upload(&L, &d) == 0, "silu: layer %d", k);
+        cuq_set_tiled(0);
         quant_layer_free(&q);
         const int64_t in = lcs[k].in, out = lcs[k].out;
         static const int Ts[] = {1, 3, 8};
@@ -437,15 +480,19 @@ static double copy_bandwidth(cudaStream_t s) {
     return bw2 > bw ? bw2 : bw; /* the roofline uses the faster probe */
 }
 
-/* A device layer of random codes, scales ~0.008, zero 8 (the speed does not depend on the values). */
+/* A device layer of random codes, scales ~0.008, zero 8 (the speed does not depend on the values);
+ * bench_tiled: codes in the 16-row tile layout. */
+static int bench_tiled;
 static void random_cuq(cuq_layer *d, int64_t out, int64_t in, int bits, int gs, int act_order, uint64_t seed) {
     memset(d, 0, sizeof *d);
     d->out = out, d->in = in, d->in_pad = in, d->nchunks = in / 32, d->bits = bits, d->zero_base = 1;
     d->groups = (in + gs - 1) / gs;
     d->row_blocks = (d->nchunks + QK_CHUNKS_PER_BLOCK(bits) - 1) / QK_CHUNKS_PER_BLOCK(bits);
     d->block_group = d->nchunks % QK_CHUNKS_PER_BLOCK(bits) == 0 && gs % (32 * QK_CHUNKS_PER_BLOCK(bits)) == 0;
-    d->qw = dmalloc(sizeof(qk_block) * (size_t)(out * d->row_blocks));
-    CHECK(cuk_fill_random(d->qw, out * d->row_blocks * 16, seed, 0) == 0, "fill");
+    d->tiled = bench_tiled;
+    const int64_t rows = bench_tiled ? (out + 15) / 16 * 16 : out;
+    d->qw = dmalloc(sizeof(qk_block) * (size_t)(rows * d->row_blocks));
+    CHECK(cuk_fill_random(d->qw, rows * d->row_blocks * 16, seed, 0) == 0, "fill");
     d->scales = dmalloc(sizeof(uint16_t) * (size_t)(out * d->groups));
     CU(cudaMemset(d->scales, 0x20, sizeof(uint16_t) * (size_t)(out * d->groups)));
     d->zeros = dmalloc((size_t)(out * d->groups));
@@ -514,11 +561,11 @@ static void bench_decode_linears(int bits, int act_order, double copy_bw, const 
         CU(cudaGraphInstantiate(&ge, g, 0));
         float ms = time_graph(ge, s, 15);
         double bw = bytes / (ms * 1e-3);
-        printf("bench 7B decode linears %s%s%s%s T=%d: %.3f ms per step, %.0f MiB read, %.1f GB/s = %.1f%% of copy "
+        printf("bench 7B decode linears %s%s%s%s%s T=%d: %.3f ms per step, %.0f MiB read, %.1f GB/s = %.1f%% of copy "
                "bandwidth, %.1f steps/s\n",
                bits ? (bits == 2 ? "2-bit g128" : bits == 3 ? "3-bit g128" : bits == 4 ? "4-bit g128" : "8-bit g128")
                     : "fp16      ",
-               act_order ? " act-order" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : bits == 4 && gemv_mma ? " mma-kernel" : " fp16-kernel", tag, T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
+               act_order ? " act-order" : "", bits && bench_tiled ? " tiled" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : bits == 4 && gemv_mma ? " mma-kernel" : " fp16-kernel", tag, T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
         cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
         if (bits != 4 && bits != 0) break; /* other widths: T = 1 only */
     }
@@ -591,6 +638,22 @@ int main(void) {
         CU(cudaStreamCreate(&s));
         cublasSetStream(blas, s);
         double bw = copy_bandwidth(s);
+        if (strcmp(getenv("GPTQ_BENCH"), "tiled") == 0) { /* the qk against the tile layout, default settings */
+            for (int tl = 0; tl < 2; tl++)
+                for (int ao = 0; ao < 2; ao++) {
+                    bench_tiled = tl;
+                    bench_decode_linears(4, ao, bw, "", s);
+                }
+            gemv_mma = 0;
+            for (int tl = 0; tl < 2; tl++) {
+                bench_tiled = tl;
+                bench_decode_linears(4, 0, bw, "", s);
+            }
+            gemv_mma = 1, bench_tiled = 0;
+            cudaStreamDestroy(s);
+            cublasDestroy(blas);
+            return check_done();
+        }
         /* programmatic dependent launch off / on, codes in flight per warp, activations in
          * shared memory or not (the first line is the kernel as it was before all three) */
         /* (pdl, depth, activations in smem, min blocks, bulk copies, warps) */

@@ -17,6 +17,13 @@ static inline unsigned cu_grid(long long n) {
     return (unsigned)(g < 1 ? 1 : g > 65535 ? 65535 : g);
 }
 
+// Index of the 64-byte block b of row `row` in a layer's codes (cuq.h): row-major qk
+// layout, or the 16-row tile layout (tiled != 0), where the tile's rows' blocks b are
+// adjacent: tile row/16, then b, then row%16.
+__device__ __forceinline__ long long cuq_block(int row, int b, int row_blocks, int tiled) {
+    return tiled ? ((long long)(row >> 4) * row_blocks + b) * 16 + (row & 15) : (long long)row * row_blocks + b;
+}
+
 // Programmatic dependent launch (sm_90).  A kernel launched by cu_launch may start while
 // the kernel before it in the stream still runs: it first does what depends on nothing
 // the earlier kernels write (a GEMV requests its weights and scales), then pdl_wait()

@@ -44,15 +44,23 @@ typedef struct {
     int bits;             /* 2, 3, 4, 8 */
     int zero_base;        /* real zero = zeros[] + zero_base */
     int block_group;      /* every 64-byte block lies in one group (the tensor-core GEMV's condition) */
-    uint32_t *qw;         /* (out, row_blocks, 16) the qk blocks */
+    int tiled;            /* qw in the 16-row tile layout (below) instead of the qk layout */
+    uint32_t *qw;         /* qk: (out, row_blocks, 16) the qk blocks; tiled: (ceil(out/16), row_blocks, 16 rows, 16) */
     uint16_t *scales;     /* (out, groups) fp16 */
     uint8_t *zeros;       /* (out, groups) */
     int32_t *chunk_group; /* (nchunks) group of each chunk */
     int32_t *perm;        /* (in_pad) input at each position, -1 = padding; NULL = identity */
 } cuq_layer;
 
-/* Copies a host qk layer to the device.  -1 + error on allocation or copy failure. */
+/* Copies a host qk layer to the device.  -1 + error on allocation or copy failure.
+ * The codes keep the qk layout, or with cuq_set_tiled(1) / GPTQ_CUDA_TILED=1 take the
+ * 16-row tile layout: the same 64-byte blocks, reordered so that block b of the 16 rows
+ * of a tile are adjacent (tile, b, row in tile); the rows of the last tile past `out` are
+ * zero.  The tensor-core GEMV's lanes (row g and g + 8, quarter t) then read two 512-byte
+ * contiguous runs per step instead of 16 runs of 64 bytes; every kernel reads both layouts. */
 int cuq_upload(const qk_layer *L, cuq_layer *d);
+/* The layout cuq_upload gives the codes from now on (default: GPTQ_CUDA_TILED, else off). */
+void cuq_set_tiled(int on);
 void cuq_free(cuq_layer *d);
 /* Bytes one GEMV reads from the weights (codes, scales, zeros). */
 int64_t cuq_stream_bytes(const cuq_layer *d);

@@ -25,6 +25,20 @@ static int upload(void **dst, const void *src, size_t n, const char *what) {
     return cu_check(cudaMemcpy(*dst, src, n, cudaMemcpyHostToDevice), what);
 }
 
+static int tiled_uploads = -1; /* -1: not settled (GPTQ_CUDA_TILED) */
+
+void cuq_set_tiled(int on) { tiled_uploads = on != 0; }
+
+/* The codes in the 16-row tile layout (cuq.h): (ceil(out/16), row_blocks, 16 rows) blocks. */
+static qk_block *tile_codes(const qk_layer *L, size_t *bytes) {
+    const int64_t tiles = (L->out + 15) / 16, rb = L->row_blocks;
+    *bytes = sizeof(qk_block) * (size_t)(tiles * 16 * rb);
+    qk_block *t = xcalloc((size_t)(tiles * 16 * rb), sizeof(qk_block));
+    for (int64_t row = 0; row < L->out; row++)
+        for (int64_t b = 0; b < rb; b++) t[((row / 16) * rb + b) * 16 + row % 16] = L->qw[row * rb + b];
+    return t;
+}
+
 int cuq_upload(const qk_layer *L, cuq_layer *d) {
     memset(d, 0, sizeof *d);
     d->out = L->out, d->in = L->in, d->in_pad = L->in_pad, d->nchunks = L->nchunks;
@@ -35,12 +49,20 @@ int cuq_upload(const qk_layer *L, cuq_layer *d) {
     d->block_group = L->nchunks % L->chunks_per_block == 0;
     for (int64_t c = 0; c < L->nchunks; c++)
         if (cg[c] != cg[c - c % L->chunks_per_block]) d->block_group = 0;
-    int rc = upload((void **)&d->qw, L->qw, sizeof(qk_block) * (size_t)(L->out * L->row_blocks), "uploading codes") ||
+    if (tiled_uploads < 0) {
+        const char *e = getenv("GPTQ_CUDA_TILED");
+        tiled_uploads = e && strcmp(e, "1") == 0;
+    }
+    d->tiled = tiled_uploads;
+    size_t code_bytes = sizeof(qk_block) * (size_t)(L->out * L->row_blocks);
+    qk_block *codes = d->tiled ? tile_codes(L, &code_bytes) : L->qw;
+    int rc = upload((void **)&d->qw, codes, code_bytes, "uploading codes") ||
              upload((void **)&d->scales, L->scales, sizeof(uint16_t) * (size_t)(L->out * L->groups), "uploading scales") ||
              upload((void **)&d->zeros, L->zeros, (size_t)(L->out * L->groups), "uploading zero points") ||
              upload((void **)&d->chunk_group, cg, sizeof(int32_t) * (size_t)L->nchunks, "uploading groups") ||
              (L->perm && upload((void **)&d->perm, L->perm, sizeof(int32_t) * (size_t)L->in_pad, "uploading act-order"));
     free(cg);
+    if (codes != L->qw) free(codes);
     if (rc) {
         cuq_free(d);
         return -1;

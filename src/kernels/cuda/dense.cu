@@ -141,13 +141,13 @@ template <int BITS>
 __global__ void dequant_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales,
                                const uint8_t *__restrict__ zeros, const int32_t *__restrict__ chunk_group,
                                __half *__restrict__ w16, int64_t out, int row_blocks, int nchunks, int groups,
-                               int64_t in_pad, int zero_base) {
+                               int64_t in_pad, int zero_base, int tiled) {
     constexpr int C = 16 / BITS;
     const int64_t n = out * row_blocks * 4;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t row = i / (row_blocks * 4);
         const int rem = (int)(i - row * row_blocks * 4), b = rem >> 2, q = rem & 3;
-        const uint4 v = qw[i];
+        const uint4 v = qw[cuq_block((int)row, b, row_blocks, tiled) * 4 + q];
         const uint32_t words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
         for (int j = 0; j < C; j++) {
@@ -210,10 +210,10 @@ extern "C" int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s
     __half *o = reinterpret_cast<__half *>(w16);
     const int rb = (int)L->row_blocks, nc = (int)L->nchunks, G = (int)L->groups;
     switch (L->bits) {
-    case 2: dequant_kernel<2><<<grid, 256, 0, s>>>(qw, sc, L->zeros, L->chunk_group, o, L->out, rb, nc, G, L->in_pad, L->zero_base); break;
-    case 3: dequant_kernel<3><<<grid, 256, 0, s>>>(qw, sc, L->zeros, L->chunk_group, o, L->out, rb, nc, G, L->in_pad, L->zero_base); break;
-    case 4: dequant_kernel<4><<<grid, 256, 0, s>>>(qw, sc, L->zeros, L->chunk_group, o, L->out, rb, nc, G, L->in_pad, L->zero_base); break;
-    case 8: dequant_kernel<8><<<grid, 256, 0, s>>>(qw, sc, L->zeros, L->chunk_group, o, L->out, rb, nc, G, L->in_pad, L->zero_base); break;
+    case 2: dequant_kernel<2><<<grid, 256, 0, s>>>(qw, sc, L->zeros, L->chunk_group, o, L->out, rb, nc, G, L->in_pad, L->zero_base, L->tiled); break;
+    case 3: dequant_kernel<3><<<grid, 256, 0, s>>>(qw, sc, L->zeros, L->chunk_group, o, L->out, rb, nc, G, L->in_pad, L->zero_base, L->tiled); break;
+    case 4: dequant_kernel<4><<<grid, 256, 0, s>>>(qw, sc, L->zeros, L->chunk_group, o, L->out, rb, nc, G, L->in_pad, L->zero_base, L->tiled); break;
+    case 8: dequant_kernel<8><<<grid, 256, 0, s>>>(qw, sc, L->zeros, L->chunk_group, o, L->out, rb, nc, G, L->in_pad, L->zero_base, L->tiled); break;
     default: return gptq_fail("cuq_dequant_f16: %d-bit weights are not supported", L->bits);
     }
     return cu_check(cudaGetLastError(), "dequantize to fp16");

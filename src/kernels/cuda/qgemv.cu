@@ -59,7 +59,7 @@ template <int BITS, int T, int MINB>
 __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
     qgemv_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
                  const int32_t *__restrict__ chunk_group, const float *__restrict__ x, float *__restrict__ y, int out,
-                 int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok) {
+                 int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok, int tiled) {
     pdl_trigger();
     using K = Codes<BITS>;
     extern __shared__ __align__(16) float smem[];
@@ -78,7 +78,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
     // the first codes are requested before the scales are staged, so both latencies overlap
     if (b < row_blocks) {
 #pragma unroll
-        for (int r = 0; r < kRows; r++) cur[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + b) * 4 + q);
+        for (int r = 0; r < kRows; r++) cur[r] = __ldcs(qw + cuq_block(rows[r], b, row_blocks, tiled) * 4 + q);
 #pragma unroll
         for (int j = 0; j < K::C; j++) gcur[j] = __ldg(chunk_group + min(b * K::C + j, nchunks - 1));
     }
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
         const int bn = b + bstep;
         if (bn < row_blocks) {
 #pragma unroll
-            for (int r = 0; r < kRows; r++) nxt[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + bn) * 4 + q);
+            for (int r = 0; r < kRows; r++) nxt[r] = __ldcs(qw + cuq_block(rows[r], bn, row_blocks, tiled) * 4 + q);
 #pragma unroll
             for (int j = 0; j < K::C; j++) gnxt[j] = __ldg(chunk_group + min(bn * K::C + j, nchunks - 1));
         }
@@ -223,7 +223,7 @@ cudaError_t launch_t(const cuq_layer *L, float *y, const float *x, int ntok, cud
     }
     return cu_launch(qgemv_kernel<BITS, T, MINB>, dim3(grid), dim3(nwarps * 32), smem, s, reinterpret_cast<const uint4 *>(L->qw),
                      reinterpret_cast<const __half *>(L->scales), L->zeros, L->chunk_group, x, y, (int)L->out,
-                     (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad, L->zero_base, ntok);
+                     (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad, L->zero_base, ntok, L->tiled);
 }
 
 template <int BITS>
@@ -261,7 +261,7 @@ template <int BITS, int T, int MINB>
 __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
     qgemv_h_kernel(const uint4 *__restrict__ qw, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
                    const int32_t *__restrict__ chunk_group, const float *__restrict__ x, float *__restrict__ y, int out,
-                   int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok) {
+                   int row_blocks, int nchunks, int groups, int in_pad, int zero_base, int ntok, int tiled) {
     pdl_trigger();
     using P = Pairs<BITS>;
     constexpr int C = P::C, HC = C / 2;
@@ -277,7 +277,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
     uint4 cur[kRows], nxt[kRows];
     if (b < row_blocks) {
 #pragma unroll
-        for (int r = 0; r < kRows; r++) cur[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + b) * 4 + q);
+        for (int r = 0; r < kRows; r++) cur[r] = __ldcs(qw + cuq_block(rows[r], b, row_blocks, tiled) * 4 + q);
     }
     // per (row, block, chunk pair p): half2 (1024 + z_p, 1024 + z_{p+C/2}) and half2 (s_p, s_{p+C/2})
     uint2 *zs = reinterpret_cast<uint2 *>(smem);
@@ -317,7 +317,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32, MINB)
         const int bn = b + bstep;
         if (bn < row_blocks) {
 #pragma unroll
-            for (int r = 0; r < kRows; r++) nxt[r] = __ldcs(qw + ((int64_t)rows[r] * row_blocks + bn) * 4 + q);
+            for (int r = 0; r < kRows; r++) nxt[r] = __ldcs(qw + cuq_block(rows[r], bn, row_blocks, tiled) * 4 + q);
         }
         uint32_t wd[kRows][4];
 #pragma unroll
@@ -407,7 +407,7 @@ cudaError_t launch_h(const cuq_layer *L, float *y, const float *x, int ntok, cud
     return cu_launch(qgemv_h_kernel<BITS, T, MINB>, dim3(grid), dim3(nwarps * 32), smem, s,
                      reinterpret_cast<const uint4 *>(L->qw), reinterpret_cast<const __half *>(L->scales), L->zeros,
                      L->chunk_group, x, y, (int)L->out, (int)L->row_blocks, (int)L->nchunks, (int)L->groups, (int)L->in_pad,
-                     L->zero_base, ntok);
+                     L->zero_base, ntok, L->tiled);
 }
 
 template <int BITS>
@@ -456,6 +456,7 @@ struct MmaPart {
     const float *x2; /* NULL, or (T, in_pad): the input is silu(x) · x2 (SwiGLU fused into down_proj) */
     float *y;        /* (T, out) */
     int out, groups, zero_base, tile0; /* tile0: first tile (16 rows) of this part in the grid */
+    int tiled;                         /* codes in the 16-row tile layout (cuq.h) */
 };
 struct MmaParts {
     MmaPart p[kMaxParts];
@@ -537,7 +538,13 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     const int g = lane >> 2, t = lane & 3;
     const int row0 = ((int)blockIdx.x - P.tile0) * 16;
     const int ra = min(row0 + g, out - 1), rb = min(row0 + g + 8, out - 1);
-    const uint4 *qa = qw + (int64_t)ra * row_blocks * 4 + t, *qb = qw + (int64_t)rb * row_blocks * 4 + t;
+    // the lane's quarter of block 0 of rows g and g + 8, and the distance between a row's blocks
+    // (qk layout: 64 bytes, so a warp load touches 8 rows x 64 bytes; tile layout: the tile's
+    // 16 blocks b follow each other, 1 KiB, so the two loads of a warp read 1 KiB contiguously)
+    const bool tiled = P.tiled != 0;
+    const uint4 *qa = tiled ? qw + ((int64_t)(row0 >> 4) * row_blocks * 16 + g) * 4 + t : qw + (int64_t)ra * row_blocks * 4 + t;
+    const uint4 *qb = tiled ? qa + 8 * 4 : qw + (int64_t)rb * row_blocks * 4 + t;
+    const int64_t bs = tiled ? 16 * 4 : 4;
     // shared memory: [TMA: mbarrier (16 B), codes (16, sb·64 + 16 B)] [scales (16, groups) float2]
     // [block groups (row_blocks) int] [XS: activations]
     const int sb = TMA ? min(row_blocks, kTmaBlocks) : 0;
@@ -567,7 +574,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     for (int s = 0; s < D; s++) {
         const int b = sb + warp + s * nwarps;
         ca[s] = make_uint4(0, 0, 0, 0), cb[s] = ca[s];
-        if (b < row_blocks) ca[s] = __ldcs(qa + (int64_t)b * 4), cb[s] = __ldcs(qb + (int64_t)b * 4);
+        if (b < row_blocks) ca[s] = __ldcs(qa + b * bs), cb[s] = __ldcs(qb + b * bs);
     }
     // the tile's scales and 1024 + zero points, (16, groups) float2, and each block's group
     float2 *sz = reinterpret_cast<float2 *>(sp);
@@ -644,7 +651,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
             if (b >= row_blocks) break;
             const uint32_t wa[4] = {ca[s].x, ca[s].y, ca[s].z, ca[s].w}, wb[4] = {cb[s].x, cb[s].y, cb[s].z, cb[s].w};
             const int bn = b + D * nwarps;
-            if (bn < row_blocks) ca[s] = __ldcs(qa + (int64_t)bn * 4), cb[s] = __ldcs(qb + (int64_t)bn * 4);
+            if (bn < row_blocks) ca[s] = __ldcs(qa + bn * bs), cb[s] = __ldcs(qb + bn * bs);
             uint32_t bx[4][4];
             load_b(b, bx);
             const int grp = sgrp[b];
@@ -745,16 +752,18 @@ cudaError_t launch_mma4(const cuq_layer *const *L, float *const *y, const float 
     parts.n = n;
     int tiles = 0;
     size_t stage = 0, stage_tma = 0;
+    bool any_tiled = false; /* the bulk copies read rows of the qk layout */
     for (int k = 0; k < n; k++) {
         parts.p[k] = MmaPart{reinterpret_cast<const uint4 *>(L[k]->qw), reinterpret_cast<const __half *>(L[k]->scales),
                              L[k]->zeros, L[k]->chunk_group, xs[k], k == 0 ? x2 : nullptr, y[k], (int)L[k]->out,
-                             (int)L[k]->groups, L[k]->zero_base, tiles};
+                             (int)L[k]->groups, L[k]->zero_base, tiles, L[k]->tiled};
         tiles += (int)((L[k]->out + 15) / 16);
         if (mma_stage_bytes(L[k], false) > stage) stage = mma_stage_bytes(L[k], false);
         if (mma_stage_bytes(L[k], true) > stage_tma) stage_tma = mma_stage_bytes(L[k], true);
+        any_tiled |= L[k]->tiled != 0;
     }
     const size_t act = mma_act_bytes(L[0], ntok);
-    const bool tma = mma_tma && mma_depth == 2 && stage_tma <= kMaxSmem;
+    const bool tma = mma_tma && !any_tiled && mma_depth == 2 && stage_tma <= kMaxSmem;
     if (tma) stage = stage_tma;
     const bool xs_smem = mma_xs && act <= kMmaActSmem && stage + act <= kMaxSmem;
     size_t smem = stage + (xs_smem ? act : 0);
