@@ -4,6 +4,7 @@
 # in the arguments, logging each under $OUT:
 #   test      the CUDA kernel tests (tests/unit/test_cuda_kernels.c)
 #   memcheck  the same, test_cuda_model and test_cuda_gptq under compute-sanitizer memcheck
+#             (MEMCHECK_NO_GPTQ=1: not test_cuda_gptq)
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
 #   tbench    the 7B decode GEMVs at 4 bits with the codes in the qk and in the 16-row tile layout
 #   ncu       Nsight Compute profiles (isolated) of decode kernels of the 4-bit 7B model (after model;
@@ -14,7 +15,7 @@
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit);
 #             GPTQ_CUDA_PDL=0 in the environment measures without programmatic dependent launch,
 #             GPTQ_CUDA_TILED=1 with the codes in the 16-row tile layout
-#   model4    the 4-bit model of `model` only, GPTQ_CUDA_TILED=0 and 1 twice each
+#   model4    the 4-bit model of `model` only, GPTQ_CUDA_TILED and GPTQ_CUDA_MMA_PF 0 / 1
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
 #   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp16 (calib_mix 128 x 512, seed 0;
 #             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
@@ -47,6 +48,7 @@ for step in "$@"; do
               GPTQ_SHARED=$D/shared GPTQ_BIN=$D/bin/gptq GPTQ_TMP=/tmp/gptq-test-mc OMP_NUM_THREADS=8 \
                 compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_model" > "$OUT/memcheck-model.txt" 2>&1
               r=$?; tail -3 "$OUT/memcheck-model.txt"; rc=$((rc | r))
+              [ -n "${MEMCHECK_NO_GPTQ:-}" ] && continue  # the GEMV work: kernels and forward pass only
               GPTQ_SHARED=$D/shared OMP_NUM_THREADS=8 compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/test_cuda_gptq" \
                 > "$OUT/memcheck-gptq.txt" 2>&1
               r=$?; tail -3 "$OUT/memcheck-gptq.txt"; rc=$((rc | r)) ;;
@@ -82,9 +84,10 @@ for step in "$@"; do
       M=/tmp/gptq-models; mkdir -p $M
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
-      for tl in 0 1 0 1; do
-        GPTQ_CUDA_TILED=$tl "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
-          tail -1 | tee -a "$OUT/bench-l7b-w4-tiled$tl.txt"
+      for cfg in 0:0 1:1 0:1 1:0 0:0 1:1; do
+        echo "GPTQ_CUDA_TILED=${cfg%:*} GPTQ_CUDA_MMA_PF=${cfg#*:}"
+        GPTQ_CUDA_TILED=${cfg%:*} GPTQ_CUDA_MMA_PF=${cfg#*:} "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 \
+          --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/bench-l7b-w4-tiled${cfg%:*}-pf${cfg#*:}.txt"
       done ;;
     gptq) GPTQ_SHARED=$D/shared OMP_NUM_THREADS=16 "$D/bin/test_cuda_gptq" 2>&1 | tee "$OUT/gptq-test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     quant26m)

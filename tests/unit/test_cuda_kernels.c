@@ -137,6 +137,7 @@ static void run_case(const layer_case *lc) {
     CHECK(rc == 0, "%s: qk_from_gptq: %s", name, gptq_last_error());
     if (rc) goto done_pk;
     cuq_layer d;
+    cuq_set_tiled(0); /* the qk layout here, the tile layout further down */
     rc = cuq_upload(&L, &d);
     CHECK(rc == 0, "%s: upload: %s", name, gptq_last_error());
     if (rc) goto done_L;
@@ -198,11 +199,13 @@ static void run_case(const layer_case *lc) {
         CHECK(rc == 0 && dt.tiled, "%s: tiled upload: %s", name, gptq_last_error());
         if (rc == 0) {
             static const int Tt[] = {1, 3, 8};
-            for (int kind = 0; kind < 3; kind++) /* fp32, half2 (3-bit: fp32), tensor-core where eligible */
+            /* fp32, half2 (3-bit: fp32), tensor-core where eligible without and with the L2 prefetch */
+            for (int kind = 0; kind < 4; kind++)
                 for (int ti = 0; ti < 3; ti++) {
                     const int T = Tt[ti];
                     cuq_gemv_set_fp32(kind == 0);
-                    cuq_gemv_set_mma(kind == 2);
+                    cuq_gemv_set_mma(kind >= 2);
+                    cuq_gemv_set_prefetch(kind == 3);
                     CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)(Tmax * lc->out)));
                     CHECK(cuq_gemv(&dt, dy, dx, dxb, T, 0) == 0, "%s T=%d tiled: %s", name, T, gptq_last_error());
                     CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)(T * lc->out), cudaMemcpyDeviceToHost));
@@ -213,6 +216,7 @@ static void run_case(const layer_case *lc) {
                     products_run++;
                 }
             cuq_gemv_set_mma(1);
+            cuq_gemv_set_prefetch(0);
             const size_t nw = sizeof(uint16_t) * (size_t)(lc->out * L.in_pad);
             uint16_t *wa = xmalloc(nw), *wb = xmalloc(nw);
             CU(cudaMemset(w16, 0xff, nw));
@@ -481,16 +485,17 @@ static double copy_bandwidth(cudaStream_t s) {
 }
 
 /* A device layer of random codes, scales ~0.008, zero 8 (the speed does not depend on the values);
- * bench_tiled: codes in the 16-row tile layout. */
-static int bench_tiled;
+ * bench_tiled: codes in the 16-row tile layout: 0 never, 1 always, 2 as cuq_upload's default
+ * (the tensor-core GEMV's layers). */
+static int bench_tiled = 2;
 static void random_cuq(cuq_layer *d, int64_t out, int64_t in, int bits, int gs, int act_order, uint64_t seed) {
     memset(d, 0, sizeof *d);
     d->out = out, d->in = in, d->in_pad = in, d->nchunks = in / 32, d->bits = bits, d->zero_base = 1;
     d->groups = (in + gs - 1) / gs;
     d->row_blocks = (d->nchunks + QK_CHUNKS_PER_BLOCK(bits) - 1) / QK_CHUNKS_PER_BLOCK(bits);
     d->block_group = d->nchunks % QK_CHUNKS_PER_BLOCK(bits) == 0 && gs % (32 * QK_CHUNKS_PER_BLOCK(bits)) == 0;
-    d->tiled = bench_tiled;
-    const int64_t rows = bench_tiled ? (out + 15) / 16 * 16 : out;
+    d->tiled = bench_tiled == 1 || (bench_tiled == 2 && bits == 4 && d->block_group);
+    const int64_t rows = d->tiled ? (out + 15) / 16 * 16 : out;
     d->qw = dmalloc(sizeof(qk_block) * (size_t)(rows * d->row_blocks));
     CHECK(cuk_fill_random(d->qw, rows * d->row_blocks * 16, seed, 0) == 0, "fill");
     d->scales = dmalloc(sizeof(uint16_t) * (size_t)(out * d->groups));
@@ -565,7 +570,7 @@ static void bench_decode_linears(int bits, int act_order, double copy_bw, const 
                "bandwidth, %.1f steps/s\n",
                bits ? (bits == 2 ? "2-bit g128" : bits == 3 ? "3-bit g128" : bits == 4 ? "4-bit g128" : "8-bit g128")
                     : "fp16      ",
-               act_order ? " act-order" : "", bits && bench_tiled ? " tiled" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : bits == 4 && gemv_mma ? " mma-kernel" : " fp16-kernel", tag, T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
+               act_order ? " act-order" : "", q[0].tiled ? " tiled" : "", bits == 0 ? "" : bits == 3 || gemv_fp32 ? " fp32-kernel" : bits == 4 && gemv_mma ? " mma-kernel" : " fp16-kernel", tag, T, ms, bytes / 1048576, bw * 1e-9, 100.0 * bw / copy_bw, 1000.0 / ms);
         cudaGraphExecDestroy(ge), cudaGraphDestroy(g);
         if (bits != 4 && bits != 0) break; /* other widths: T = 1 only */
     }
@@ -638,18 +643,19 @@ int main(void) {
         CU(cudaStreamCreate(&s));
         cublasSetStream(blas, s);
         double bw = copy_bandwidth(s);
-        if (strcmp(getenv("GPTQ_BENCH"), "tiled") == 0) { /* the qk against the tile layout, default settings */
-            for (int tl = 0; tl < 2; tl++)
-                for (int ao = 0; ao < 2; ao++) {
-                    bench_tiled = tl;
-                    bench_decode_linears(4, ao, bw, "", s);
-                }
-            gemv_mma = 0;
-            for (int tl = 0; tl < 2; tl++) {
-                bench_tiled = tl;
-                bench_decode_linears(4, 0, bw, "", s);
+        if (strcmp(getenv("GPTQ_BENCH"), "tiled") == 0) { /* the qk against the tile layout, L2 prefetch */
+            /* (tiled, prefetch, depth, min blocks, act-order) */
+            static const int tcfg[][5] = {{0, 0, 2, 3, 0}, {1, 0, 2, 3, 0}, {1, 1, 2, 3, 0}, {1, 0, 1, 3, 0}, {1, 0, 2, 1, 0},
+                                          {1, 0, 4, 1, 0}, {1, 0, 4, 3, 0}, {1, 0, 1, 4, 0}, {0, 0, 2, 3, 1}, {1, 0, 2, 3, 1}};
+            for (int i = 0; i < (int)(sizeof tcfg / sizeof tcfg[0]); i++) {
+                char tag[64];
+                snprintf(tag, sizeof tag, " [prefetch %d, depth %d, min blocks %d]", tcfg[i][1], tcfg[i][2], tcfg[i][3]);
+                bench_tiled = tcfg[i][0];
+                cuq_gemv_set_prefetch(tcfg[i][1]);
+                cuq_gemv_set_depth(tcfg[i][2], 1, tcfg[i][3], 0, 8);
+                bench_decode_linears(4, tcfg[i][4], bw, tag, s);
             }
-            gemv_mma = 1, bench_tiled = 0;
+            bench_tiled = 2;
             cudaStreamDestroy(s);
             cublasDestroy(blas);
             return check_done();

@@ -2,7 +2,8 @@
  *
  * Quantized weights keep the CPU's qk layout (kernels/cpu/qtypes.h) byte for byte: a row's
  * 64-byte blocks are contiguous, so 4 threads read one block as four 16-byte vectors and a
- * warp streams 512 contiguous bytes of a row per load, fully coalesced.  Lane w of a block
+ * warp streams 512 contiguous bytes of a row per load, fully coalesced.  The layers of the
+ * tensor-core GEMV take the same blocks in 16-row tiles instead (cuq_upload, below).  Lane w of a block
  * quarter q holds, for every code index k, input 32·j + 16·(k&1) + 4q + w of the block's
  * chunk j = k/2, so each (k, quarter) meets four consecutive activations: one float4.
  *
@@ -53,14 +54,17 @@ typedef struct {
 } cuq_layer;
 
 /* Copies a host qk layer to the device.  -1 + error on allocation or copy failure.
- * The codes keep the qk layout, or with cuq_set_tiled(1) / GPTQ_CUDA_TILED=1 take the
- * 16-row tile layout: the same 64-byte blocks, reordered so that block b of the 16 rows
- * of a tile are adjacent (tile, b, row in tile); the rows of the last tile past `out` are
- * zero.  The tensor-core GEMV's lanes (row g and g + 8, quarter t) then read two 512-byte
- * contiguous runs per step instead of 16 runs of 64 bytes; every kernel reads both layouts. */
+ * The codes keep the qk layout, or take the 16-row tile layout: the same 64-byte blocks,
+ * reordered so that block b of the 16 rows of a tile are adjacent (tile, b, row in tile);
+ * the rows of the last tile past `out` are zero.  The tensor-core GEMV's lanes (rows g
+ * and g + 8, quarter t) then read two 512-byte contiguous runs per step instead of 16 runs
+ * of 64 bytes, and a tile's codes are one contiguous range (which the GEMV asks L2 to
+ * prefetch whole).  Every kernel reads both layouts. */
 int cuq_upload(const qk_layer *L, cuq_layer *d);
-/* The layout cuq_upload gives the codes from now on (default: GPTQ_CUDA_TILED, else off). */
-void cuq_set_tiled(int on);
+/* Which layers cuq_upload tiles from now on: 0 none, 1 all, 2 (the default) those the
+ * tensor-core GEMV takes (4-bit, every block in one group).  Default from GPTQ_CUDA_TILED
+ * (0 or 1), else 2. */
+void cuq_set_tiled(int mode);
 void cuq_free(cuq_layer *d);
 /* Bytes one GEMV reads from the weights (codes, scales, zeros). */
 int64_t cuq_stream_bytes(const cuq_layer *d);
@@ -88,6 +92,10 @@ void cuq_gemv_set_mma(int on);
  * warps = warps per thread block (1..8; default 8, or GPTQ_CUDA_MMA_WARPS).  depth,
  * min_blocks or warps below 1, act_smem or tma below 0 leave that setting as it is. */
 void cuq_gemv_set_depth(int depth, int act_smem, int min_blocks, int tma, int warps);
+/* With cuq_gemv_set_prefetch(1) or GPTQ_CUDA_MMA_PF=1 the tensor-core GEMV asks L2 for
+ * each tile's codes at its start (cp.async.bulk.prefetch.L2; off by default: slower on the
+ * H100, docs/PERFORMANCE.md). */
+void cuq_gemv_set_prefetch(int on);
 /* y (T, out) = (silu(g) · u) (T, in) · Wᵀ: SwiGLU fused into the GEMV's activation loads
  * where the tensor-core kernel takes the layer (no act-order); otherwise g is overwritten
  * with silu(g) · u first (cuk_silu_mul) and cuq_gemv runs. */

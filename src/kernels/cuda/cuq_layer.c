@@ -25,9 +25,9 @@ static int upload(void **dst, const void *src, size_t n, const char *what) {
     return cu_check(cudaMemcpy(*dst, src, n, cudaMemcpyHostToDevice), what);
 }
 
-static int tiled_uploads = -1; /* -1: not settled (GPTQ_CUDA_TILED) */
+static int tiled_uploads = -1; /* -1: not settled (GPTQ_CUDA_TILED); else a cuq_set_tiled mode */
 
-void cuq_set_tiled(int on) { tiled_uploads = on != 0; }
+void cuq_set_tiled(int mode) { tiled_uploads = mode >= 0 && mode <= 2 ? mode : 2; }
 
 /* The codes in the 16-row tile layout (cuq.h): (ceil(out/16), row_blocks, 16 rows) blocks. */
 static qk_block *tile_codes(const qk_layer *L, size_t *bytes) {
@@ -51,9 +51,10 @@ int cuq_upload(const qk_layer *L, cuq_layer *d) {
         if (cg[c] != cg[c - c % L->chunks_per_block]) d->block_group = 0;
     if (tiled_uploads < 0) {
         const char *e = getenv("GPTQ_CUDA_TILED");
-        tiled_uploads = e && strcmp(e, "1") == 0;
+        tiled_uploads = e && strcmp(e, "0") == 0 ? 0 : e && strcmp(e, "1") == 0 ? 1 : 2;
     }
-    d->tiled = tiled_uploads;
+    /* mode 2: the layers the tensor-core GEMV takes (4-bit, each block in one group) */
+    d->tiled = tiled_uploads == 1 || (tiled_uploads == 2 && d->bits == 4 && d->block_group);
     size_t code_bytes = sizeof(qk_block) * (size_t)(L->out * L->row_blocks);
     qk_block *codes = d->tiled ? tile_codes(L, &code_bytes) : L->qw;
     int rc = upload((void **)&d->qw, codes, code_bytes, "uploading codes") ||

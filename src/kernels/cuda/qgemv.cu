@@ -433,6 +433,8 @@ cudaError_t launch_bits_h(const cuq_layer *L, float *y, const float *x, int T, c
 // 224 decode GEMVs of the 7B shape with programmatic dependent launch: 2.39 ms at T = 1
 // (2.61 ms before it), ~50% of the copy bandwidth; ncu on the model's layers alone shows
 // 23-39% of DRAM bandwidth at 23-33% occupancy (docs/PERFORMANCE.md: what was tried).
+// With the codes in the 16-row tile layout (cuq.h, the default for these layers) a warp's
+// two loads per step read 1 KiB contiguously: 2.19 ms instead of 2.31 ms for the 224 GEMVs.
 constexpr int kMmaWarps = 8;
 
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -461,6 +463,7 @@ struct MmaPart {
 struct MmaParts {
     MmaPart p[kMaxParts];
     int n;
+    int prefetch; /* ask L2 for the tile's codes at the start (cp.async.bulk.prefetch) */
 };
 
 // The kernel runs in three phases.  Before pdl_wait(): request the codes (and group
@@ -545,6 +548,14 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     const uint4 *qa = tiled ? qw + ((int64_t)(row0 >> 4) * row_blocks * 16 + g) * 4 + t : qw + (int64_t)ra * row_blocks * 4 + t;
     const uint4 *qb = tiled ? qa + 8 * 4 : qw + (int64_t)rb * row_blocks * 4 + t;
     const int64_t bs = tiled ? 16 * 4 : 4;
+    // prefetch: the tile's codes requested into L2 at once, 16 bulk prefetches of row_blocks·64
+    // bytes (one row each in the qk layout, a 16th of the contiguous tile in the tile layout),
+    // so that the whole tile streams from DRAM while the ring's loads wait on L2 only
+    if (parts.prefetch && warp == 0 && lane < 16) {
+        const uint4 *src = tiled ? qw + ((int64_t)(row0 >> 4) * row_blocks * 16 + (int64_t)lane * row_blocks) * 4
+                                 : qw + (int64_t)min(row0 + lane, out - 1) * row_blocks * 4;
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(row_blocks * 64) : "memory");
+    }
     // shared memory: [TMA: mbarrier (16 B), codes (16, sb·64 + 16 B)] [scales (16, groups) float2]
     // [block groups (row_blocks) int] [XS: activations]
     const int sb = TMA ? min(row_blocks, kTmaBlocks) : 0;
@@ -691,7 +702,9 @@ int mma_tma = -1;   /* the first blocks by bulk copies (depth 2 only); GPTQ_CUDA
 // registers; 4: 64, room for the next kernel's blocks to start early); GPTQ_CUDA_MMA_MINB.
 int mma_minb = -1;
 int mma_warps = -1; /* warps per thread block (at most kMmaWarps); GPTQ_CUDA_MMA_WARPS */
-constexpr int kMmaDefaultDepth = 2, kMmaDefaultXs = 1, kMmaDefaultTma = 0, kMmaDefaultMinb = 3, kMmaDefaultWarps = 8;
+int mma_pf = -1;    /* L2 prefetch of each tile's codes at the start; GPTQ_CUDA_MMA_PF */
+constexpr int kMmaDefaultDepth = 2, kMmaDefaultXs = 1, kMmaDefaultTma = 0, kMmaDefaultMinb = 3, kMmaDefaultWarps = 8,
+              kMmaDefaultPf = 0;
 
 // Shared memory of the tensor-core GEMV before the activations: TMA codes, scales, groups.
 size_t mma_stage_bytes(const cuq_layer *L, bool tma) {
@@ -747,9 +760,11 @@ cudaError_t launch_mma4(const cuq_layer *const *L, float *const *y, const float 
     if (mma_minb < 1) mma_minb = env_int("GPTQ_CUDA_MMA_MINB", kMmaDefaultMinb);
     if (mma_warps < 1) mma_warps = env_int("GPTQ_CUDA_MMA_WARPS", kMmaDefaultWarps);
     if (mma_warps < 1 || mma_warps > kMmaWarps) mma_warps = kMmaWarps;
+    if (mma_pf < 0) mma_pf = env_int("GPTQ_CUDA_MMA_PF", kMmaDefaultPf) != 0;
     MmaParts parts;
     memset(&parts, 0, sizeof parts);
     parts.n = n;
+    parts.prefetch = mma_pf;
     int tiles = 0;
     size_t stage = 0, stage_tma = 0;
     bool any_tiled = false; /* the bulk copies read rows of the qk layout */
@@ -782,6 +797,8 @@ static int use_fp16_gemv = -1; /* GPTQ_CUDA_GEMV=fp32 selects the exact kernel f
 static int use_mma = -1;       /* GPTQ_CUDA_GEMV=half2 keeps 4-bit layers off the tensor-core kernel */
 
 extern "C" void cuq_gemv_set_mma(int on) { use_mma = on; }
+
+extern "C" void cuq_gemv_set_prefetch(int on) { mma_pf = on != 0; }
 
 extern "C" void cuq_gemv_set_depth(int depth, int act_smem, int min_blocks, int tma, int warps) {
     if (warps >= 1 && warps <= kMmaWarps) mma_warps = warps;
