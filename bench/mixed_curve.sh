@@ -61,8 +61,9 @@ python3 - "$RES" "$OUT/ppl_vs_bpw.svg" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 fams = {}
-for r in rows:
-    fams.setdefault(r["family"], []).append((r["result"]["bpw"], r["result"]["ppl"], r["label"]))
+for r in rows:  # symmetric uniform GPTQ gets its own line (same bpw as asym, other ppl)
+    f = r["family"] + ("-sym" if r["family"] == "uniform" and r["label"].endswith("-sym") else "")
+    fams.setdefault(f, []).append((r["result"]["bpw"], r["result"]["ppl"], r["label"]))
 print("\n| method | setting / target | bpw | WikiText-2 ppl |")
 print("|---|---|---|---|")
 for f, pts in fams.items():

@@ -147,11 +147,11 @@ int mixed_plan_llamacpp(const measurement *ms, const gptq_params *base, double t
     }
     free(cur);
     if (!have) {
+        const double least_bpw = least_menu < 0 ? 0 : (double)least_bits / (double)p->params; /* before p is freed */
         free(best);
         mixed_plan_free(p);
         if (least_menu < 0) return gptq_fail("no menu setting fits every quantizable Linear");
-        return gptq_fail("--target-bpw %g is below the smallest llama.cpp-style plan (%.4f bpw)", target_bpw,
-                         (double)least_bits / (double)p->params);
+        return gptq_fail("--target-bpw %g is below the smallest llama.cpp-style plan (%.4f bpw)", target_bpw, least_bpw);
     }
     for (int k = 0; k < ms->n; k++)
         if (best[k] >= 0) plan_set(p, ms, k, best[k]);

@@ -82,5 +82,7 @@ expect_error "--calib-mix without a file" "--calib-mix needs --calib FILE" \
   "$BIN" quantize --model "$S" --out "$W/x4" --target-bpw 7 --calib-mix 0.5
 expect_error "rtn with a target" "--target-bpw needs --method gptq" "$BIN" "${Q[@]}" --method rtn --out "$W/x5" --target-bpw 7
 expect_error "unknown heuristic" "--alloc-heuristic must be llama.cpp" "$BIN" "${Q[@]}" --out "$W/x6" --target-bpw 7 --alloc-heuristic foo
-for x in x1 x2 x3 x4 x5 x6; do check "no output left for $x" test ! -e "$W/$x"; done
+expect_error "heuristic below its smallest plan" "below the smallest llama.cpp-style plan \([0-9]+\.[0-9]{4} bpw\)" \
+  "$BIN" "${Q[@]}" --out "$W/x7" --target-bpw 2.01 --alloc-heuristic llama.cpp
+for x in x1 x2 x3 x4 x5 x6 x7; do check "no output left for $x" test ! -e "$W/$x"; done
 finish
