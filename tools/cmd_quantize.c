@@ -89,14 +89,47 @@ static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *ca
     return 0;
 }
 
+/* --eval-kl: the mean KL(float || quantized) of the next-token distributions on each text
+ * of a comma-separated list, the float model loaded afresh beside the quantized one (in
+ * memory).  kl receives up to max values. */
+static int eval_kl_measure(const llama_model *m, const char *model_dir, tokenizer *tok, const char *list, int ctx,
+                           int windows, double *kl, int max, int *n_kl) {
+    llama_model ref;
+    if (llama_load_ex(&ref, model_dir, LLAMA_LOAD_DEQUANTIZE) != 0) return -1;
+    char *paths = xstrdup(list), *save = NULL;
+    int rc = 0;
+    *n_kl = 0;
+    for (char *path = strtok_r(paths, ",", &save); path && rc == 0; path = strtok_r(NULL, ",", &save)) {
+        size_t len = 0;
+        char *text = text_file_read(path, &len, 0);
+        if (!text) {
+            rc = -1;
+            break;
+        }
+        int *ids = NULL;
+        int n = tokenizer_encode(tok, text, len, 0, &ids);
+        free(text);
+        ppl_result pr;
+        if (n < 0 || ppl_compare(m, &ref, ids, n, ctx, windows, &pr) != 0) rc = -1;
+        free(ids);
+        if (rc) break;
+        if (*n_kl < max) kl[(*n_kl)++] = pr.kl_mean;
+        printf("KL divergence from the float model (in memory): %.6f nats/token, top-1 agreement %.2f%%  (%d windows x %d tokens of %s)\n",
+               pr.kl_mean, 100 * pr.top1, pr.windows, ctx, path);
+    }
+    free(paths);
+    llama_free(&ref);
+    return rc;
+}
+
 int cmd_quantize(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
     const char *dump = NULL, *format = "hf", *gtype = "q4_0", *types_from = NULL;
-    const char *measurement_file = NULL, *heuristic = NULL, *objective = "kl", *device = "cpu";
+    const char *measurement_file = NULL, *heuristic = NULL, *objective = "kl", *device = "cpu", *eval_kl = NULL;
     float target_bpw = 0, calib_mix = 0;
     int menu_sym = 0;
     int bits = 4, group = 128, act_order = 0, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
-    int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0;
+    int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0, eval_kl_windows = -1;
     int resume = 0, gpu_fp16 = 0;
     float damp = 0.01f;
     const cli_opt opts[] = {
@@ -129,10 +162,13 @@ int cmd_quantize(int argc, char **argv) {
         {"--eval", NULL, OPT_STR, &eval, 0, -1, "after quantizing, report perplexity on this text (in memory)"},
         {"--eval-ctx", NULL, OPT_INT, &eval_ctx, 2, 1 << 20, "window length for --eval (512)"},
         {"--eval-windows", NULL, OPT_INT, &eval_windows, 0, 1 << 30, "windows for --eval (0 = all)"},
+        {"--eval-kl", NULL, OPT_STR, &eval_kl, 0, -1,
+         "after quantizing, the mean KL divergence from the float model on these texts (comma-separated; in memory, --eval-ctx windows)"},
+        {"--eval-kl-windows", NULL, OPT_INT, &eval_kl_windows, 0, 1 << 30, "windows for --eval-kl (default: --eval-windows)"},
         {"--target-bpw", NULL, OPT_FLOAT, &target_bpw, 0, 16, "mixed precision: per-Linear settings for this many bits per weight"},
         {"--measurement", NULL, OPT_STR, &measurement_file, 0, -1, "measurement JSON for --target-bpw: reused, resumed or written"},
         {"--alloc-heuristic", NULL, OPT_STR, &heuristic, 0, -1, "llama.cpp: allocate by llama.cpp's rules instead of measured error"},
-        {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "kl (predicted KL from measured sensitivities, default), sq or abs (sums of relative errors)"},
+        {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "kl (predicted KL, power law through two measured sensitivities; default), kl-quad (quadratic from one), sq or abs (sums of relative errors)"},
         {"--menu-sym", NULL, OPT_FLAG, &menu_sym, 0, -1, "--target-bpw: measure symmetric grids too (default: asym only)"},
         {"--calib-mix", NULL, OPT_FLOAT, &calib_mix, 0, 1, "fraction of the calibration windows the model writes itself (with --calib FILE)"},
         {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
@@ -151,7 +187,7 @@ int cmd_quantize(int argc, char **argv) {
     int rc = cli_parse(&cmd, argc, argv);
     if (rc) return rc < 0 ? 2 : 0;
     if (!model_dir) return cli_error(&cmd, "--model is required");
-    if (!out && !eval && !dump) return cli_error(&cmd, "give --out DIR (and/or --eval FILE to measure in memory)");
+    if (!out && !eval && !eval_kl && !dump) return cli_error(&cmd, "give --out DIR (and/or --eval FILE to measure in memory)");
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8) return cli_error(&cmd, "--bits must be 2, 3, 4 or 8, got %d", bits);
     if (group == 0 || group < -1) return cli_error(&cmd, "--group must be -1 (whole row) or a positive size, got %d", group);
     if (asym) sym = 0;
@@ -176,7 +212,8 @@ int cmd_quantize(int argc, char **argv) {
     if (strcmp(objective, "kl") == 0) obj = MIXED_KL;
     else if (strcmp(objective, "sq") == 0) obj = MIXED_ERR_SQ;
     else if (strcmp(objective, "abs") == 0) obj = MIXED_ERR_ABS;
-    else return cli_error(&cmd, "--alloc-objective must be kl, sq or abs, got '%s'", objective);
+    else if (strcmp(objective, "kl-quad") == 0) obj = MIXED_KL_QUAD;
+    else return cli_error(&cmd, "--alloc-objective must be kl, kl-quad, sq or abs, got '%s'", objective);
     if (!mixed && (measurement_file || heuristic)) return cli_error(&cmd, "--measurement and --alloc-heuristic go with --target-bpw");
     if (mixed && qo.method != QMETHOD_GPTQ) return cli_error(&cmd, "--target-bpw needs --method gptq");
     if (mixed && static_groups) return cli_error(&cmd, "--target-bpw does not take --static-groups");
@@ -243,7 +280,7 @@ int cmd_quantize(int argc, char **argv) {
             rc = cli_fail();
             goto out;
         }
-        if (quant_resume_done(rs) > 0 && (eval || dump)) {
+        if (quant_resume_done(rs) > 0 && (eval || eval_kl || dump)) {
             rc = cli_error(&cmd, "--eval and --dump-dequantized need every block in memory: not with a resumed run");
             goto out;
         }
@@ -284,7 +321,7 @@ int cmd_quantize(int argc, char **argv) {
         qo.hook = &hook;
         qo.quantize_lm_head = !m.cfg.tie_embeddings; /* output gets the same type (token_embd: plain rounding) */
     }
-    qo.keep_dequantized = eval != NULL || dump != NULL;
+    qo.keep_dequantized = eval != NULL || eval_kl != NULL || dump != NULL;
     if (mixed) {
         if (plan_mixed(&m, model_dir, &calib, &qo.gp, target_bpw, heuristic, measurement_file, obj, menu_sym, &ms, &plan, &measure_s) != 0) {
             rc = cli_fail();
@@ -388,6 +425,12 @@ int cmd_quantize(int argc, char **argv) {
         ppl = pr.ppl;
         printf("perplexity (quantized, in memory): %.4f  (%d windows x %d tokens of %s)\n", ppl, pr.windows, eval_ctx, eval);
     }
+    double kl[16];
+    int n_kl = 0;
+    if (eval_kl && eval_kl_measure(&m, model_dir, tok, eval_kl, eval_ctx, eval_kl_windows >= 0 ? eval_kl_windows : eval_windows, kl, 16, &n_kl) != 0) {
+        rc = cli_fail();
+        goto out;
+    }
     double secs = now_seconds() - t0;
     printf("quantized %s in %.1f s, peak RSS %.0f MiB, %.3f bits per weight%s%s\n", model_dir, secs, peak_rss_mb(), res.bpw,
            out ? ", written to " : "", out ? out : "");
@@ -396,6 +439,11 @@ int cmd_quantize(int argc, char **argv) {
         if (out) printf("\"%s\"", out);
         else printf("null");
         if (eval) printf(", \"ppl\": %.6f", ppl);
+        if (eval_kl) {
+            printf(", \"kl\": [");
+            for (int i = 0; i < n_kl; i++) printf("%s%.8f", i ? ", " : "", kl[i]);
+            printf("]");
+        }
         if (cuda)
             printf(", \"device\": \"cuda\", \"gpu_fp32\": %s, \"quantize_seconds\": %.3f, \"gpu_peak_mb\": %.1f",
                    gpu_fp16 ? "false" : "true", res.seconds, res.gpu_peak_mb);

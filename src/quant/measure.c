@@ -17,7 +17,9 @@
 #include "quant/pack.h"
 #include "quant/pipeline.h"
 
-#define MEASURE_FORMAT "gptq-measurement-2"
+#define MEASURE_FORMAT "gptq-measurement-3"
+/* the format before the second sensitivity reference: read, its layers measured again */
+#define MEASURE_FORMAT_V2 "gptq-measurement-2"
 /* float log-probabilities kept for the sensitivity windows: at most this many bytes */
 #define SENS_BUDGET ((size_t)256 << 20)
 #define SENS_MAX_WINDOWS 4
@@ -83,6 +85,7 @@ int measurement_init(measurement *ms, const llama_model *m, const char *model_di
         snprintf(L->name, sizeof L->name, "model.layers.%d.%s", L->layer, llama_linear_name((llama_linear_id)L->id));
         L->out = l->out, L->in = l->in;
         L->energy = NAN;
+        L->sens_kl2 = NAN;
         fill_entries(L, ms);
     }
     return 0;
@@ -118,7 +121,7 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
         const measure_layer *F = NULL;
         for (int j = 0; j < from->n && !F; j++)
             if (strcmp(from->layers[j].name, L->name) == 0) F = &from->layers[j];
-        if (!F || !F->measured) continue;
+        if (!F || !F->measured || !isfinite(F->sens_kl2)) continue; /* (a format-2 file: measured again) */
         if (F->out != L->out || F->in != L->in)
             return gptq_fail("%s: %s is (%lld, %lld) there, (%lld, %lld) in the model", what, L->name, (long long)F->out,
                              (long long)F->in, (long long)L->out, (long long)L->in);
@@ -132,7 +135,10 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
             if (!fe) all = 0;
             else L->entries[e].rel_err = fe->rel_err, L->entries[e].loss = fe->loss;
         }
-        if (all) L->measured = 1, L->energy = F->energy, L->sensitivity = F->sensitivity, L->sens_kl = F->sens_kl, L->sens_ref = F->sens_ref;
+        if (all) {
+            L->measured = 1, L->energy = F->energy, L->sensitivity = F->sensitivity, L->sens_kl = F->sens_kl, L->sens_ref = F->sens_ref;
+            L->sens_kl2 = F->sens_kl2, L->sens_ref2 = F->sens_ref2;
+        }
     }
     return 0;
 }
@@ -193,6 +199,8 @@ int measurement_save(const measurement *ms, const char *path) {
         add_exact(o, "sensitivity", L->sensitivity);
         add_exact(o, "sensitivity_kl", L->sens_kl);
         cJSON_AddItemToObject(o, "sensitivity_setting", setting_json(&L->sens_ref));
+        add_exact(o, "sensitivity_kl2", L->sens_kl2);
+        cJSON_AddItemToObject(o, "sensitivity_setting2", setting_json(&L->sens_ref2));
         cJSON *es = cJSON_AddArrayToObject(o, "settings");
         for (int e = 0; e < L->n_entries; e++) {
             const measure_entry *me = &L->entries[e];
@@ -253,7 +261,9 @@ int measurement_load(measurement *ms, const char *path) {
     const cJSON *menu = cJSON_GetObjectItemCaseSensitive(root, "menu");
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
     double v;
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, MEASURE_FORMAT) != 0) bad = "\"format\" is not " MEASURE_FORMAT;
+    const int v2 = cJSON_IsString(fmt) && strcmp(fmt->valuestring, MEASURE_FORMAT_V2) == 0;
+    if (!cJSON_IsString(fmt) || (strcmp(fmt->valuestring, MEASURE_FORMAT) != 0 && !v2))
+        bad = "\"format\" is not " MEASURE_FORMAT " (nor the older " MEASURE_FORMAT_V2 ")";
     else if (!cJSON_IsObject(key) || get_str(key, "model", ms->model, sizeof ms->model) ||
              get_str(key, "config_sha256", ms->config_sha256, sizeof ms->config_sha256) ||
              get_str(key, "calib_sha256", ms->calib_sha256, sizeof ms->calib_sha256) || get_bool(key, "act_order", &ms->act_order) ||
@@ -292,6 +302,12 @@ int measurement_load(measurement *ms, const char *path) {
                 bad = "a layer lacks module, layer, out, in, energy, sensitivity or settings";
                 break;
             }
+            L->sens_kl2 = NAN;
+            if (!v2 && (get_num(lo, "sensitivity_kl2", 0, INFINITY, &L->sens_kl2) ||
+                        get_setting(cJSON_GetObjectItemCaseSensitive(lo, "sensitivity_setting2"), &L->sens_ref2))) {
+                bad = "a layer lacks sensitivity_kl2 or sensitivity_setting2";
+                break;
+            }
             L->layer = (int)layer, L->out = (int64_t)out, L->in = (int64_t)in;
             L->id = -1;
             for (int j = 0; j < LIN_COUNT; j++) {
@@ -323,6 +339,41 @@ int measurement_load(measurement *ms, const char *path) {
         return gptq_fail("%s: not a measurement file: %s", path, bad);
     }
     return 0;
+}
+
+/* ---------------- the error model ---------------- */
+
+/* The two reference points (rel_err, KL) when both are usable: distinct positive errors
+ * and positive KLs. */
+static int kl_points(const measure_layer *L, double *r1, double *k1, double *r2, double *k2) {
+    if (!isfinite(L->sens_kl2) || !(L->sens_kl > 0) || !(L->sens_kl2 > 0)) return 0;
+    *r1 = *r2 = NAN;
+    for (int e = 0; e < L->n_entries; e++) {
+        const qsetting *s = &L->entries[e].s;
+        if (s->bits == L->sens_ref.bits && s->group_size == L->sens_ref.group_size && s->sym == L->sens_ref.sym)
+            *r1 = L->entries[e].rel_err;
+        if (s->bits == L->sens_ref2.bits && s->group_size == L->sens_ref2.group_size && s->sym == L->sens_ref2.sym)
+            *r2 = L->entries[e].rel_err;
+    }
+    *k1 = L->sens_kl, *k2 = L->sens_kl2;
+    return *r1 > 0 && *r2 > 0 && fabs(log(*r1 / *r2)) > 1e-6;
+}
+
+double measure_kl_exponent(const measure_layer *L) {
+    double r1, k1, r2, k2;
+    if (!kl_points(L, &r1, &k1, &r2, &k2)) return 2;
+    double p = log(k2 / k1) / log(r2 / r1);
+    /* a perturbation's KL is second order when small; between two measured points the
+     * slope may differ, but outside [1, 3] it is more likely noise than curvature */
+    return p < 1 ? 1 : p > 3 ? 3 : p;
+}
+
+double measure_predicted_kl(const measure_layer *L, double r) {
+    double r1, k1, r2, k2;
+    if (!kl_points(L, &r1, &k1, &r2, &k2)) return L->sensitivity * r * r;
+    /* through the geometric middle of the two points: exactly through both when the
+     * exponent needs no clamping */
+    return sqrt(k1 * k2) * pow(r / sqrt(r1 * r2), measure_kl_exponent(L));
 }
 
 /* ---------------- measuring ---------------- */
@@ -394,12 +445,12 @@ static double sens_kl(measure_ctx *mc, int from, int store) {
     return kl / ((double)ms->sens_windows * S);
 }
 
-/* The reference setting of the sensitivity: 3-bit g128 asym, else the nearest that fits. */
-static int sens_entry(const measure_layer *L) {
+/* A reference setting of the sensitivity: `bits` g128 asym, else the nearest that fits. */
+static int sens_entry(const measure_layer *L, int bits) {
     int best = 0, best_score = 1 << 30;
     for (int e = 0; e < L->n_entries; e++) {
         const qsetting *s = &L->entries[e].s;
-        int score = abs(s->bits - 3) * 1000 + (s->group_size == 128 ? 0 : s->group_size < 0 ? 500 : abs(s->group_size - 128)) + s->sym;
+        int score = abs(s->bits - bits) * 1000 + (s->group_size == 128 ? 0 : s->group_size < 0 ? 500 : abs(s->group_size - 128)) + s->sym;
         if (score < best_score) best_score = score, best = e;
     }
     return best;
@@ -445,31 +496,37 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
         me->rel_err = L->energy > 0 ? sqrt(res.err_sq / L->energy) : (res.err_sq == 0 ? 0.0 : INFINITY);
         gptq_result_free(&res);
     }
-    /* sensitivity: this Linear alone at the reference setting, KL of the whole model's output */
-    if (failed < 0) {
-        int re = sens_entry(L);
+    /* sensitivity: this Linear alone at each reference setting, KL of the whole model's output */
+    for (int ref = 0; ref < 2 && failed < 0; ref++) {
+        int re = sens_entry(L, ref == 0 ? 3 : 4);
         gptq_params gp = gptq_default_params();
         gp.bits = L->entries[re].s.bits, gp.group_size = L->entries[re].s.group_size, gp.sym = L->entries[re].s.sym;
         gp.act_order = ms->act_order, gp.mse = ms->mse, gp.damp = ms->damp, gp.block_size = ms->block;
         gptq_result res;
         if (gptq_quantize_prepared(w, h, out, &hv, &gp, &res) != 0) {
             failed = re, snprintf(msg, sizeof msg, "%s", gptq_last_error());
-        } else {
-            linear *lm = &mc->m->layers[L->layer].lin[L->id];
-            const void *w0 = lm->w;
-            gptq_dtype d0 = lm->dtype;
-            void *o0 = lm->owned;
-            lm->owned = NULL;
-            linear_set_f32(lm, res.q.wq);
-            res.q.wq = NULL;
-            double kl = sens_kl(mc, L->layer, 0);
-            free(lm->owned);
-            lm->owned = o0, lm->w = w0, lm->dtype = d0;
-            gptq_result_free(&res);
+            break;
+        }
+        linear *lm = &mc->m->layers[L->layer].lin[L->id];
+        const void *w0 = lm->w;
+        gptq_dtype d0 = lm->dtype;
+        void *o0 = lm->owned;
+        lm->owned = NULL;
+        linear_set_f32(lm, res.q.wq);
+        res.q.wq = NULL;
+        double kl = sens_kl(mc, L->layer, 0);
+        free(lm->owned);
+        lm->owned = o0, lm->w = w0, lm->dtype = d0;
+        gptq_result_free(&res);
+        kl = kl > 0 ? kl : 0;
+        if (ref == 0) {
             double r = L->entries[re].rel_err;
             L->sens_ref = L->entries[re].s;
-            L->sens_kl = kl > 0 ? kl : 0;
-            L->sensitivity = r > 0 ? L->sens_kl / (r * r) : 0;
+            L->sens_kl = kl;
+            L->sensitivity = r > 0 ? kl / (r * r) : 0;
+        } else {
+            L->sens_ref2 = L->entries[re].s;
+            L->sens_kl2 = kl;
         }
     }
     gptq_hinv_free(&hv);

@@ -25,9 +25,12 @@
  * reference setting (3-bit, group 128, asym where it fits) and the mean KL divergence of
  * the next-token distributions from the float model's is computed on a few calibration
  * windows; sensitivity = KL / rel_err², the KL per unit squared relative error (second
- * order: KL grows with the square of a small perturbation).  The allocator then
- * minimizes the predicted KL, Σ sensitivity·rel_err² (mixed.h).  One forward pass over
- * those windows per Linear.
+ * order: KL grows with the square of a small perturbation).  The same again at a second
+ * reference (4-bit, group 128): KL is not exactly quadratic over the 2..8-bit range, so
+ * the predicted KL of a setting is the power law through the two measured points,
+ * KL(r) = √(KL₁KL₂)·(r/√(r₁r₂))^p with p = ln(KL₂/KL₁)/ln(r₂/r₁) clamped to [1, 3]
+ * (measure_predicted_kl).  The allocator minimizes the predicted KL summed over Linears
+ * (mixed.h).  Two forward passes over those windows per Linear.
  *
  * File: a JSON document (written atomically after every Linear, so an interrupted
  * measurement resumes where it stopped) with the key it was measured under — model
@@ -61,6 +64,8 @@ typedef struct {
     double sensitivity;       /* mean KL per unit squared relative error (see above) */
     double sens_kl;           /* the KL measured at the reference setting */
     qsetting sens_ref;        /* that setting */
+    double sens_kl2;          /* the KL at the second reference setting (NAN: not measured) */
+    qsetting sens_ref2;       /* that setting */
     int n_entries;
     measure_entry *entries;   /* (n_entries) the menu settings this Linear can take */
 } measure_layer;
@@ -106,6 +111,13 @@ void measurement_free(measurement *ms);
 int measurement_save(const measurement *ms, const char *path);
 /* Reads a measurement file.  -1 + error naming the file on bad JSON or fields. */
 int measurement_load(measurement *ms, const char *path);
+
+/* The predicted mean KL of the model's output when Linear L alone has relative output
+ * error r: the power law through the KLs measured at the two reference settings (see
+ * above), or sensitivity·r² when the second is missing or either KL is not positive. */
+double measure_predicted_kl(const measure_layer *L, double r);
+/* The exponent of that power law (2 for the quadratic fallback). */
+double measure_kl_exponent(const measure_layer *L);
 
 /* Measures every Linear not yet measured (saving to save_path after each, if given). */
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path);

@@ -18,7 +18,7 @@ check "mixed quantize" test -f "$W/m7/model.safetensors"
 check "achieved bpw <= target, close to it" python3 -c "
 import json; d = json.loads('$j'); assert 6.8 < d['bpw'] <= 7.0 and d['measured_now'] == 30 and d['optimal'], d"
 check "measurement saved" python3 -c "
-import json; m = json.load(open('$W/meas.json')); assert m['format'] == 'gptq-measurement-2' and len(m['layers']) == 30, len(m['layers'])
+import json; m = json.load(open('$W/meas.json')); assert m['format'] == 'gptq-measurement-3' and len(m['layers']) == 30, len(m['layers'])
 assert all(len(l['settings']) >= 2 and not any(s['sym'] for s in l['settings']) for l in m['layers'])"
 check "checkpoint has per-module dynamic overrides of several widths" python3 -c "
 import json; q = json.load(open('$W/m7/config.json'))['quantization_config']
@@ -43,6 +43,11 @@ deq=$("$BIN" perplexity --model "$W/m7" --data "$WIKI" --ctx 128 --max-windows 8
 check "mixed checkpoint perplexity equals the in-memory figure ($mem / $fused / $deq)" python3 -c "
 import json; a, b, c = (json.loads(x)['ppl'] for x in ('$mem', '$fused', '$deq'))
 assert abs(c - a) <= 1e-6 * a and abs(b - a) <= 5e-4 * a, (a, b, c)"
+
+# --eval-kl: KL from the float model in memory, one value per text; zero for 8-bit-only noise
+j=$("$BIN" "${Q[@]}" --target-bpw 7 --measurement "$W/meas.json" --eval-kl "$CAL,$WIKI" --eval-ctx 64 --eval-kl-windows 4 --json 2>/dev/null | tail -1)
+check "--eval-kl gives a KL per text" python3 -c "
+import json; d = json.loads('$j'); k = d['kl']; assert len(k) == 2 and all(0 < x < 1 for x in k), d"
 
 # a second target reuses the measurement: nothing measured again
 j=$("$BIN" "${Q[@]}" --out "$W/m8" --target-bpw 8 --measurement "$W/meas.json" --json 2>"$W/m8.err" | tail -1)
@@ -75,14 +80,16 @@ expect_error "target below the smallest settings" "--target-bpw 3 is below the .
   "$BIN" "${Q[@]}" --out "$W/x1" --target-bpw 3 --measurement "$W/meas.json"
 expect_error "measurement from other calibration windows" "meas.json: measured with other calibration windows" \
   "$BIN" "${Q[@]}" --seed 5 --out "$W/x2" --target-bpw 7 --measurement "$W/meas.json"
-echo '{"format": "gptq-measurement-2"}' > "$W/bad.json"
+echo '{"format": "gptq-measurement-3"}' > "$W/bad.json"
 expect_error "malformed measurement file" "bad.json: not a measurement file" \
   "$BIN" "${Q[@]}" --out "$W/x3" --target-bpw 7 --measurement "$W/bad.json"
 expect_error "--calib-mix without a file" "--calib-mix needs --calib FILE" \
   "$BIN" quantize --model "$S" --out "$W/x4" --target-bpw 7 --calib-mix 0.5
 expect_error "rtn with a target" "--target-bpw needs --method gptq" "$BIN" "${Q[@]}" --method rtn --out "$W/x5" --target-bpw 7
+expect_error "unknown objective" "--alloc-objective must be kl, kl-quad, sq or abs" "$BIN" "${Q[@]}" --out "$W/x8" --target-bpw 7 --alloc-objective foo
+check "--alloc-objective kl-quad" "$BIN" "${Q[@]}" --out "$W/kq" --target-bpw 7 --measurement "$W/meas.json" --alloc-objective kl-quad --json
 expect_error "unknown heuristic" "--alloc-heuristic must be llama.cpp" "$BIN" "${Q[@]}" --out "$W/x6" --target-bpw 7 --alloc-heuristic foo
 expect_error "heuristic below its smallest plan" "below the smallest llama.cpp-style plan \([0-9]+\.[0-9]{4} bpw\)" \
   "$BIN" "${Q[@]}" --out "$W/x7" --target-bpw 2.01 --alloc-heuristic llama.cpp
-for x in x1 x2 x3 x4 x5 x6 x7; do check "no output left for $x" test ! -e "$W/$x"; done
+for x in x1 x2 x3 x4 x5 x6 x7 x8; do check "no output left for $x" test ! -e "$W/$x"; done
 finish
