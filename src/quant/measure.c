@@ -85,7 +85,6 @@ int measurement_init(measurement *ms, const llama_model *m, const char *model_di
         snprintf(L->name, sizeof L->name, "model.layers.%d.%s", L->layer, llama_linear_name((llama_linear_id)L->id));
         L->out = l->out, L->in = l->in;
         L->energy = NAN;
-        L->sens_kl2 = NAN;
         fill_entries(L, ms);
     }
     return 0;
@@ -121,7 +120,7 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
         const measure_layer *F = NULL;
         for (int j = 0; j < from->n && !F; j++)
             if (strcmp(from->layers[j].name, L->name) == 0) F = &from->layers[j];
-        if (!F || !F->measured || !isfinite(F->sens_kl2)) continue; /* (a format-2 file: measured again) */
+        if (!F || !F->measured || F->n_sens != MEASURE_SENS_REFS) continue; /* (a format-2 file: measured again) */
         if (F->out != L->out || F->in != L->in)
             return gptq_fail("%s: %s is (%lld, %lld) there, (%lld, %lld) in the model", what, L->name, (long long)F->out,
                              (long long)F->in, (long long)L->out, (long long)L->in);
@@ -137,7 +136,8 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
         }
         if (all) {
             L->measured = 1, L->energy = F->energy, L->sensitivity = F->sensitivity, L->sens_kl = F->sens_kl, L->sens_ref = F->sens_ref;
-            L->sens_kl2 = F->sens_kl2, L->sens_ref2 = F->sens_ref2;
+            L->n_sens = F->n_sens;
+            memcpy(L->sens, F->sens, sizeof L->sens);
         }
     }
     return 0;
@@ -199,8 +199,13 @@ int measurement_save(const measurement *ms, const char *path) {
         add_exact(o, "sensitivity", L->sensitivity);
         add_exact(o, "sensitivity_kl", L->sens_kl);
         cJSON_AddItemToObject(o, "sensitivity_setting", setting_json(&L->sens_ref));
-        add_exact(o, "sensitivity_kl2", L->sens_kl2);
-        cJSON_AddItemToObject(o, "sensitivity_setting2", setting_json(&L->sens_ref2));
+        cJSON *pts = cJSON_AddArrayToObject(o, "sensitivity_points");
+        for (int i = 0; i < L->n_sens; i++) {
+            cJSON *x = setting_json(&L->sens[i].s);
+            add_exact(x, "rel_err", L->sens[i].rel_err);
+            add_exact(x, "kl", L->sens[i].kl);
+            cJSON_AddItemToArray(pts, x);
+        }
         cJSON *es = cJSON_AddArrayToObject(o, "settings");
         for (int e = 0; e < L->n_entries; e++) {
             const measure_entry *me = &L->entries[e];
@@ -302,12 +307,19 @@ int measurement_load(measurement *ms, const char *path) {
                 bad = "a layer lacks module, layer, out, in, energy, sensitivity or settings";
                 break;
             }
-            L->sens_kl2 = NAN;
-            if (!v2 && (get_num(lo, "sensitivity_kl2", 0, INFINITY, &L->sens_kl2) ||
-                        get_setting(cJSON_GetObjectItemCaseSensitive(lo, "sensitivity_setting2"), &L->sens_ref2))) {
-                bad = "a layer lacks sensitivity_kl2 or sensitivity_setting2";
+            const cJSON *pts = cJSON_GetObjectItemCaseSensitive(lo, "sensitivity_points");
+            if (!v2 && (!cJSON_IsArray(pts) || cJSON_GetArraySize(pts) != MEASURE_SENS_REFS)) {
+                bad = "a layer lacks its sensitivity_points";
                 break;
             }
+            const cJSON *po;
+            if (!v2) cJSON_ArrayForEach(po, pts) {
+                    measure_sens *ps = &L->sens[L->n_sens++];
+                    if (get_setting(po, &ps->s) || get_num(po, "rel_err", 0, INFINITY, &ps->rel_err) ||
+                        get_num(po, "kl", 0, INFINITY, &ps->kl))
+                        bad = "a sensitivity point is malformed";
+                }
+            if (bad) break;
             L->layer = (int)layer, L->out = (int64_t)out, L->in = (int64_t)in;
             L->id = -1;
             for (int j = 0; j < LIN_COUNT; j++) {
@@ -343,37 +355,34 @@ int measurement_load(measurement *ms, const char *path) {
 
 /* ---------------- the error model ---------------- */
 
-/* The two reference points (rel_err, KL) when both are usable: distinct positive errors
- * and positive KLs. */
-static int kl_points(const measure_layer *L, double *r1, double *k1, double *r2, double *k2) {
-    if (!isfinite(L->sens_kl2) || !(L->sens_kl > 0) || !(L->sens_kl2 > 0)) return 0;
-    *r1 = *r2 = NAN;
-    for (int e = 0; e < L->n_entries; e++) {
-        const qsetting *s = &L->entries[e].s;
-        if (s->bits == L->sens_ref.bits && s->group_size == L->sens_ref.group_size && s->sym == L->sens_ref.sym)
-            *r1 = L->entries[e].rel_err;
-        if (s->bits == L->sens_ref2.bits && s->group_size == L->sens_ref2.group_size && s->sym == L->sens_ref2.sym)
-            *r2 = L->entries[e].rel_err;
-    }
-    *k1 = L->sens_kl, *k2 = L->sens_kl2;
-    return *r1 > 0 && *r2 > 0 && fabs(log(*r1 / *r2)) > 1e-6;
-}
-
-double measure_kl_exponent(const measure_layer *L) {
-    double r1, k1, r2, k2;
-    if (!kl_points(L, &r1, &k1, &r2, &k2)) return 2;
-    double p = log(k2 / k1) / log(r2 / r1);
-    /* a perturbation's KL is second order when small; between two measured points the
-     * slope may differ, but outside [1, 3] it is more likely noise than curvature */
-    return p < 1 ? 1 : p > 3 ? 3 : p;
-}
+/* a perturbation's KL is second order when small; a slope outside [1, 3] beyond the
+ * measured points is more likely noise than curvature */
+static double clamp_slope(double p) { return p < 1 ? 1 : p > 3 ? 3 : p; }
 
 double measure_predicted_kl(const measure_layer *L, double r) {
-    double r1, k1, r2, k2;
-    if (!kl_points(L, &r1, &k1, &r2, &k2)) return L->sensitivity * r * r;
-    /* through the geometric middle of the two points: exactly through both when the
-     * exponent needs no clamping */
-    return sqrt(k1 * k2) * pow(r / sqrt(r1 * r2), measure_kl_exponent(L));
+    /* the usable points in log space, by rel_err ascending */
+    double x[MEASURE_SENS_REFS], y[MEASURE_SENS_REFS];
+    int n = 0;
+    for (int i = 0; i < L->n_sens; i++) {
+        const measure_sens *p = &L->sens[i];
+        if (!(p->kl > 0) || !(p->rel_err > 0) || !isfinite(p->kl)) continue;
+        double lx = log(p->rel_err), ly = log(p->kl);
+        int j = n, dup = 0;
+        for (int k = 0; k < n; k++) dup |= fabs(x[k] - lx) < 1e-9;
+        if (dup) continue;
+        while (j > 0 && x[j - 1] > lx) x[j] = x[j - 1], y[j] = y[j - 1], j--;
+        x[j] = lx, y[j] = ly, n++;
+    }
+    if (n < 2) return L->sensitivity * r * r;
+    if (!(r > 0)) return 0;
+    /* KL grows with the error: a point below an earlier one (noise) is raised to it */
+    for (int i = 1; i < n; i++) y[i] = y[i] > y[i - 1] ? y[i] : y[i - 1];
+    const double lr = log(r);
+    if (lr <= x[0]) return exp(y[0] + clamp_slope((y[1] - y[0]) / (x[1] - x[0])) * (lr - x[0]));
+    if (lr >= x[n - 1]) return exp(y[n - 1] + clamp_slope((y[n - 1] - y[n - 2]) / (x[n - 1] - x[n - 2])) * (lr - x[n - 1]));
+    int i = 0;
+    while (lr > x[i + 1]) i++;
+    return exp(y[i] + (y[i + 1] - y[i]) * (lr - x[i]) / (x[i + 1] - x[i]));
 }
 
 /* ---------------- measuring ---------------- */
@@ -497,10 +506,22 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
         gptq_result_free(&res);
     }
     /* sensitivity: this Linear alone at each reference setting, KL of the whole model's output */
-    for (int ref = 0; ref < 2 && failed < 0; ref++) {
-        int re = sens_entry(L, ref == 0 ? 3 : 4);
+    static const int ref_bits[MEASURE_SENS_REFS] = MEASURE_SENS_BITS;
+    L->n_sens = 0;
+    for (int ref = 0; ref < MEASURE_SENS_REFS && failed < 0; ref++) {
+        int re = sens_entry(L, ref_bits[ref]);
+        measure_sens *ps = &L->sens[L->n_sens++];
+        ps->s = L->entries[re].s, ps->rel_err = L->entries[re].rel_err;
+        int same = -1; /* a shape that fits few settings may map two references to one */
+        for (int i = 0; i < ref; i++)
+            if (L->sens[i].s.bits == ps->s.bits && L->sens[i].s.group_size == ps->s.group_size && L->sens[i].s.sym == ps->s.sym)
+                same = i;
+        if (same >= 0) {
+            ps->kl = L->sens[same].kl;
+            continue;
+        }
         gptq_params gp = gptq_default_params();
-        gp.bits = L->entries[re].s.bits, gp.group_size = L->entries[re].s.group_size, gp.sym = L->entries[re].s.sym;
+        gp.bits = ps->s.bits, gp.group_size = ps->s.group_size, gp.sym = ps->s.sym;
         gp.act_order = ms->act_order, gp.mse = ms->mse, gp.damp = ms->damp, gp.block_size = ms->block;
         gptq_result res;
         if (gptq_quantize_prepared(w, h, out, &hv, &gp, &res) != 0) {
@@ -518,16 +539,13 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
         free(lm->owned);
         lm->owned = o0, lm->w = w0, lm->dtype = d0;
         gptq_result_free(&res);
-        kl = kl > 0 ? kl : 0;
-        if (ref == 0) {
-            double r = L->entries[re].rel_err;
-            L->sens_ref = L->entries[re].s;
-            L->sens_kl = kl;
-            L->sensitivity = r > 0 ? kl / (r * r) : 0;
-        } else {
-            L->sens_ref2 = L->entries[re].s;
-            L->sens_kl2 = kl;
-        }
+        ps->kl = kl > 0 ? kl : 0;
+    }
+    if (failed < 0) { /* the first reference (3-bit) also gives the quadratic model's scale */
+        double r = L->sens[0].rel_err;
+        L->sens_ref = L->sens[0].s;
+        L->sens_kl = L->sens[0].kl;
+        L->sensitivity = r > 0 ? L->sens_kl / (r * r) : 0;
     }
     gptq_hinv_free(&hv);
     free(w);

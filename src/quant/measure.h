@@ -25,12 +25,13 @@
  * reference setting (3-bit, group 128, asym where it fits) and the mean KL divergence of
  * the next-token distributions from the float model's is computed on a few calibration
  * windows; sensitivity = KL / rel_err², the KL per unit squared relative error (second
- * order: KL grows with the square of a small perturbation).  The same again at a second
- * reference (4-bit, group 128): KL is not exactly quadratic over the 2..8-bit range, so
- * the predicted KL of a setting is the power law through the two measured points,
- * KL(r) = √(KL₁KL₂)·(r/√(r₁r₂))^p with p = ln(KL₂/KL₁)/ln(r₂/r₁) clamped to [1, 3]
+ * order: KL grows with the square of a small perturbation).  KL is not exactly quadratic
+ * over the 2..8-bit range, so the same KL is measured at 2-bit and 4-bit g128 too (three
+ * reference points in all) and the predicted KL of any setting is read off the
+ * piecewise power law through them: linear interpolation in log(rel_err)-log(KL)
+ * between the points, beyond them the nearest segment's slope clamped to [1, 3]
  * (measure_predicted_kl).  The allocator minimizes the predicted KL summed over Linears
- * (mixed.h).  Two forward passes over those windows per Linear.
+ * (mixed.h).  Three forward passes over those windows per Linear.
  *
  * File: a JSON document (written atomically after every Linear, so an interrupted
  * measurement resumes where it stopped) with the key it was measured under — model
@@ -47,6 +48,17 @@
 #include "text/calib.h"
 
 #define MEASURE_MAX_MENU 64
+/* the bit widths of the KL reference settings (group 128 asym, else the nearest fit) */
+#define MEASURE_SENS_REFS 3
+#define MEASURE_SENS_BITS {3, 2, 4}
+
+/* One reference point of a Linear's KL model: the model's output KL with this Linear
+ * alone quantized at setting s, whose relative error is rel_err. */
+typedef struct {
+    qsetting s;
+    double rel_err;
+    double kl;
+} measure_sens;
 
 typedef struct {
     qsetting s;
@@ -64,8 +76,8 @@ typedef struct {
     double sensitivity;       /* mean KL per unit squared relative error (see above) */
     double sens_kl;           /* the KL measured at the reference setting */
     qsetting sens_ref;        /* that setting */
-    double sens_kl2;          /* the KL at the second reference setting (NAN: not measured) */
-    qsetting sens_ref2;       /* that setting */
+    int n_sens;               /* reference points of the KL model (0: a format-2 file) */
+    measure_sens sens[MEASURE_SENS_REFS]; /* (n_sens) in the order of MEASURE_SENS_BITS */
     int n_entries;
     measure_entry *entries;   /* (n_entries) the menu settings this Linear can take */
 } measure_layer;
@@ -113,11 +125,10 @@ int measurement_save(const measurement *ms, const char *path);
 int measurement_load(measurement *ms, const char *path);
 
 /* The predicted mean KL of the model's output when Linear L alone has relative output
- * error r: the power law through the KLs measured at the two reference settings (see
- * above), or sensitivity·r² when the second is missing or either KL is not positive. */
+ * error r: the piecewise power law through its reference points (see above; points with
+ * no positive KL or a repeated rel_err are left out), or sensitivity·r² with fewer than
+ * two usable points (a format-2 file, a Linear with one fitting setting). */
 double measure_predicted_kl(const measure_layer *L, double r);
-/* The exponent of that power law (2 for the quadratic fallback). */
-double measure_kl_exponent(const measure_layer *L);
 
 /* Measures every Linear not yet measured (saving to save_path after each, if given). */
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path);
