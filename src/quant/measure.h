@@ -25,13 +25,14 @@
  * reference setting (3-bit, group 128, asym where it fits) and the mean KL divergence of
  * the next-token distributions from the float model's is computed on a few calibration
  * windows; sensitivity = KL / rel_err², the KL per unit squared relative error (second
- * order: KL grows with the square of a small perturbation).  KL is not exactly quadratic
- * over the 2..8-bit range, so the same KL is measured at 2-bit and 4-bit g128 too (three
- * reference points in all) and the predicted KL of any setting is read off the
- * piecewise power law through them: linear interpolation in log(rel_err)-log(KL)
- * between the points, beyond them the nearest segment's slope clamped to [1, 3]
- * (measure_predicted_kl).  The allocator minimizes the predicted KL summed over Linears
- * (mixed.h).  Three forward passes over those windows per Linear.
+ * order: KL grows with the square of a small perturbation).  The allocator minimizes the
+ * predicted KL, Σ sensitivity·rel_err² (mixed.h).  Whether KL really is quadratic over
+ * the 2..8-bit range is checked by the same KL measured at 2-bit and 4-bit g128 too
+ * (three reference points in all): measure_predicted_kl reads any setting's KL off the
+ * piecewise power law through them (linear in log(rel_err)-log(KL) between the points,
+ * beyond them the nearest segment's slope clamped to [1, 3]), the allocator's kl-pow
+ * objective.  On llama-bpe-26m the slopes came out 1.6-2.2 (docs/QUALITY.md).  Three
+ * forward passes over those windows per Linear.
  *
  * File: a JSON document (written atomically after every Linear, so an interrupted
  * measurement resumes where it stopped) with the key it was measured under — model

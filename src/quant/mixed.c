@@ -57,8 +57,8 @@ int mixed_plan_measured(const measurement *ms, const gptq_params *base, double t
         if (!L->measured) rc = gptq_fail("%s has not been measured", L->name);
         for (int e = 0; e < L->n_entries; e++) {
             double r = L->entries[e].rel_err;
-            errs[(size_t)n * MEASURE_MAX_MENU + e] = obj == MIXED_KL        ? measure_predicted_kl(L, r)
-                                                     : obj == MIXED_KL_QUAD ? L->sensitivity * r * r
+            errs[(size_t)n * MEASURE_MAX_MENU + e] = obj == MIXED_KL       ? L->sensitivity * r * r
+                                                     : obj == MIXED_KL_POW ? measure_predicted_kl(L, r)
                                                      : obj == MIXED_ERR_SQ  ? r * r
                                                                             : r;
             bits[(size_t)n * MEASURE_MAX_MENU + e] = L->entries[e].storage_bits;
@@ -165,7 +165,7 @@ int mixed_plan_llamacpp(const measurement *ms, const gptq_params *base, double t
     for (int k = 0; k < ms->n; k++)
         if (p->choice[k] >= 0) {
             if (!ms->layers[k].measured) all = 0;
-            else e += measure_predicted_kl(&ms->layers[k], ms->layers[k].entries[p->choice[k]].rel_err);
+            else e += ms->layers[k].sensitivity * pow(ms->layers[k].entries[p->choice[k]].rel_err, 2);
         }
     p->predicted = all ? e : NAN;
     return 0;

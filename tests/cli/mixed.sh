@@ -86,8 +86,8 @@ expect_error "malformed measurement file" "bad.json: not a measurement file" \
 expect_error "--calib-mix without a file" "--calib-mix needs --calib FILE" \
   "$BIN" quantize --model "$S" --out "$W/x4" --target-bpw 7 --calib-mix 0.5
 expect_error "rtn with a target" "--target-bpw needs --method gptq" "$BIN" "${Q[@]}" --method rtn --out "$W/x5" --target-bpw 7
-expect_error "unknown objective" "--alloc-objective must be kl, kl-quad, sq or abs" "$BIN" "${Q[@]}" --out "$W/x8" --target-bpw 7 --alloc-objective foo
-check "--alloc-objective kl-quad" "$BIN" "${Q[@]}" --out "$W/kq" --target-bpw 7 --measurement "$W/meas.json" --alloc-objective kl-quad --json
+expect_error "unknown objective" "--alloc-objective must be kl, kl-pow, sq or abs" "$BIN" "${Q[@]}" --out "$W/x8" --target-bpw 7 --alloc-objective foo
+check "--alloc-objective kl-pow" "$BIN" "${Q[@]}" --out "$W/kq" --target-bpw 7 --measurement "$W/meas.json" --alloc-objective kl-pow --json
 expect_error "unknown heuristic" "--alloc-heuristic must be llama.cpp" "$BIN" "${Q[@]}" --out "$W/x6" --target-bpw 7 --alloc-heuristic foo
 expect_error "heuristic below its smallest plan" "below the smallest llama.cpp-style plan \([0-9]+\.[0-9]{4} bpw\)" \
   "$BIN" "${Q[@]}" --out "$W/x7" --target-bpw 2.01 --alloc-heuristic llama.cpp

@@ -3,7 +3,7 @@
  * interpolates linearly in log-log space between them, extrapolates beyond them along the
  * nearest segment's slope clamped to [1, 3], keeps KL monotone in the error, and falls
  * back to the one-reference quadratic with fewer than two usable points; the allocator's
- * kl objective uses it (kl-quad keeps the quadratic). */
+ * kl-pow objective uses it (kl, the default, is the quadratic). */
 #include <math.h>
 
 #include "check.h"
@@ -79,7 +79,7 @@ int main(void) {
 
     /* the allocator: with a flat law (exponent 1) for Linear A, its 4-bit step saves half
      * its 3-bit KL instead of the quadratic's three quarters, so for one budget kl and
-     * kl-quad choose differently; each plan is the optimum of its own objective */
+     * kl-pow choose differently; each plan is the optimum of its own objective */
     measurement ms = {0};
     ms.n_layers = 1;
     ms.n = 2;
@@ -96,12 +96,12 @@ int main(void) {
      * quadratic: (4,4) = 0.001 + 0.000375 < (8,3) = 0.0000036 + 0.0015;
      * power law: (4,4) = 0.002 + 0.000375 > (8,3) = 0.004*0.03 + 0.0015 */
     const double target = 3100.0 / (2.0 * 256 * 256);
-    CHECK(mixed_plan_measured(&ms, &base, target, MIXED_KL_QUAD, &pq) == 0, "kl-quad plan: %s", gptq_last_error());
-    CHECK(mixed_plan_measured(&ms, &base, target, MIXED_KL, &pk) == 0, "kl plan: %s", gptq_last_error());
-    CHECK(pq.choice[0] == 2 && pq.choice[1] == 2, "kl-quad: both at 4 bits (%d, %d)", pq.choice[0], pq.choice[1]);
-    CHECK_CLOSE(pq.predicted, 0.001 + 0.000375, 1e-9, "kl-quad predicted total");
-    CHECK(pk.choice[0] == 3 && pk.choice[1] == 0, "kl: A at 8 bits, B at 3 (%d, %d)", pk.choice[0], pk.choice[1]);
-    CHECK_CLOSE(pk.predicted, 0.004 * 0.03 + 0.0015, 1e-9, "kl predicted total uses the power law");
+    CHECK(mixed_plan_measured(&ms, &base, target, MIXED_KL, &pq) == 0, "kl plan (quadratic): %s", gptq_last_error());
+    CHECK(mixed_plan_measured(&ms, &base, target, MIXED_KL_POW, &pk) == 0, "kl-pow plan: %s", gptq_last_error());
+    CHECK(pq.choice[0] == 2 && pq.choice[1] == 2, "kl: both at 4 bits (%d, %d)", pq.choice[0], pq.choice[1]);
+    CHECK_CLOSE(pq.predicted, 0.001 + 0.000375, 1e-9, "kl predicted total");
+    CHECK(pk.choice[0] == 3 && pk.choice[1] == 0, "kl-pow: A at 8 bits, B at 3 (%d, %d)", pk.choice[0], pk.choice[1]);
+    CHECK_CLOSE(pk.predicted, 0.004 * 0.03 + 0.0015, 1e-9, "kl-pow predicted total uses the power law");
     mixed_plan_free(&pq), mixed_plan_free(&pk);
     return check_done();
 }
