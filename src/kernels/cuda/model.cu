@@ -49,8 +49,8 @@ __global__ void embed_kernel(const __half *__restrict__ emb, const int *__restri
 constexpr int kNormVec = 4;
 
 template <bool ADD>
-__global__ void rmsnorm_kernel(float *out, float *x, const float *__restrict__ y, const float *__restrict__ w, int dim,
-                               float eps) {
+__global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, const float *__restrict__ y, const float *__restrict__ w, int dim,
+                               float eps, __half *frag) {
     pdl_trigger();
     __shared__ float red[32];
     const int64_t t = blockIdx.x;
@@ -94,9 +94,16 @@ __global__ void rmsnorm_kernel(float *out, float *x, const float *__restrict__ y
 #pragma unroll
         for (int k = 0; k < kNormVec; k++) {
             const int i = threadIdx.x + k * blockDim.x;
-            if (i < nv)
-                reinterpret_cast<float4 *>(ot)[i] = make_float4(wv[k].x * (v[k].x * inv), wv[k].y * (v[k].y * inv),
-                                                                wv[k].z * (v[k].z * inv), wv[k].w * (v[k].w * inv));
+            if (i < nv) {
+                const float4 o = make_float4(wv[k].x * (v[k].x * inv), wv[k].y * (v[k].y * inv), wv[k].z * (v[k].z * inv),
+                                             wv[k].w * (v[k].w * inv));
+                reinterpret_cast<float4 *>(ot)[i] = o;
+                if (frag) {  // the 4 inputs are consecutive words of one half: 2 halves apart
+                    __half *f = frag + cuq_frag_half(t, 4 * i, dim >> 7);
+                    f[0] = __float2half_rn(o.x), f[2] = __float2half_rn(o.y), f[4] = __float2half_rn(o.z),
+                    f[6] = __float2half_rn(o.w);
+                }
+            }
         }
         return;
     }
@@ -108,7 +115,10 @@ __global__ void rmsnorm_kernel(float *out, float *x, const float *__restrict__ y
     }
     ss = block_reduce<false>(ss, red);
     const float inv = 1.0f / sqrtf(ss / dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) ot[i] = w[i] * (xt[i] * inv);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        ot[i] = w[i] * (xt[i] * inv);
+        if (frag) frag[cuq_frag_half(t, i, dim >> 7)] = __float2half_rn(ot[i]);
+    }
 }
 
 // One block per token: rotates the q heads in place, rotates k and writes k and v (fp16)
@@ -244,7 +254,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
     attention_split_kernel(const float *__restrict__ q, const float *__restrict__ k_in, const float *__restrict__ v_in,
                            __half *__restrict__ kc, __half *__restrict__ vc, const float *__restrict__ inv_freq,
                            float *__restrict__ scratch, float *__restrict__ out, const int *pos0, int n_heads, int n_kv,
-                           int hd, float scale) {
+                           int hd, float scale, __half *out_frag) {
     pdl_trigger();
     extern __shared__ float wgt[];  // (splits): the merge's weights of the splits
     __shared__ float qs[kMaxHeadDim];
@@ -412,6 +422,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
 #pragma unroll 4
         for (int s = 0; s < splits; s++) v = fmaf(__ldcg(src + s * (hd + 2) + i), wgt[s], v);
         out[((int64_t)t * n_heads + h) * hd + i] = v * inv;
+        if (out_frag) out_frag[cuq_frag_half(t, h * hd + i, (n_heads * hd) >> 7)] = __float2half_rn(v * inv);
     }
 }
 
@@ -444,14 +455,18 @@ extern "C" int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, i
 }
 
 extern "C" int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps,
-                               cudaStream_t s) {
-    return cu_check(cu_launch(rmsnorm_kernel<true>, dim3((unsigned)n), dim3(1024), 0, s, out, x, y, w, dim, eps),
+                               uint32_t *frag, cudaStream_t s) {
+    if (frag && dim % 128) return gptq_fail("rmsnorm: fragment order needs a width that is a multiple of 128, not %d", dim);
+    return cu_check(cu_launch(rmsnorm_kernel<true>, dim3((unsigned)n), dim3(1024), 0, s, out, x, y, w, dim, eps,
+                              reinterpret_cast<__half *>(frag)),
                     "residual add + rmsnorm");
 }
 
-extern "C" int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, cudaStream_t s) {
+extern "C" int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, uint32_t *frag,
+                           cudaStream_t s) {
+    if (frag && dim % 128) return gptq_fail("rmsnorm: fragment order needs a width that is a multiple of 128, not %d", dim);
     return cu_check(cu_launch(rmsnorm_kernel<false>, dim3((unsigned)n), dim3(1024), 0, s, out, const_cast<float *>(x),
-                              (const float *)nullptr, w, dim, eps),
+                              (const float *)nullptr, w, dim, eps, reinterpret_cast<__half *>(frag)),
                     "rmsnorm");
 }
 
@@ -487,15 +502,17 @@ extern "C" int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, i
 }
 
 extern "C" int cuk_rope_attention_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
-                                         const float *inv_freq, float *out, float *part, const int *pos0, int n, int max_seq,
-                                         int n_heads, int n_kv, int hd, cudaStream_t s) {
+                                         const float *inv_freq, float *out, uint32_t *out_frag, float *part, const int *pos0,
+                                         int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s) {
+    if (out_frag && (n_heads * hd) % 128)
+        return gptq_fail("attention: fragment order needs a width that is a multiple of 128, not %d", n_heads * hd);
     if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
     if (n < 1 || n > kMaxDecodeTok) return gptq_fail("decode attention: %d tokens (1..%d)", n, kMaxDecodeTok);
     const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
     return cu_check(cu_launch(attention_split_kernel, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
                               dim3(kSplitWarps * 32), sizeof(float) * (size_t)splits, s, q, k, v,
                               reinterpret_cast<__half *>(kc), reinterpret_cast<__half *>(vc), inv_freq, part, out, pos0,
-                              n_heads, n_kv, hd, 1.0f / sqrtf((float)hd)),
+                              n_heads, n_kv, hd, 1.0f / sqrtf((float)hd), reinterpret_cast<__half *>(out_frag)),
                     "attention");
 }
 
