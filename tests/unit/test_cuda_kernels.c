@@ -835,6 +835,92 @@ static void bench_frag(double copy_bw, cudaStream_t s) {
     cudaFree(x), cudaFree(y), cudaFree(y2), cudaFree(y3), cudaFree(g), cudaFree(u), cudaFree(xb), cudaFree(xf), cudaFree(hf);
 }
 
+/* Where a 4-bit 7B decode step goes (T = 1, cache at position 576 of 640): the 32 layers'
+ * kernels as the model issues them with the fragment-order GEMV, and with parts left out. */
+static void bench_step(double copy_bw, cudaStream_t s) {
+    cuq_gemv_set_fp32(0);
+    cuq_gemv_set_mma(1);
+    cuq_frag_set(0, 0);
+    const int dim = 4096, hid = 11008, nh = 32, hd = 128, max_seq = 640, pos = 576;
+    cuq_layer *q = xcalloc(NL * NLIN, sizeof(cuq_layer));
+    double bytes = 0;
+    for (int l = 0; l < NL; l++)
+        for (int j = 0; j < NLIN; j++) {
+            random_cuq(&q[l * NLIN + j], shp7b[j][0], shp7b[j][1], 4, 128, 0, (uint64_t)(l * NLIN + j) * 7919u + 1);
+            bytes += (double)cuq_stream_bytes(&q[l * NLIN + j]);
+        }
+    const size_t kv = (size_t)max_seq * dim;
+    uint16_t *kc = dmalloc(sizeof(uint16_t) * kv * NL), *vc = dmalloc(sizeof(uint16_t) * kv * NL);
+    CHECK(cuk_fill_f16(kc, (int64_t)(kv * NL), 5, 0.5f, s) == 0 && cuk_fill_f16(vc, (int64_t)(kv * NL), 6, 0.5f, s) == 0, "kv");
+    bytes += 2.0 * 2.0 * NL * (double)pos * dim;
+    float *x = dmalloc(sizeof(float) * hid), *xn = dmalloc(sizeof(float) * hid), *qv = dmalloc(sizeof(float) * dim),
+          *kv_k = dmalloc(sizeof(float) * dim), *kv_v = dmalloc(sizeof(float) * dim), *att = dmalloc(sizeof(float) * dim),
+          *out = dmalloc(sizeof(float) * dim), *w = dmalloc(sizeof(float) * dim);
+    uint32_t *xf = dmalloc(sizeof(uint32_t) * hid), *af = dmalloc(sizeof(uint32_t) * hid), *hf = dmalloc(sizeof(uint32_t) * hid);
+    float *part = dmalloc(sizeof(float) * (size_t)cuk_attention_split_floats(1, max_seq, nh, hd));
+    CU(cudaMemset(part, 0, sizeof(float) * (size_t)cuk_attention_split_floats(1, max_seq, nh, hd)));
+    float *inv_freq = dmalloc(sizeof(float) * hd / 2);
+    {
+        float hv[64], *hx = xmalloc(sizeof(float) * hid);
+        for (int i = 0; i < hd / 2; i++) hv[i] = powf(10000.0f, -2.0f * i / hd);
+        CU(cudaMemcpy(inv_freq, hv, sizeof hv, cudaMemcpyHostToDevice));
+        for (int i = 0; i < hid; i++) hx[i] = 0.3f * nrand();
+        CU(cudaMemcpy(x, hx, sizeof(float) * hid, cudaMemcpyHostToDevice));
+        for (int i = 0; i < dim; i++) hx[i] = 1.0f;
+        CU(cudaMemcpy(w, hx, sizeof(float) * dim, cudaMemcpyHostToDevice));
+        free(hx);
+    }
+    int *pos_d = dmalloc(sizeof(int));
+    CU(cudaMemcpy(pos_d, &pos, sizeof(int), cudaMemcpyHostToDevice));
+    CHECK(cuk_frag16(xf, x, NULL, NULL, dim, dim, 1, s) == 0 && cuk_frag16(hf, x, NULL, NULL, hid, hid, 1, s) == 0 &&
+              cuk_frag16(af, x, NULL, NULL, dim, dim, 1, s) == 0,
+          "step: %s", gptq_last_error());
+    CU(cudaStreamSynchronize(s));
+    /* parts: 1 GEMVs, 2 attention, 4 norms */
+    static const struct { int parts; const char *what; } v[] = {
+        {1 | 2 | 4, "GEMVs + attention + norm kernels (the model)             "},
+        {1 | 4, "GEMVs + norm kernels                                     "},
+        {1 | 2, "GEMVs + attention                                        "},
+        {1, "GEMVs                                                    "},
+        {2, "attention                                                "},
+        {4, "norm kernels                                             "},
+        {2 | 4, "attention + norm kernels                                 "},
+    };
+    for (int c = 0; c < (int)(sizeof v / sizeof v[0]); c++) {
+        const int P = v[c].parts;
+        cudaGraph_t gr;
+        cudaGraphExec_t ge;
+        CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+        int rc = 0;
+        for (int l = 0; l < NL; l++) {
+            cuq_layer *L = q + l * NLIN;
+            const cuq_layer *qkv[3] = {&L[0], &L[1], &L[2]}, *o = &L[3], *dn = &L[6];
+            float *qkv_y[3] = {qv, kv_k, kv_v};
+            if (P & 1) rc |= cuq_gemv_frag(qkv, qkv_y, 3, xf, 1, s);
+            if (P & 2)
+                rc |= cuk_rope_attention_decode(qv, kv_k, kv_v, kc + kv * l, vc + kv * l, inv_freq, att, (P & 1) ? af : NULL,
+                                                part, pos_d, 1, max_seq, nh, nh, hd, s);
+            if (P & 1) rc |= cuq_gemv_frag(&o, &out, 1, af, 1, s);
+            if (P & 4) rc |= cuk_add_rmsnorm(xn, x, out, w, 1, dim, 1e-5f, xf, s);
+            if (P & 1) rc |= cuq_gemv_swiglu_frag(&L[4], &L[5], hf, NULL, xf, 1, s);
+            if (P & 1) rc |= cuq_gemv_frag(&dn, &out, 1, hf, 1, s);
+            if (P & 4) rc |= cuk_add_rmsnorm(xn, x, out, w, 1, dim, 1e-5f, xf, s);
+        }
+        CU(cudaStreamEndCapture(s, &gr));
+        CHECK(rc == 0, "bench step capture: %s", gptq_last_error());
+        CU(cudaGraphInstantiate(&ge, gr, 0));
+        const float ms = time_graph(ge, s, 15);
+        printf("bench step %s: %.3f ms per token (%.1f%% of copy bandwidth for weights + KV)\n", v[c].what, ms,
+               100.0 * bytes / (ms * 1e-3) / copy_bw);
+        cudaGraphExecDestroy(ge), cudaGraphDestroy(gr);
+    }
+    for (int i = 0; i < NL * NLIN; i++) cuq_free(&q[i]);
+    free(q);
+    cudaFree(kc), cudaFree(vc), cudaFree(x), cudaFree(xn), cudaFree(qv), cudaFree(kv_k), cudaFree(kv_v), cudaFree(att);
+    cudaFree(out), cudaFree(w), cudaFree(xf), cudaFree(af), cudaFree(hf), cudaFree(part), cudaFree(inv_freq);
+    cudaFree(pos_d);
+}
+
 /* One layer's 7 prefill GEMMs at T tokens: 4-bit dequantize + cuBLAS vs cuBLAS on fp16 weights. */
 static void bench_prefill(int T, cudaStream_t s) {
     cuq_layer q[NLIN];
@@ -898,6 +984,7 @@ int main(void) {
         cublasSetStream(blas, s);
         double bw = copy_bandwidth(s);
         if (strcmp(getenv("GPTQ_BENCH"), "frag") == 0) { /* the fragment-order GEMV against the tensor-core one */
+            bench_step(bw, s);
             bench_frag(bw, s);
             cudaStreamDestroy(s);
             cublasDestroy(blas);
