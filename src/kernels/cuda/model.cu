@@ -236,8 +236,8 @@ constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so ever
 
 // Decode attention, split over positions (few queries would leave most SMs idle):
 // block (head, token, split) handles positions [split·16, split·16 + 16) ∩ [0, len) and
-// writes its max score, its sum of exponentials and its unnormalized output to part
-// (n, n_heads, splits, hd + 2).  The cache rows of earlier steps (positions < *pos0) do
+// writes its unnormalized output to part (n, n_heads, splits, hd) and its max score and
+// sum of exponentials to a second array (n, n_heads, splits, 2).  The cache rows of earlier steps (positions < *pos0) do
 // not depend on the running step, so they are loaded into registers before pdl_wait();
 // *pos0 itself was copied before the step's first kernel started.  The last block to
 // finish for a (token, head) (a counter per pair at the start of the scratch, left at 0)
@@ -247,16 +247,19 @@ constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so ever
 // of the last token and of the first query head of each cache head write those k, v rows
 // into the cache for the later steps.  The angles of the query are computed before the wait.
 constexpr int kSplitPW = kSplitLen / kSplitWarps; // positions per warp
-constexpr int kSplitHW = kMaxHeadDim / 64;        // half2 per lane of a cache row
+// HW (template): half2 per lane of a cache row, hd <= 64·HW (2 for head_dim 128, 4 up to
+// 256): registers for the rows of the largest head only where needed (72 -> 56 at HW = 2,
+// so that all blocks of a 7B step are resident at once)
 constexpr int kMaxDecodeTok = 8;                  // tokens per decode call (counters)
 
-__global__ void __launch_bounds__(kSplitWarps * 32)
+template <int HW>
+__global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 ? 10 : 1)
     attention_split_kernel(const float *__restrict__ q, const float *__restrict__ k_in, const float *__restrict__ v_in,
                            __half *__restrict__ kc, __half *__restrict__ vc, const float *__restrict__ inv_freq,
                            float *__restrict__ scratch, float *__restrict__ out, const int *pos0, int n_heads, int n_kv,
                            int hd, float scale, __half *out_frag) {
     pdl_trigger();
-    extern __shared__ float wgt[];  // (splits): the merge's weights of the splits
+    extern __shared__ float wgt[];  // (2, splits): the merge's weights and sums of the splits
     __shared__ float qs[kMaxHeadDim];
     __shared__ float qc[kMaxHeadDim / 2], qsn[kMaxHeadDim / 2];  // the query's cos, sin per pair
     __shared__ float sc[kSplitLen];
@@ -272,16 +275,20 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
         const float a = (float)(pos + t) * inv_freq[j];
         qc[j] = cosf(a), qsn[j] = sinf(a);
     }
+    // scratch: counters (kMaxDecodeTok, n_heads), then the splits' unnormalized outputs
+    // (kMaxDecodeTok, n_heads, splits, hd), then their max scores and sums (.., splits, 2)
     unsigned *count = reinterpret_cast<unsigned *>(scratch) + t * n_heads + h;
+    const int64_t th = (int64_t)t * n_heads + h;
     float *part = scratch + kMaxDecodeTok * n_heads;
-    float *dst = part + (((int64_t)t * n_heads + h) * splits + sp) * (hd + 2);
+    float *ml_base = part + (int64_t)kMaxDecodeTok * n_heads * splits * hd;
+    float *dst = part + (th * splits + sp) * hd, *dml = ml_base + (th * splits + sp) * 2;
     // warp w's positions p0 + w + 4j: rows of earlier steps now, the others after the wait
-    __half2 kr[kSplitPW][kSplitHW], vr[kSplitPW][kSplitHW];
+    __half2 kr[kSplitPW][HW], vr[kSplitPW][HW];
 #pragma unroll
     for (int j = 0; j < kSplitPW; j++) {
         const int p = p0 + warp + j * kSplitWarps;
 #pragma unroll
-        for (int k = 0; k < kSplitHW; k++) {
+        for (int k = 0; k < HW; k++) {
             const int i = lane + 32 * k;
             kr[j][k] = vr[j][k] = __float2half2_rn(0.f);
             if (p < p1 && p < pos && i < h2) {
@@ -297,7 +304,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
         for (int j = 0; j < kSplitPW; j++) {
             const int p = p0 + warp + j * kSplitWarps;
 #pragma unroll
-            for (int k = 0; k < kSplitHW; k++) {
+            for (int k = 0; k < HW; k++) {
                 const int i = lane + 32 * k;
                 if (p < p1 && p >= pos && i < h2) {
                     const float *kx = k_in + (int64_t)(p - pos) * kvd + kvh * hd, *vx = v_in + (int64_t)(p - pos) * kvd + kvh * hd;
@@ -339,7 +346,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             if (p < p1) {
                 float d = 0.f;
 #pragma unroll
-                for (int k = 0; k < kSplitHW; k++) {
+                for (int k = 0; k < HW; k++) {
                     const int i = lane + 32 * k;
                     if (i < h2) {
                         const float2 kf = __half22float2(kr[j][k]);
@@ -360,16 +367,16 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             sum += e;
         }
         sum = block_reduce<false>(sum, red);
-        float2 acc[kSplitHW];
+        float2 acc[HW];
 #pragma unroll
-        for (int k = 0; k < kSplitHW; k++) acc[k] = make_float2(0.f, 0.f);
+        for (int k = 0; k < HW; k++) acc[k] = make_float2(0.f, 0.f);
 #pragma unroll
         for (int j = 0; j < kSplitPW; j++) {
             const int p = p0 + warp + j * kSplitWarps;
             if (p < p1) {
                 const float w = sc[p - p0];
 #pragma unroll
-                for (int k = 0; k < kSplitHW; k++) {
+                for (int k = 0; k < HW; k++) {
                     const float2 vf = __half22float2(vr[j][k]);
                     acc[k].x = fmaf(w, vf.x, acc[k].x);
                     acc[k].y = fmaf(w, vf.y, acc[k].y);
@@ -377,7 +384,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             }
         }
 #pragma unroll
-        for (int k = 0; k < kSplitHW; k++) {
+        for (int k = 0; k < HW; k++) {
             const int i = lane + 32 * k;
             if (i < h2) acc_s[warp][2 * i] = acc[k].x, acc_s[warp][2 * i + 1] = acc[k].y;
         }
@@ -388,9 +395,9 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             for (int w = 0; w < kSplitWarps; w++) v += acc_s[w][i];
             dst[i] = v;
         }
-        if (threadIdx.x == 0) dst[hd] = mx, dst[hd + 1] = sum;
+        if (threadIdx.x == 0) dml[0] = mx, dml[1] = sum;
     } else if (threadIdx.x == 0) {  // nothing here: an empty partial
-        dst[hd] = -INFINITY, dst[hd + 1] = 0.f;
+        dml[0] = -INFINITY, dml[1] = 0.f;
     }
     // publish the partial, then count it; the last block of the (token, head) merges
     __threadfence();
@@ -403,26 +410,56 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
     if (!last) return;
     __threadfence();
     // the merge: partials rescaled to the overall max and normalized (read through L2,
-    // where the other blocks' writes are)
-    const float *src = part + ((int64_t)t * n_heads + h) * splits * (hd + 2);
+    // where the other blocks' writes are).  Latency matters here (one block per head does
+    // it at the end): the max scores and sums are read once (kept in shared memory), and
+    // the outputs' sums are split over groups of threads, each issuing its loads at once.
+    const float *src = part + th * splits * hd, *sml = ml_base + th * splits * 2;
+    float *lsum = wgt + splits;
     float M = -INFINITY;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x) M = fmaxf(M, __ldcg(src + s * (hd + 2) + hd));
-    M = block_reduce<true>(M, red);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        const float2 v = __ldcg(reinterpret_cast<const float2 *>(sml) + s);
+        wgt[s] = v.x, lsum[s] = v.y;
+        M = fmaxf(M, v.x);
+    }
+    M = block_reduce<true>(M, red);  // its barriers also publish wgt[], lsum[]
     float L = 0.f;
     for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-        const float m = __ldcg(src + s * (hd + 2) + hd);
-        const float w = m > -INFINITY ? expf(m - M) : 0.f;
+        const float w = wgt[s] > -INFINITY ? expf(wgt[s] - M) : 0.f;
         wgt[s] = w;
-        L += w * __ldcg(src + s * (hd + 2) + hd + 1);
+        L += w * lsum[s];
     }
-    L = block_reduce<false>(L, red);  // its barriers also publish wgt[]
+    L = block_reduce<false>(L, red);  // and the new wgt[]
     const float inv = 1.0f / L;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float v = 0.f;
-#pragma unroll 4
-        for (int s = 0; s < splits; s++) v = fmaf(__ldcg(src + s * (hd + 2) + i), wgt[s], v);
-        out[((int64_t)t * n_heads + h) * hd + i] = v * inv;
-        if (out_frag) out_frag[cuq_frag_half(t, h * hd + i, (n_heads * hd) >> 7)] = __float2half_rn(v * inv);
+    // thread = (group gi, pair pi): pairs of outputs, the splits s ≡ gi (mod G)
+    const int np = hd / 2, G = (int)blockDim.x / np, pi = threadIdx.x % np, gi = threadIdx.x / np;
+    float2 v = make_float2(0.f, 0.f);
+    if (gi < G) {
+        const float2 *s2 = reinterpret_cast<const float2 *>(src) + pi;
+        int s = gi;
+        for (; s + 7 * G < splits; s += 8 * G) {
+            float2 a[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) a[u] = __ldcg(s2 + (int64_t)(s + u * G) * np);
+#pragma unroll
+            for (int u = 0; u < 8; u++) v.x = fmaf(a[u].x, wgt[s + u * G], v.x), v.y = fmaf(a[u].y, wgt[s + u * G], v.y);
+        }
+        for (; s < splits; s += G) {
+            const float2 a = __ldcg(s2 + (int64_t)s * np);
+            v.x = fmaf(a.x, wgt[s], v.x), v.y = fmaf(a.y, wgt[s], v.y);
+        }
+    }
+    float2 *gsum = reinterpret_cast<float2 *>(&acc_s[0][0]);  // (G, np), free again
+    if (gi < G) gsum[gi * np + pi] = v;
+    __syncthreads();
+    if (gi == 0) {
+        for (int g2 = 1; g2 < G; g2++) v.x += gsum[g2 * np + pi].x, v.y += gsum[g2 * np + pi].y;
+        const int i = 2 * pi;
+        float *o = out + th * hd + i;
+        o[0] = v.x * inv, o[1] = v.y * inv;
+        if (out_frag) {
+            out_frag[cuq_frag_half(t, h * hd + i, (n_heads * hd) >> 7)] = __float2half_rn(v.x * inv);
+            out_frag[cuq_frag_half(t, h * hd + i + 1, (n_heads * hd) >> 7)] = __float2half_rn(v.y * inv);
+        }
     }
 }
 
@@ -498,7 +535,7 @@ extern "C" int cuk_attention(const float *q, const uint16_t *kc, const uint16_t 
 extern "C" int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd) {
     const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
     (void)n; /* room for kMaxDecodeTok tokens, the most one call takes */
-    return (int64_t)kMaxDecodeTok * n_heads + (int64_t)kMaxDecodeTok * n_heads * splits * (hd + 2);
+    return (int64_t)kMaxDecodeTok * n_heads + (int64_t)kMaxDecodeTok * n_heads * splits * (hd + 2) + 2;
 }
 
 extern "C" int cuk_rope_attention_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
@@ -509,8 +546,9 @@ extern "C" int cuk_rope_attention_decode(const float *q, const float *k, const f
     if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
     if (n < 1 || n > kMaxDecodeTok) return gptq_fail("decode attention: %d tokens (1..%d)", n, kMaxDecodeTok);
     const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
-    return cu_check(cu_launch(attention_split_kernel, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
-                              dim3(kSplitWarps * 32), sizeof(float) * (size_t)splits, s, q, k, v,
+    return cu_check(cu_launch(hd <= 128 ? attention_split_kernel<2> : attention_split_kernel<4>,
+                              dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
+                              dim3(kSplitWarps * 32), 2 * sizeof(float) * (size_t)splits, s, q, k, v,
                               reinterpret_cast<__half *>(kc), reinterpret_cast<__half *>(vc), inv_freq, part, out, pos0,
                               n_heads, n_kv, hd, 1.0f / sqrtf((float)hd), reinterpret_cast<__half *>(out_frag)),
                     "attention");
