@@ -7,6 +7,7 @@
 #             (MEMCHECK_NO_GPTQ=1: not test_cuda_gptq)
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
 #   fbench    the 7B decode GEMVs layer by layer, tensor-core kernel against the fragment-order one
+#   abench    the decode step parts of fbench with GPTQ_CUDA_ATT_PW 4, 2, 8 (positions per warp of the attention)
 #   tbench    the 7B decode GEMVs at 4 bits with the codes in the qk and in the 16-row tile layout
 #   ncu       Nsight Compute profiles (isolated) of decode kernels of the 4-bit 7B model (after model;
 #             NCU_KERNELS, NCU_SKIP, NCU_COUNT choose them)
@@ -67,6 +68,8 @@ for step in "$@"; do
          done; done | tee "$OUT/ppl.txt" ;;
     bench) GPTQ_BENCH=1 "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/bench.txt" ;;
     fbench) GPTQ_BENCH=frag "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/fbench.txt" ;;
+    abench) for pw in 4 2 8; do echo "GPTQ_CUDA_ATT_PW=$pw"
+        GPTQ_CUDA_ATT_PW=$pw GPTQ_BENCH=frag "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^bench step" | tee -a "$OUT/abench.txt"; done ;;
     tbench) GPTQ_BENCH=tiled "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/tbench.txt" ;;
     ncu) # per-kernel profiles (isolated, caches flushed) of some decode kernels of the 4-bit model (after model)
       timeout 400 ncu --kernel-name "regex:${NCU_KERNELS:-qgemv_mma4|attention_split|add_rmsnorm|rope_kv}" \

@@ -806,7 +806,8 @@ static void bench_frag(double copy_bw, cudaStream_t s) {
           "bench frag: %s", gptq_last_error());
     CU(cudaStreamSynchronize(s));
     /* (kernel: 0 tensor core, 1 fragments, 2 fragments + separate conversions; depth; warps) */
-    static const int cfg[][3] = {{0, 0, 0}, {1, 0, 0}, {2, 0, 0}, {1, 1, 16}, {1, 2, 16}, {1, 1, 8}, {1, 2, 8}, {0, 0, 0}, {1, 0, 0}};
+    static const int cfg[][3] = {{0, 0, 0}, {1, 0, 0}, {2, 0, 0}, {1, 1, 4},  {1, 1, 2}, {1, 2, 4},
+                                 {1, 1, 16}, {1, 1, 8}, {1, 2, 8}, {0, 0, 0}, {1, 0, 0}};
     for (int c = 0; c < (int)(sizeof cfg / sizeof cfg[0]); c++) {
         const int frag = cfg[c][0] != 0, conv = cfg[c][0] == 2;
         if (frag) cuq_frag_set(cfg[c][1], cfg[c][2]);

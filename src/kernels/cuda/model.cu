@@ -5,6 +5,9 @@
 // CPU forward (model/llama.c) operation for operation where it can.
 #include <cuda_fp16.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/cuda/cu_common.cuh"
 #include "kernels/cuda/cuq.h"
 #include "kernels/cuda/model_kernels.h"
@@ -230,9 +233,11 @@ __global__ void __launch_bounds__(kAttWarps * 32)
 }
 
 constexpr int kSplitWarps = 4;
-constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so every block is short
-                               // (each position's loads wait a full latency).  7B decode at
-                               // position ~576: 64 -> 3.82 ms/token, 16 -> 3.42, 8 -> 3.54.
+// Positions per split block: kSplitWarps · PW (template), 4 per warp by default, so every
+// block is short (each position's loads wait a full latency).  7B decode at position ~576
+// (an early version): 64 -> 3.82 ms/token, 16 -> 3.42, 8 -> 3.54.  GPTQ_CUDA_ATT_PW = 2 or 8
+// selects the others for benchmarks; the scratch has room for the shortest (8).
+constexpr int kDefaultPW = 4, kMinSplitLen = 8;
 
 // Decode attention, split over positions (few queries would leave most SMs idle):
 // block (head, token, split) handles positions [split·16, split·16 + 16) ∩ [0, len) and
@@ -246,14 +251,13 @@ constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so ever
 // this step's positions itself (rounded to fp16 as the cache holds them), and the blocks
 // of the last token and of the first query head of each cache head write those k, v rows
 // into the cache for the later steps.  The angles of the query are computed before the wait.
-constexpr int kSplitPW = kSplitLen / kSplitWarps; // positions per warp
 // HW (template): half2 per lane of a cache row, hd <= 64·HW (2 for head_dim 128, 4 up to
 // 256): registers for the rows of the largest head only where needed (72 -> 56 at HW = 2,
 // so that all blocks of a 7B step are resident at once)
 constexpr int kMaxDecodeTok = 8;                  // tokens per decode call (counters)
 
-template <int HW>
-__global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 ? 10 : 1)
+template <int HW, int PW>
+__global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 && PW <= 4 ? 10 : 1)
     attention_split_kernel(const float *__restrict__ q, const float *__restrict__ k_in, const float *__restrict__ v_in,
                            __half *__restrict__ kc, __half *__restrict__ vc, const float *__restrict__ inv_freq,
                            float *__restrict__ scratch, float *__restrict__ out, const int *pos0, int n_heads, int n_kv,
@@ -262,6 +266,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 ? 10 : 1)
     extern __shared__ float wgt[];  // (2, splits): the merge's weights and sums of the splits
     __shared__ float qs[kMaxHeadDim];
     __shared__ float qc[kMaxHeadDim / 2], qsn[kMaxHeadDim / 2];  // the query's cos, sin per pair
+    constexpr int kSplitLen = kSplitWarps * PW, kSplitPW = PW;
     __shared__ float sc[kSplitLen];
     __shared__ float acc_s[kSplitWarps][kMaxHeadDim];
     __shared__ float red[32];
@@ -533,7 +538,7 @@ extern "C" int cuk_attention(const float *q, const uint16_t *kc, const uint16_t 
 }
 
 extern "C" int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd) {
-    const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
+    const int splits = (max_seq + kMinSplitLen - 1) / kMinSplitLen;
     (void)n; /* room for kMaxDecodeTok tokens, the most one call takes */
     return (int64_t)kMaxDecodeTok * n_heads + (int64_t)kMaxDecodeTok * n_heads * splits * (hd + 2) + 2;
 }
@@ -545,9 +550,15 @@ extern "C" int cuk_rope_attention_decode(const float *q, const float *k, const f
         return gptq_fail("attention: fragment order needs a width that is a multiple of 128, not %d", n_heads * hd);
     if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
     if (n < 1 || n > kMaxDecodeTok) return gptq_fail("decode attention: %d tokens (1..%d)", n, kMaxDecodeTok);
-    const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
-    return cu_check(cu_launch(hd <= 128 ? attention_split_kernel<2> : attention_split_kernel<4>,
-                              dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
+    static int pw = -1;
+    if (pw < 0) {
+        const char *e = getenv("GPTQ_CUDA_ATT_PW");
+        pw = e && (strcmp(e, "2") == 0 || strcmp(e, "8") == 0) ? atoi(e) : kDefaultPW;
+    }
+    const int len = kSplitWarps * pw, splits = (max_seq + len - 1) / len;
+    auto kern = hd <= 128 ? (pw == 2 ? attention_split_kernel<2, 2> : pw == 8 ? attention_split_kernel<2, 8> : attention_split_kernel<2, 4>)
+                          : (pw == 2 ? attention_split_kernel<4, 2> : pw == 8 ? attention_split_kernel<4, 8> : attention_split_kernel<4, 4>);
+    return cu_check(cu_launch(kern, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
                               dim3(kSplitWarps * 32), 2 * sizeof(float) * (size_t)splits, s, q, k, v,
                               reinterpret_cast<__half *>(kc), reinterpret_cast<__half *>(vc), inv_freq, part, out, pos0,
                               n_heads, n_kv, hd, 1.0f / sqrtf((float)hd), reinterpret_cast<__half *>(out_frag)),
