@@ -40,12 +40,13 @@ static double rel(const float *a, const float *b, int n) {
     return mr > 0 ? md / mr : md;
 }
 
-static void compare_model(const char *dir, const char *what, int want_frag) {
+/* P-token prefill (P <= 8 takes the decode kernels), then G = 12 decode steps. */
+static void compare_model_p(const char *dir, const char *what, int want_frag, int P) {
     llama_model cm;
     int rc = llama_load(&cm, dir);
     CHECK(rc == 0, "%s: CPU load: %s", what, gptq_last_error());
     if (rc) return;
-    const int P = 24, G = 12, V = cm.cfg.vocab_size;
+    const int G = 12, V = cm.cfg.vocab_size;
     llama_cuda *gm = llama_cuda_load(dir, P + G, P);
     CHECK(gm != NULL, "%s: GPU load: %s", what, gptq_last_error());
     if (!gm) {
@@ -87,7 +88,7 @@ static void compare_model(const char *dir, const char *what, int want_frag) {
             total++;
         }
     }
-    printf("%s: worst normwise logit error %.3g, greedy tokens agree %d/%d\n", what, worst, agree, total);
+    printf("%s, %d-token prefill: worst normwise logit error %.3g, greedy tokens agree %d/%d\n", what, P, worst, agree, total);
     CHECK(worst <= 2e-2, "%s: logits differ from the CPU's by %.3g", what, worst);
     CHECK(agree >= total - 2, "%s: greedy tokens agree only %d/%d", what, agree, total);
     /* bad calls fail cleanly */
@@ -98,6 +99,8 @@ static void compare_model(const char *dir, const char *what, int want_frag) {
     llama_cuda_free(gm);
     llama_free(&cm);
 }
+
+static void compare_model(const char *dir, const char *what, int want_frag) { compare_model_p(dir, what, want_frag, 24); }
 
 int main(void) {
     int n = 0;
@@ -151,6 +154,7 @@ int main(void) {
             CHECK(rc == 0, "random 256-wide model: random-model / quantize failed (see %s.log)", dir);
             if (rc == 0) {
                 compare_model(qd, "random 256-wide w4 g128 (fragment-order decode)", 1);
+                compare_model_p(qd, "random 256-wide w4 g128 (fragment-order decode)", 1, 5);
                 cuq_gemv_set_frag(0);
                 compare_model(qd, "random 256-wide w4 g128 (tensor-core decode)", 0);
                 cuq_gemv_set_frag(1);
