@@ -6,6 +6,8 @@
 #   memcheck  the same, test_cuda_model and test_cuda_gptq under compute-sanitizer memcheck
 #             (MEMCHECK_NO_GPTQ=1: not test_cuda_gptq)
 #   bench     the kernel benchmarks (copy bandwidth, 7B decode GEMVs, prefill GEMMs)
+#   fbench    the 7B decode GEMVs layer by layer, tensor-core kernel against the fragment-order one
+#   abench    the decode step parts of fbench with GPTQ_CUDA_ATT_PW 4, 2, 8 (positions per warp of the attention)
 #   tbench    the 7B decode GEMVs at 4 bits with the codes in the qk and in the 16-row tile layout
 #   ncu       Nsight Compute profiles (isolated) of decode kernels of the 4-bit 7B model (after model;
 #             NCU_KERNELS, NCU_SKIP, NCU_COUNT choose them)
@@ -16,6 +18,7 @@
 #             GPTQ_CUDA_PDL=0 in the environment measures without programmatic dependent launch,
 #             GPTQ_CUDA_TILED=1 with the codes in the 16-row tile layout
 #   model4    the 4-bit model of `model` only, GPTQ_CUDA_TILED and GPTQ_CUDA_MMA_PF 0 / 1
+#   modelf    the 4-bit model of `model` only, GPTQ_CUDA_FRAG=1 / 0 / 1 / 0 (fragment-order GEMV or not)
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
 #   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp16 (calib_mix 128 x 512, seed 0;
 #             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
@@ -64,6 +67,9 @@ for step in "$@"; do
            echo "$(basename $mdl) $dev: $(OMP_NUM_THREADS=16 "$D/bin/gptq" perplexity --model $mdl --data $W --device $dev --json | tail -1)"
          done; done | tee "$OUT/ppl.txt" ;;
     bench) GPTQ_BENCH=1 "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/bench.txt" ;;
+    fbench) GPTQ_BENCH=frag "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/fbench.txt" ;;
+    abench) for pw in 4 2 8; do echo "GPTQ_CUDA_ATT_PW=$pw"
+        GPTQ_CUDA_ATT_PW=$pw GPTQ_BENCH=frag "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^bench step" | tee -a "$OUT/abench.txt"; done ;;
     tbench) GPTQ_BENCH=tiled "$D/bin/test_cuda_kernels" 2>&1 | grep -E "^(bench|device)" | tee "$OUT/tbench.txt" ;;
     ncu) # per-kernel profiles (isolated, caches flushed) of some decode kernels of the 4-bit model (after model)
       timeout 400 ncu --kernel-name "regex:${NCU_KERNELS:-qgemv_mma4|attention_split|add_rmsnorm|rope_kv}" \
@@ -88,6 +94,15 @@ for step in "$@"; do
         echo "GPTQ_CUDA_TILED=${cfg%:*} GPTQ_CUDA_MMA_PF=${cfg#*:}"
         GPTQ_CUDA_TILED=${cfg%:*} GPTQ_CUDA_MMA_PF=${cfg#*:} "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 \
           --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/bench-l7b-w4-tiled${cfg%:*}-pf${cfg#*:}.txt"
+      done ;;
+    modelf) # the 4-bit model only, with and without the fragment-order GEMV (after model or alone)
+      M=/tmp/gptq-models; mkdir -p $M
+      [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
+      [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
+      for f in 1 0 1 0; do
+        echo "GPTQ_CUDA_FRAG=$f"
+        GPTQ_CUDA_FRAG=$f "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
+          tail -1 | tee -a "$OUT/bench-l7b-w4-frag$f.txt"
       done ;;
     gptq) GPTQ_SHARED=$D/shared OMP_NUM_THREADS=16 "$D/bin/test_cuda_gptq" 2>&1 | tee "$OUT/gptq-test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     quant26m)

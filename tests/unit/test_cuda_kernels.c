@@ -390,6 +390,170 @@ static void test_silu(void) {
     }
 }
 
+/* Max |a - b| / max |b| over n floats. */
+static double max_rel_diff(const float *a, const float *b, int64_t n) { return rel_err(a, b, n); }
+
+/* Fragment order on the host (cuq.h): word (k, b, t, 4p + w) = (x[i], x[i + 64]). */
+static void host_frag(uint16_t *hf, const float *x, const int32_t *perm, int64_t in, int64_t in_pad, int T) {
+    const int64_t rb = in_pad / 128;
+    for (int k = 0; k < T; k++)
+        for (int64_t i = 0; i < in_pad; i++) {
+            const int64_t b = i / 128, q = i % 64, hi = (i / 64) % 2;
+            const int64_t p = (q / 32) * 2 + (q / 16) % 2, t = (q / 4) % 4, w = q % 4;
+            const int64_t word = ((k * rb + b) * 4 + t) * 16 + p * 4 + w;
+            const int64_t src = perm ? perm[i] : i;
+            hf[2 * word + hi] = f32_to_f16(src >= 0 && src < in ? x[k * in + src] : 0.0f);
+        }
+}
+
+/* The fragment-order GEMV (qgemv_frag.cu): cuk_frag16's layout against the host's, the
+ * GEMV against the tensor-core kernel on the same layers (which the oracle checks above),
+ * three layers in one launch, and the gate/up pair's silu(gate) · up against the two
+ * GEMVs and cuk_silu_mul. */
+static void test_frag(void) {
+    static const layer_case lcs[] = {{40, 1024, 4, 128, ORDER_MONO, 0, 0},  {96, 2048, 4, 128, ORDER_ACT, 0, 0},
+                                     {200, 1024, 4, -1, ORDER_MONO, 1, 0},  {64, 11008, 4, 128, ORDER_MONO, 0, 0},
+                                     {128, 768, 4, 256, ORDER_MONO, 0, 1}, {16, 128, 4, 128, ORDER_MONO, 0, 0}};
+    enum { NC = sizeof lcs / sizeof lcs[0] };
+    cuq_gemv_set_fp32(0);
+    cuq_gemv_set_mma(1);
+    double worst = 0, worst_layout = 0;
+    int checked = 0;
+    for (int c = 0; c < NC; c++) {
+        quant_layer q;
+        qk_layer L;
+        cuq_layer d;
+        make_layer(&lcs[c], &q);
+        cuq_set_tiled(1);
+        CHECK(qk_from_quant(&q, &L) == 0 && cuq_upload(&L, &d) == 0, "frag: layer %d: %s", c, gptq_last_error());
+        cuq_set_tiled(2);
+        quant_layer_free(&q);
+        CHECK(cuq_frag_ok(&d), "frag: layer %d is eligible", c);
+        const int64_t in = lcs[c].in, out = lcs[c].out;
+        static const int Ts[] = {1, 2, 5, 8};
+        for (int ti = 0; ti < 4; ti++) {
+            const int T = Ts[ti];
+            float *hx = xmalloc(sizeof(float) * (size_t)(T * in));
+            for (int64_t i = 0; i < T * in; i++) hx[i] = nrand();
+            float *x = dupload(hx, sizeof(float) * (size_t)(T * in)), *xb = dmalloc(sizeof(float) * (size_t)(T * d.in_pad));
+            uint32_t *xf = dmalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(d.in_pad, T));
+            float *y = dmalloc(sizeof(float) * (size_t)(T * out)), *y2 = dmalloc(sizeof(float) * (size_t)(T * out));
+            CHECK(cuk_frag16(xf, x, NULL, d.perm, in, d.in_pad, T, 0) == 0, "frag16: %s", gptq_last_error());
+            /* the layout */
+            int32_t *hperm = NULL;
+            if (d.perm) {
+                hperm = xmalloc(sizeof(int32_t) * (size_t)d.in_pad);
+                CU(cudaMemcpy(hperm, d.perm, sizeof(int32_t) * (size_t)d.in_pad, cudaMemcpyDeviceToHost));
+            }
+            const size_t fb = sizeof(uint32_t) * (size_t)cuq_frag_words(d.in_pad, T);
+            uint16_t *want = xmalloc(fb), *got = xmalloc(fb);
+            host_frag(want, hx, hperm, in, d.in_pad, T);
+            CU(cudaMemcpy(got, xf, fb, cudaMemcpyDeviceToHost));
+            CHECK(memcmp(want, got, fb) == 0, "frag16: layer %d T=%d: layout differs from the host's", c, T);
+            /* the GEMV */
+            const cuq_layer *lp[1] = {&d};
+            float *ys[1] = {y};
+            static const int fcfg[4][2] = {{0, 0}, {1, 16}, {4, 4}, {2, 8}}; /* (depth, warps): every kernel form */
+            cuq_frag_set(fcfg[ti][0], fcfg[ti][1]);
+            CHECK(cuq_gemv_frag(lp, ys, 1, xf, T, 0) == 0, "frag gemv: %s", gptq_last_error());
+            cuq_frag_set(0, 0);
+            CHECK(cuq_gemv(&d, y2, x, xb, T, 0) == 0, "frag: reference gemv: %s", gptq_last_error());
+            const size_t nb = sizeof(float) * (size_t)(T * out);
+            float *a = xmalloc(nb), *b = xmalloc(nb);
+            CU(cudaMemcpy(a, y, nb, cudaMemcpyDeviceToHost));
+            CU(cudaMemcpy(b, y2, nb, cudaMemcpyDeviceToHost));
+            const double e = max_rel_diff(a, b, T * out);
+            CHECK(e <= 1e-5, "frag gemv: layer %d T=%d: relative difference %.3g from the tensor-core GEMV", c, T, e);
+            if (e > worst) worst = e;
+            checked++;
+            free(a), free(b), free(want), free(got), free(hperm), free(hx);
+            cudaFree(x), cudaFree(xb), cudaFree(xf), cudaFree(y), cudaFree(y2);
+        }
+        cuq_free(&d);
+        qk_free(&L);
+    }
+    /* three layers in one launch = one launch each; then the gate/up pair */
+    {
+        static const layer_case ml[3] = {{96, 1024, 4, 128, ORDER_MONO, 1, 0}, {40, 1024, 4, 128, ORDER_MONO, 0, 0},
+                                         {256, 1024, 4, 128, ORDER_MONO, 0, 0}};
+        const int T = 3, in = 1024;
+        cuq_layer d[3];
+        qk_layer L[3];
+        for (int k = 0; k < 3; k++) {
+            quant_layer q;
+            make_layer(&ml[k], &q);
+            cuq_set_tiled(1);
+            CHECK(qk_from_quant(&q, &L[k]) == 0 && cuq_upload(&L[k], &d[k]) == 0, "frag multi: layer %d", k);
+            cuq_set_tiled(2);
+            quant_layer_free(&q);
+        }
+        float *hx = xmalloc(sizeof(float) * (size_t)(T * in));
+        for (int i = 0; i < T * in; i++) hx[i] = 2.0f * nrand();
+        float *x = dupload(hx, sizeof(float) * (size_t)(T * in));
+        uint32_t *xf = dmalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(in, T));
+        CHECK(cuk_frag16(xf, x, NULL, NULL, in, in, T, 0) == 0, "frag multi: %s", gptq_last_error());
+        float *y[3], *y1[3];
+        for (int k = 0; k < 3; k++) y[k] = dmalloc(sizeof(float) * (size_t)(T * ml[k].out)), y1[k] = dmalloc(sizeof(float) * (size_t)(T * ml[k].out));
+        const cuq_layer *lp[3] = {&d[0], &d[1], &d[2]};
+        CHECK(cuq_gemv_frag(lp, y, 3, xf, T, 0) == 0, "frag multi: %s", gptq_last_error());
+        for (int k = 0; k < 3; k++) {
+            CHECK(cuq_gemv_frag(&lp[k], &y1[k], 1, xf, T, 0) == 0, "frag multi: single %d", k);
+            const size_t nb = sizeof(float) * (size_t)(T * ml[k].out);
+            float *a = xmalloc(nb), *b = xmalloc(nb);
+            CU(cudaMemcpy(a, y[k], nb, cudaMemcpyDeviceToHost));
+            CU(cudaMemcpy(b, y1[k], nb, cudaMemcpyDeviceToHost));
+            CHECK(memcmp(a, b, nb) == 0, "frag multi: layer %d differs from its own launch", k);
+            free(a), free(b);
+        }
+        /* gate = layer 2 (256 rows), up = a second 256-row layer: hf against silu_mul of the two GEMVs */
+        {
+            static const layer_case ul = {256, 1024, 4, 128, ORDER_MONO, 1, 0};
+            quant_layer q;
+            qk_layer Lu;
+            cuq_layer du;
+            make_layer(&ul, &q);
+            cuq_set_tiled(1);
+            CHECK(qk_from_quant(&q, &Lu) == 0 && cuq_upload(&Lu, &du) == 0, "frag pair: up layer");
+            cuq_set_tiled(2);
+            quant_layer_free(&q);
+            const int64_t n = 256;
+            for (int T2 = 1; T2 <= 8; T2 += 7) {
+                uint32_t *xf2 = dmalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(in, T2));
+                float *hx2 = xmalloc(sizeof(float) * (size_t)(T2 * in));
+                for (int i = 0; i < T2 * in; i++) hx2[i] = 2.0f * nrand();
+                float *x2 = dupload(hx2, sizeof(float) * (size_t)(T2 * in));
+                CHECK(cuk_frag16(xf2, x2, NULL, NULL, in, in, T2, 0) == 0, "frag pair: %s", gptq_last_error());
+                uint32_t *hf = dmalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(n, T2));
+                float *h = dmalloc(sizeof(float) * (size_t)(T2 * n)), *yg = dmalloc(sizeof(float) * (size_t)(T2 * n)),
+                      *yu = dmalloc(sizeof(float) * (size_t)(T2 * n));
+                CHECK(cuq_gemv_swiglu_frag(&d[2], &du, hf, h, xf2, T2, 0) == 0, "frag pair: %s", gptq_last_error());
+                const cuq_layer *pg[1] = {&d[2]}, *pu[1] = {&du};
+                CHECK(cuq_gemv_frag(pg, &yg, 1, xf2, T2, 0) == 0 && cuq_gemv_frag(pu, &yu, 1, xf2, T2, 0) == 0 &&
+                          cuk_silu_mul(yg, yu, T2 * n, 0) == 0,
+                      "frag pair: reference: %s", gptq_last_error());
+                const size_t nb = sizeof(float) * (size_t)(T2 * n), fb = sizeof(uint32_t) * (size_t)cuq_frag_words(n, T2);
+                float *a = xmalloc(nb), *b = xmalloc(nb);
+                uint16_t *want = xmalloc(fb), *got = xmalloc(fb);
+                CU(cudaMemcpy(a, h, nb, cudaMemcpyDeviceToHost));
+                CU(cudaMemcpy(b, yg, nb, cudaMemcpyDeviceToHost));
+                CHECK(memcmp(a, b, nb) == 0, "frag pair T=%d: silu(gate) . up differs from the two GEMVs + silu_mul", T2);
+                host_frag(want, b, NULL, n, n, T2);
+                CU(cudaMemcpy(got, hf, fb, cudaMemcpyDeviceToHost));
+                CHECK(memcmp(want, got, fb) == 0, "frag pair T=%d: fragment-order output differs", T2);
+                free(a), free(b), free(want), free(got), free(hx2);
+                cudaFree(xf2), cudaFree(x2), cudaFree(hf), cudaFree(h), cudaFree(yg), cudaFree(yu);
+            }
+            cuq_free(&du);
+            qk_free(&Lu);
+        }
+        for (int k = 0; k < 3; k++) cudaFree(y[k]), cudaFree(y1[k]), cuq_free(&d[k]), qk_free(&L[k]);
+        cudaFree(x), cudaFree(xf);
+        free(hx);
+    }
+    (void)worst_layout;
+    printf("frag GEMV: %d products, worst normwise difference from the tensor-core GEMV %.3g\n", checked, worst);
+}
+
 /* Dense fp16 GEMV (T <= 8) and GEMM against fp64 sums of the same fp16 weights. */
 static void test_dense(void) {
     static const int64_t shapes[][2] = {{1, 8}, {37, 64}, {130, 1000}, {64, 4104}, {5, 13}, {24, 11008}};
@@ -506,6 +670,7 @@ static void random_cuq(cuq_layer *d, int64_t out, int64_t in, int bits, int gs, 
     for (int64_t c = 0; c < d->nchunks; c++) cg[c] = (int32_t)(c * 32 / gs);
     d->chunk_group = dupload(cg, sizeof(int32_t) * (size_t)d->nchunks);
     free(cg);
+    if (d->tiled && bits == 4 && d->block_group) CHECK(cuq_build_meta(d) == 0, "meta: %s", gptq_last_error());
     if (act_order) { /* a random permutation of the inputs */
         int32_t *p = xmalloc(sizeof(int32_t) * (size_t)in);
         for (int64_t i = 0; i < in; i++) p[i] = (int32_t)i;
@@ -582,6 +747,181 @@ static void bench_decode_linears(int bits, int act_order, double copy_bw, const 
     cudaFree(x), cudaFree(y), cudaFree(xb);
 }
 
+/* The decode linears of the 7B shape layer by layer as the model runs them, tensor-core
+ * kernel (q/k/v and gate/up in one launch each, SwiGLU in down_proj's loads) against the
+ * fragment-order kernel (q/k/v in one launch, gate/up as a pair writing down_proj's input),
+ * whole step and each kind of launch alone, T = 1. */
+enum { SEQ_ALL, SEQ_QKV, SEQ_O, SEQ_GU, SEQ_DOWN, SEQ_N };
+static const char *seq_name[SEQ_N] = {"layer step", "q/k/v     ", "o_proj    ", "gate/up   ", "down_proj "};
+static int capture_seq(cuq_layer *q, int frag, int conv, int which, int T, float *x, float *y, float *y2, float *y3,
+                       float *g, float *u, float *xb, uint32_t *xf, uint32_t *hf, cudaStream_t s) {
+    int rc = 0;
+    for (int l = 0; l < NL; l++) {
+        cuq_layer *L = q + l * NLIN;
+        const cuq_layer *qkv[3] = {&L[0], &L[1], &L[2]}, *gu[2] = {&L[4], &L[5]};
+        float *qkv_y[3] = {y, y2, y3}, *gu_y[2] = {g, u};
+        if (which == SEQ_ALL || which == SEQ_QKV) {
+            if (frag && conv) rc |= cuk_frag16(xf, x, NULL, NULL, 4096, 4096, T, s);
+            rc |= frag ? cuq_gemv_frag(qkv, qkv_y, 3, xf, T, s) : cuq_gemv_multi(qkv, qkv_y, 3, x, xb, T, s);
+        }
+        if (which == SEQ_ALL || which == SEQ_O) {
+            if (frag && conv) rc |= cuk_frag16(xf, x, NULL, NULL, 4096, 4096, T, s);
+            const cuq_layer *o[1] = {&L[3]};
+            rc |= frag ? cuq_gemv_frag(o, &y, 1, xf, T, s) : cuq_gemv(&L[3], y, x, xb, T, s);
+        }
+        if (which == SEQ_ALL || which == SEQ_GU)
+            rc |= frag ? cuq_gemv_swiglu_frag(&L[4], &L[5], hf, NULL, xf, T, s) : cuq_gemv_multi(gu, gu_y, 2, x, xb, T, s);
+        if (which == SEQ_ALL || which == SEQ_DOWN) {
+            const cuq_layer *dn[1] = {&L[6]};
+            rc |= frag ? cuq_gemv_frag(dn, &y, 1, hf, T, s) : cuq_gemv_silu(&L[6], y, g, u, xb, T, s);
+        }
+    }
+    return rc;
+}
+
+static void bench_frag(double copy_bw, cudaStream_t s) {
+    cuq_gemv_set_fp32(0);
+    cuq_gemv_set_mma(1);
+    cuq_layer *q = xcalloc(NL * NLIN, sizeof(cuq_layer));
+    double bytes[SEQ_N] = {0};
+    for (int l = 0; l < NL; l++)
+        for (int j = 0; j < NLIN; j++) {
+            random_cuq(&q[l * NLIN + j], shp7b[j][0], shp7b[j][1], 4, 128, 0, (uint64_t)(l * NLIN + j) * 7919u + 1);
+            const double b = (double)cuq_stream_bytes(&q[l * NLIN + j]);
+            bytes[SEQ_ALL] += b;
+            bytes[j < 3 ? SEQ_QKV : j == 3 ? SEQ_O : j < 6 ? SEQ_GU : SEQ_DOWN] += b;
+        }
+    const size_t nf = 8 * 11008;
+    float *x = dmalloc(sizeof(float) * nf), *y = dmalloc(sizeof(float) * nf), *y2 = dmalloc(sizeof(float) * nf),
+          *y3 = dmalloc(sizeof(float) * nf), *g = dmalloc(sizeof(float) * nf), *u = dmalloc(sizeof(float) * nf),
+          *xb = dmalloc(sizeof(float) * nf * 3);
+    uint32_t *xf = dmalloc(sizeof(uint32_t) * nf), *hf = dmalloc(sizeof(uint32_t) * nf);
+    float *hx = xmalloc(sizeof(float) * nf);
+    for (size_t i = 0; i < nf; i++) hx[i] = 0.5f * nrand();
+    CU(cudaMemcpy(x, hx, sizeof(float) * nf, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(g, hx, sizeof(float) * nf, cudaMemcpyHostToDevice));
+    CU(cudaMemcpy(u, hx, sizeof(float) * nf, cudaMemcpyHostToDevice));
+    free(hx);
+    CHECK(cuk_frag16(xf, x, NULL, NULL, 4096, 4096, 8, s) == 0 && cuk_frag16(hf, x, NULL, NULL, 11008, 11008, 8, s) == 0,
+          "bench frag: %s", gptq_last_error());
+    CU(cudaStreamSynchronize(s));
+    /* (kernel: 0 tensor core, 1 fragments, 2 fragments + separate conversions; depth; warps) */
+    static const int cfg[][3] = {{0, 0, 0}, {1, 0, 0}, {2, 0, 0}, {1, 1, 4},  {1, 1, 2}, {1, 2, 4},
+                                 {1, 1, 16}, {1, 1, 8}, {1, 2, 8}, {0, 0, 0}, {1, 0, 0}};
+    for (int c = 0; c < (int)(sizeof cfg / sizeof cfg[0]); c++) {
+        const int frag = cfg[c][0] != 0, conv = cfg[c][0] == 2;
+        if (frag) cuq_frag_set(cfg[c][1], cfg[c][2]);
+        for (int which = 0; which < SEQ_N; which++)
+            for (int T = 1; T <= 8; T *= 2) {
+                if (which != SEQ_ALL && T > 1) break;
+                cudaGraph_t gr;
+                cudaGraphExec_t ge;
+                CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+                int rc = capture_seq(q, frag, conv, which, T, x, y, y2, y3, g, u, xb, xf, hf, s);
+                CU(cudaStreamEndCapture(s, &gr));
+                CHECK(rc == 0, "bench frag capture: %s", gptq_last_error());
+                CU(cudaGraphInstantiate(&ge, gr, 0));
+                const float ms = time_graph(ge, s, 15);
+                const double bw = bytes[which] / (ms * 1e-3);
+                printf("bench frag %s T=%d %s: %.3f ms, %.1f GB/s = %.1f%% of copy\n", seq_name[which], T,
+                       !frag ? "tensor-core kernel        " : conv ? "fragments + conversions   " : "fragments                 ",
+                       ms, bw * 1e-9, 100.0 * bw / copy_bw);
+                if (frag) printf("bench frag   (depth %d, warps %d; 0 = default)\n", cfg[c][1], cfg[c][2]);
+                cudaGraphExecDestroy(ge), cudaGraphDestroy(gr);
+            }
+    }
+    cuq_frag_set(0, 0);
+    for (int i = 0; i < NL * NLIN; i++) cuq_free(&q[i]);
+    free(q);
+    cudaFree(x), cudaFree(y), cudaFree(y2), cudaFree(y3), cudaFree(g), cudaFree(u), cudaFree(xb), cudaFree(xf), cudaFree(hf);
+}
+
+/* Where a 4-bit 7B decode step goes (T = 1, cache at position 576 of 640): the 32 layers'
+ * kernels as the model issues them with the fragment-order GEMV, and with parts left out. */
+static void bench_step(double copy_bw, cudaStream_t s) {
+    cuq_gemv_set_fp32(0);
+    cuq_gemv_set_mma(1);
+    cuq_frag_set(0, 0);
+    const int dim = 4096, hid = 11008, nh = 32, hd = 128, max_seq = 640, pos = 576;
+    cuq_layer *q = xcalloc(NL * NLIN, sizeof(cuq_layer));
+    double bytes = 0;
+    for (int l = 0; l < NL; l++)
+        for (int j = 0; j < NLIN; j++) {
+            random_cuq(&q[l * NLIN + j], shp7b[j][0], shp7b[j][1], 4, 128, 0, (uint64_t)(l * NLIN + j) * 7919u + 1);
+            bytes += (double)cuq_stream_bytes(&q[l * NLIN + j]);
+        }
+    const size_t kv = (size_t)max_seq * dim;
+    uint16_t *kc = dmalloc(sizeof(uint16_t) * kv * NL), *vc = dmalloc(sizeof(uint16_t) * kv * NL);
+    CHECK(cuk_fill_f16(kc, (int64_t)(kv * NL), 5, 0.5f, s) == 0 && cuk_fill_f16(vc, (int64_t)(kv * NL), 6, 0.5f, s) == 0, "kv");
+    bytes += 2.0 * 2.0 * NL * (double)pos * dim;
+    float *x = dmalloc(sizeof(float) * hid), *xn = dmalloc(sizeof(float) * hid), *qv = dmalloc(sizeof(float) * dim),
+          *kv_k = dmalloc(sizeof(float) * dim), *kv_v = dmalloc(sizeof(float) * dim), *att = dmalloc(sizeof(float) * dim),
+          *out = dmalloc(sizeof(float) * dim), *w = dmalloc(sizeof(float) * dim);
+    uint32_t *xf = dmalloc(sizeof(uint32_t) * hid), *af = dmalloc(sizeof(uint32_t) * hid), *hf = dmalloc(sizeof(uint32_t) * hid);
+    float *part = dmalloc(sizeof(float) * (size_t)cuk_attention_split_floats(1, max_seq, nh, hd));
+    CU(cudaMemset(part, 0, sizeof(float) * (size_t)cuk_attention_split_floats(1, max_seq, nh, hd)));
+    float *inv_freq = dmalloc(sizeof(float) * hd / 2);
+    {
+        float hv[64], *hx = xmalloc(sizeof(float) * hid);
+        for (int i = 0; i < hd / 2; i++) hv[i] = powf(10000.0f, -2.0f * i / hd);
+        CU(cudaMemcpy(inv_freq, hv, sizeof hv, cudaMemcpyHostToDevice));
+        for (int i = 0; i < hid; i++) hx[i] = 0.3f * nrand();
+        CU(cudaMemcpy(x, hx, sizeof(float) * hid, cudaMemcpyHostToDevice));
+        for (int i = 0; i < dim; i++) hx[i] = 1.0f;
+        CU(cudaMemcpy(w, hx, sizeof(float) * dim, cudaMemcpyHostToDevice));
+        free(hx);
+    }
+    int *pos_d = dmalloc(sizeof(int));
+    CU(cudaMemcpy(pos_d, &pos, sizeof(int), cudaMemcpyHostToDevice));
+    CHECK(cuk_frag16(xf, x, NULL, NULL, dim, dim, 1, s) == 0 && cuk_frag16(hf, x, NULL, NULL, hid, hid, 1, s) == 0 &&
+              cuk_frag16(af, x, NULL, NULL, dim, dim, 1, s) == 0,
+          "step: %s", gptq_last_error());
+    CU(cudaStreamSynchronize(s));
+    /* parts: 1 GEMVs, 2 attention, 4 norms */
+    static const struct { int parts; const char *what; } v[] = {
+        {1 | 2 | 4, "GEMVs + attention + norm kernels (the model)             "},
+        {1 | 4, "GEMVs + norm kernels                                     "},
+        {1 | 2, "GEMVs + attention                                        "},
+        {1, "GEMVs                                                    "},
+        {2, "attention                                                "},
+        {4, "norm kernels                                             "},
+        {2 | 4, "attention + norm kernels                                 "},
+    };
+    for (int c = 0; c < (int)(sizeof v / sizeof v[0]); c++) {
+        const int P = v[c].parts;
+        cudaGraph_t gr;
+        cudaGraphExec_t ge;
+        CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+        int rc = 0;
+        for (int l = 0; l < NL; l++) {
+            cuq_layer *L = q + l * NLIN;
+            const cuq_layer *qkv[3] = {&L[0], &L[1], &L[2]}, *o = &L[3], *dn = &L[6];
+            float *qkv_y[3] = {qv, kv_k, kv_v};
+            if (P & 1) rc |= cuq_gemv_frag(qkv, qkv_y, 3, xf, 1, s);
+            if (P & 2)
+                rc |= cuk_rope_attention_decode(qv, kv_k, kv_v, kc + kv * l, vc + kv * l, inv_freq, att, (P & 1) ? af : NULL,
+                                                part, pos_d, 1, max_seq, nh, nh, hd, s);
+            if (P & 1) rc |= cuq_gemv_frag(&o, &out, 1, af, 1, s);
+            if (P & 4) rc |= cuk_add_rmsnorm(xn, x, out, w, 1, dim, 1e-5f, xf, s);
+            if (P & 1) rc |= cuq_gemv_swiglu_frag(&L[4], &L[5], hf, NULL, xf, 1, s);
+            if (P & 1) rc |= cuq_gemv_frag(&dn, &out, 1, hf, 1, s);
+            if (P & 4) rc |= cuk_add_rmsnorm(xn, x, out, w, 1, dim, 1e-5f, xf, s);
+        }
+        CU(cudaStreamEndCapture(s, &gr));
+        CHECK(rc == 0, "bench step capture: %s", gptq_last_error());
+        CU(cudaGraphInstantiate(&ge, gr, 0));
+        const float ms = time_graph(ge, s, 15);
+        printf("bench step %s: %.3f ms per token (%.1f%% of copy bandwidth for weights + KV)\n", v[c].what, ms,
+               100.0 * bytes / (ms * 1e-3) / copy_bw);
+        cudaGraphExecDestroy(ge), cudaGraphDestroy(gr);
+    }
+    for (int i = 0; i < NL * NLIN; i++) cuq_free(&q[i]);
+    free(q);
+    cudaFree(kc), cudaFree(vc), cudaFree(x), cudaFree(xn), cudaFree(qv), cudaFree(kv_k), cudaFree(kv_v), cudaFree(att);
+    cudaFree(out), cudaFree(w), cudaFree(xf), cudaFree(af), cudaFree(hf), cudaFree(part), cudaFree(inv_freq);
+    cudaFree(pos_d);
+}
+
 /* One layer's 7 prefill GEMMs at T tokens: 4-bit dequantize + cuBLAS vs cuBLAS on fp16 weights. */
 static void bench_prefill(int T, cudaStream_t s) {
     cuq_layer q[NLIN];
@@ -637,12 +977,20 @@ int main(void) {
     test_random_layers();
     test_multi();
     test_silu();
+    test_frag();
     test_dense();
     if (getenv("GPTQ_BENCH")) {
         cudaStream_t s;
         CU(cudaStreamCreate(&s));
         cublasSetStream(blas, s);
         double bw = copy_bandwidth(s);
+        if (strcmp(getenv("GPTQ_BENCH"), "frag") == 0) { /* the fragment-order GEMV against the tensor-core one */
+            bench_step(bw, s);
+            bench_frag(bw, s);
+            cudaStreamDestroy(s);
+            cublasDestroy(blas);
+            return check_done();
+        }
         if (strcmp(getenv("GPTQ_BENCH"), "tiled") == 0) { /* the qk against the tile layout, L2 prefetch */
             /* (tiled, prefetch, depth, min blocks, act-order) */
             static const int tcfg[][5] = {{0, 0, 2, 3, 0}, {1, 0, 2, 3, 0}, {1, 1, 2, 3, 0}, {1, 0, 1, 3, 0}, {1, 0, 2, 1, 0},

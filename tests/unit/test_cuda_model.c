@@ -19,6 +19,7 @@ int main(void) {
 #include <cuda_runtime_api.h>
 
 #include "core/error.h"
+#include "kernels/cuda/cuq.h"
 #include "model/cuda/llama_cuda.h"
 #include "model/llama.h"
 
@@ -39,17 +40,23 @@ static double rel(const float *a, const float *b, int n) {
     return mr > 0 ? md / mr : md;
 }
 
-static void compare_model(const char *dir, const char *what) {
+/* P-token prefill (P <= 8 takes the decode kernels), then G = 12 decode steps. */
+static void compare_model_p(const char *dir, const char *what, int want_frag, int P) {
     llama_model cm;
     int rc = llama_load(&cm, dir);
     CHECK(rc == 0, "%s: CPU load: %s", what, gptq_last_error());
     if (rc) return;
-    const int P = 24, G = 12, V = cm.cfg.vocab_size;
+    const int G = 12, V = cm.cfg.vocab_size;
     llama_cuda *gm = llama_cuda_load(dir, P + G, P);
     CHECK(gm != NULL, "%s: GPU load: %s", what, gptq_last_error());
     if (!gm) {
         llama_free(&cm);
         return;
+    }
+    if (want_frag >= 0) {
+        llama_cuda_info info;
+        llama_cuda_get_info(gm, &info);
+        CHECK(info.frag_decode == want_frag, "%s: fragment-order decode %s", what, want_frag ? "not taken" : "taken");
     }
     llama_state *s = llama_state_new(&cm, P + G, P);
     int ids[64];
@@ -81,7 +88,7 @@ static void compare_model(const char *dir, const char *what) {
             total++;
         }
     }
-    printf("%s: worst normwise logit error %.3g, greedy tokens agree %d/%d\n", what, worst, agree, total);
+    printf("%s, %d-token prefill: worst normwise logit error %.3g, greedy tokens agree %d/%d\n", what, P, worst, agree, total);
     CHECK(worst <= 2e-2, "%s: logits differ from the CPU's by %.3g", what, worst);
     CHECK(agree >= total - 2, "%s: greedy tokens agree only %d/%d", what, agree, total);
     /* bad calls fail cleanly */
@@ -93,6 +100,8 @@ static void compare_model(const char *dir, const char *what) {
     llama_free(&cm);
 }
 
+static void compare_model(const char *dir, const char *what, int want_frag) { compare_model_p(dir, what, want_frag, 24); }
+
 int main(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -100,7 +109,7 @@ int main(void) {
         return 77;
     }
     const char *model = check_shared("models/stories260K");
-    compare_model(model, "stories260K float");
+    compare_model(model, "stories260K float", 0);
     const char *bin = getenv("GPTQ_BIN"), *tmp = check_tmpdir("cuda_model");
     if (!bin) {
         printf("GPTQ_BIN not set: quantized models skipped\n");
@@ -119,7 +128,38 @@ int main(void) {
         snprintf(cmd, sizeof cmd, "'%s' quantize --model '%s' --out '%s' %s > '%s.log' 2>&1", bin, model, out, q[k].args, out);
         int rc = system(cmd);
         CHECK(rc == 0, "%s: quantize failed (see %s.log)", q[k].name, out);
-        if (rc == 0) compare_model(out, q[k].name);
+        if (rc == 0) compare_model(out, q[k].name, 0);
+    }
+    /* a model whose widths are multiples of 128 at 4-bit g128: decode through the
+     * fragment-order GEMV (norms and attention writing fragments, the gate/up pair) */
+    {
+        char cfg[1100], dir[1100], qd[1100], cmd[8192];
+        snprintf(cfg, sizeof cfg, "%s/cfg128.json", tmp);
+        snprintf(dir, sizeof dir, "%s/rand128", tmp);
+        snprintf(qd, sizeof qd, "%s/rand128-w4g128", tmp);
+        FILE *f = fopen(cfg, "w");
+        CHECK(f != NULL, "cannot write %s", cfg);
+        if (f) {
+            fputs("{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 256, "
+                  "\"intermediate_size\": 768, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+                  "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
+                  "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"}\n",
+                  f);
+            fclose(f);
+            snprintf(cmd, sizeof cmd,
+                     "'%s' random-model --shape '%s' --out '%s' --force --seed 3 > '%s.log' 2>&1 && "
+                     "'%s' quantize --model '%s' --out '%s' --method rtn --bits 4 --group 128 --force >> '%s.log' 2>&1",
+                     bin, cfg, dir, dir, bin, dir, qd, dir);
+            int rc = system(cmd);
+            CHECK(rc == 0, "random 256-wide model: random-model / quantize failed (see %s.log)", dir);
+            if (rc == 0) {
+                compare_model(qd, "random 256-wide w4 g128 (fragment-order decode)", 1);
+                compare_model_p(qd, "random 256-wide w4 g128 (fragment-order decode)", 1, 5);
+                cuq_gemv_set_frag(0);
+                compare_model(qd, "random 256-wide w4 g128 (tensor-core decode)", 0);
+                cuq_gemv_set_frag(1);
+            }
+        }
     }
     return check_done();
 }

@@ -24,6 +24,14 @@ __device__ __forceinline__ long long cuq_block(int row, int b, int row_blocks, i
     return tiled ? ((long long)(row >> 4) * row_blocks + b) * 16 + (row & 15) : (long long)row * row_blocks + b;
 }
 
+// Index, in halves, of input i of token k in fragment order (cuq.h: cuk_frag16) for
+// rb = in_pad / 128 blocks per token: word (k, b, t, 4p + w), low half for i % 128 < 64.
+__device__ __forceinline__ long long cuq_frag_half(long long k, int i, int rb) {
+    const int b = i >> 7, q = i & 63, hi = (i >> 6) & 1;
+    const int p = ((q >> 5) << 1) | ((q >> 4) & 1), t = (q >> 2) & 3, w = q & 3;
+    return 2 * (((k * rb + b) * 4 + t) * 16 + p * 4 + w) + hi;
+}
+
 // Programmatic dependent launch (sm_90).  A kernel launched by cu_launch may start while
 // the kernel before it in the stream still runs: it first does what depends on nothing
 // the earlier kernels write (a GEMV requests its weights and scales), then pdl_wait()

@@ -51,6 +51,9 @@ typedef struct {
     uint8_t *zeros;       /* (out, groups) */
     int32_t *chunk_group; /* (nchunks) group of each chunk */
     int32_t *perm;        /* (in_pad) input at each position, -1 = padding; NULL = identity */
+    uint8_t *meta;        /* tiled 4-bit layers whose blocks lie in one group: (tiles, row_blocks, 48 B) the
+                             scales (half2 of rows g, g + 8 for g < 8) and zero-point pairs of each block of a
+                             tile, for cuq_gemv_frag; NULL otherwise */
 } cuq_layer;
 
 /* Copies a host qk layer to the device.  -1 + error on allocation or copy failure.
@@ -111,6 +114,34 @@ void cuk_set_pdl(int on);
  * all take the tensor-core kernel with the same input width, else one cuq_gemv each.
  * xbuf needs n·T·in_pad floats when the layers permute their inputs. */
 int cuq_gemv_multi(const cuq_layer *const *L, float *const *y, int n, const float *x, float *xbuf, int T, cudaStream_t s);
+
+/* The fragment-order GEMV (qgemv_frag.cu) for tiled 4-bit layers whose blocks each lie in
+ * one group (cuq_frag_ok).  Its activations come as fp16 in "fragment order": xf (T,
+ * in_pad / 128, 4, 16) 32-bit words, word (k, b, t, 4p + w) = half2(x[k][i], x[k][i + 64]) for
+ * i = 128 b + 32 (p / 2) + 16 (p % 2) + 4 t + w (kernel order: act-order layers take their
+ * permuted input), cuq_frag_words(in_pad, T) words in all.  cuk_frag16 writes them from
+ * fp32 x (or silu(x) · x2 when x2 is non-NULL), permuted by perm when non-NULL. */
+int cuq_frag_ok(const cuq_layer *L);
+int64_t cuq_frag_words(int64_t in_pad, int T);
+int cuk_frag16(uint32_t *xf, const float *x, const float *x2, const int32_t *perm, int64_t in, int64_t in_pad, int T,
+               cudaStream_t s);
+/* ys[k] = x · W_kᵀ for n <= 3 layers of the same in_pad reading the same fragments (one launch). */
+int cuq_gemv_frag(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, cudaStream_t s);
+/* SwiGLU: hf = silu(x · gateᵀ) · (x · upᵀ) in fragment order (an input of gate->out features,
+ * a multiple of 128), and as fp32 (T, out) into h when h is non-NULL. */
+int cuq_gemv_swiglu_frag(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf, int T,
+                         cudaStream_t s);
+/* Whether decode takes the fragment-order GEMV where layers allow: on unless
+ * cuq_gemv_set_frag(0), GPTQ_CUDA_FRAG=0, or the fp32 / half2 kernels were chosen
+ * (cuq_gemv_set_fp32, cuq_gemv_set_mma, GPTQ_CUDA_GEMV). */
+int cuq_frag_enabled(void);
+void cuq_gemv_set_frag(int on);
+/* Builds d->meta from d's scales, zero points and chunk groups (tiled 4-bit layers). */
+int cuq_build_meta(cuq_layer *d);
+/* Ring depth (1, 2, 4) and warps per block (1..16) of cuq_gemv_frag, for benchmarks
+ * (GPTQ_CUDA_FRAG_DEPTH / _WARPS); 0 = the default (depth 1, warps by grid size), values
+ * below 0 or above 16 warps leave the setting as it is. */
+void cuq_frag_set(int depth, int warps);
 
 /* W in kernel order as fp16: w16 (out, in_pad), position p holding input perm[p]. */
 int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s);

@@ -64,6 +64,7 @@ int cuq_upload(const qk_layer *L, cuq_layer *d) {
              (L->perm && upload((void **)&d->perm, L->perm, sizeof(int32_t) * (size_t)L->in_pad, "uploading act-order"));
     free(cg);
     if (codes != L->qw) free(codes);
+    if (rc == 0 && d->tiled && d->bits == 4 && d->block_group) rc = cuq_build_meta(d);
     if (rc) {
         cuq_free(d);
         return -1;
@@ -73,7 +74,7 @@ int cuq_upload(const qk_layer *L, cuq_layer *d) {
 
 void cuq_free(cuq_layer *d) {
     if (!d) return;
-    cudaFree(d->qw), cudaFree(d->scales), cudaFree(d->zeros), cudaFree(d->chunk_group), cudaFree(d->perm);
+    cudaFree(d->qw), cudaFree(d->scales), cudaFree(d->zeros), cudaFree(d->chunk_group), cudaFree(d->perm), cudaFree(d->meta);
     memset(d, 0, sizeof *d);
 }
 

@@ -5,6 +5,9 @@
 // CPU forward (model/llama.c) operation for operation where it can.
 #include <cuda_fp16.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/cuda/cu_common.cuh"
 #include "kernels/cuda/cuq.h"
 #include "kernels/cuda/model_kernels.h"
@@ -49,8 +52,8 @@ __global__ void embed_kernel(const __half *__restrict__ emb, const int *__restri
 constexpr int kNormVec = 4;
 
 template <bool ADD>
-__global__ void rmsnorm_kernel(float *out, float *x, const float *__restrict__ y, const float *__restrict__ w, int dim,
-                               float eps) {
+__global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, const float *__restrict__ y, const float *__restrict__ w, int dim,
+                               float eps, __half *frag) {
     pdl_trigger();
     __shared__ float red[32];
     const int64_t t = blockIdx.x;
@@ -94,9 +97,16 @@ __global__ void rmsnorm_kernel(float *out, float *x, const float *__restrict__ y
 #pragma unroll
         for (int k = 0; k < kNormVec; k++) {
             const int i = threadIdx.x + k * blockDim.x;
-            if (i < nv)
-                reinterpret_cast<float4 *>(ot)[i] = make_float4(wv[k].x * (v[k].x * inv), wv[k].y * (v[k].y * inv),
-                                                                wv[k].z * (v[k].z * inv), wv[k].w * (v[k].w * inv));
+            if (i < nv) {
+                const float4 o = make_float4(wv[k].x * (v[k].x * inv), wv[k].y * (v[k].y * inv), wv[k].z * (v[k].z * inv),
+                                             wv[k].w * (v[k].w * inv));
+                reinterpret_cast<float4 *>(ot)[i] = o;
+                if (frag) {  // the 4 inputs are consecutive words of one half: 2 halves apart
+                    __half *f = frag + cuq_frag_half(t, 4 * i, dim >> 7);
+                    f[0] = __float2half_rn(o.x), f[2] = __float2half_rn(o.y), f[4] = __float2half_rn(o.z),
+                    f[6] = __float2half_rn(o.w);
+                }
+            }
         }
         return;
     }
@@ -108,7 +118,10 @@ __global__ void rmsnorm_kernel(float *out, float *x, const float *__restrict__ y
     }
     ss = block_reduce<false>(ss, red);
     const float inv = 1.0f / sqrtf(ss / dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) ot[i] = w[i] * (xt[i] * inv);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        ot[i] = w[i] * (xt[i] * inv);
+        if (frag) frag[cuq_frag_half(t, i, dim >> 7)] = __float2half_rn(ot[i]);
+    }
 }
 
 // One block per token: rotates the q heads in place, rotates k and writes k and v (fp16)
@@ -220,14 +233,16 @@ __global__ void __launch_bounds__(kAttWarps * 32)
 }
 
 constexpr int kSplitWarps = 4;
-constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so every block is short
-                               // (each position's loads wait a full latency).  7B decode at
-                               // position ~576: 64 -> 3.82 ms/token, 16 -> 3.42, 8 -> 3.54.
+// Positions per split block: kSplitWarps · PW (template), 4 per warp by default, so every
+// block is short (each position's loads wait a full latency).  7B decode at position ~576
+// (an early version): 64 -> 3.82 ms/token, 16 -> 3.42, 8 -> 3.54.  GPTQ_CUDA_ATT_PW = 2 or 8
+// selects the others for benchmarks; the scratch has room for the shortest (8).
+constexpr int kDefaultPW = 4, kMinSplitLen = 8;
 
 // Decode attention, split over positions (few queries would leave most SMs idle):
 // block (head, token, split) handles positions [split·16, split·16 + 16) ∩ [0, len) and
-// writes its max score, its sum of exponentials and its unnormalized output to part
-// (n, n_heads, splits, hd + 2).  The cache rows of earlier steps (positions < *pos0) do
+// writes its unnormalized output to part (n, n_heads, splits, hd) and its max score and
+// sum of exponentials to a second array (n, n_heads, splits, 2).  The cache rows of earlier steps (positions < *pos0) do
 // not depend on the running step, so they are loaded into registers before pdl_wait();
 // *pos0 itself was copied before the step's first kernel started.  The last block to
 // finish for a (token, head) (a counter per pair at the start of the scratch, left at 0)
@@ -236,19 +251,22 @@ constexpr int kSplitLen = 16;  // positions per split block: 4 per warp, so ever
 // this step's positions itself (rounded to fp16 as the cache holds them), and the blocks
 // of the last token and of the first query head of each cache head write those k, v rows
 // into the cache for the later steps.  The angles of the query are computed before the wait.
-constexpr int kSplitPW = kSplitLen / kSplitWarps; // positions per warp
-constexpr int kSplitHW = kMaxHeadDim / 64;        // half2 per lane of a cache row
+// HW (template): half2 per lane of a cache row, hd <= 64·HW (2 for head_dim 128, 4 up to
+// 256): registers for the rows of the largest head only where needed (72 -> 56 at HW = 2,
+// so that all blocks of a 7B step are resident at once)
 constexpr int kMaxDecodeTok = 8;                  // tokens per decode call (counters)
 
-__global__ void __launch_bounds__(kSplitWarps * 32)
+template <int HW, int PW>
+__global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 && PW <= 4 ? 10 : 1)
     attention_split_kernel(const float *__restrict__ q, const float *__restrict__ k_in, const float *__restrict__ v_in,
                            __half *__restrict__ kc, __half *__restrict__ vc, const float *__restrict__ inv_freq,
                            float *__restrict__ scratch, float *__restrict__ out, const int *pos0, int n_heads, int n_kv,
-                           int hd, float scale) {
+                           int hd, float scale, __half *out_frag) {
     pdl_trigger();
-    extern __shared__ float wgt[];  // (splits): the merge's weights of the splits
+    extern __shared__ float wgt[];  // (2, splits): the merge's weights and sums of the splits
     __shared__ float qs[kMaxHeadDim];
     __shared__ float qc[kMaxHeadDim / 2], qsn[kMaxHeadDim / 2];  // the query's cos, sin per pair
+    constexpr int kSplitLen = kSplitWarps * PW, kSplitPW = PW;
     __shared__ float sc[kSplitLen];
     __shared__ float acc_s[kSplitWarps][kMaxHeadDim];
     __shared__ float red[32];
@@ -262,16 +280,20 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
         const float a = (float)(pos + t) * inv_freq[j];
         qc[j] = cosf(a), qsn[j] = sinf(a);
     }
+    // scratch: counters (kMaxDecodeTok, n_heads), then the splits' unnormalized outputs
+    // (kMaxDecodeTok, n_heads, splits, hd), then their max scores and sums (.., splits, 2)
     unsigned *count = reinterpret_cast<unsigned *>(scratch) + t * n_heads + h;
+    const int64_t th = (int64_t)t * n_heads + h;
     float *part = scratch + kMaxDecodeTok * n_heads;
-    float *dst = part + (((int64_t)t * n_heads + h) * splits + sp) * (hd + 2);
+    float *ml_base = part + (int64_t)kMaxDecodeTok * n_heads * splits * hd;
+    float *dst = part + (th * splits + sp) * hd, *dml = ml_base + (th * splits + sp) * 2;
     // warp w's positions p0 + w + 4j: rows of earlier steps now, the others after the wait
-    __half2 kr[kSplitPW][kSplitHW], vr[kSplitPW][kSplitHW];
+    __half2 kr[kSplitPW][HW], vr[kSplitPW][HW];
 #pragma unroll
     for (int j = 0; j < kSplitPW; j++) {
         const int p = p0 + warp + j * kSplitWarps;
 #pragma unroll
-        for (int k = 0; k < kSplitHW; k++) {
+        for (int k = 0; k < HW; k++) {
             const int i = lane + 32 * k;
             kr[j][k] = vr[j][k] = __float2half2_rn(0.f);
             if (p < p1 && p < pos && i < h2) {
@@ -287,7 +309,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
         for (int j = 0; j < kSplitPW; j++) {
             const int p = p0 + warp + j * kSplitWarps;
 #pragma unroll
-            for (int k = 0; k < kSplitHW; k++) {
+            for (int k = 0; k < HW; k++) {
                 const int i = lane + 32 * k;
                 if (p < p1 && p >= pos && i < h2) {
                     const float *kx = k_in + (int64_t)(p - pos) * kvd + kvh * hd, *vx = v_in + (int64_t)(p - pos) * kvd + kvh * hd;
@@ -329,7 +351,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             if (p < p1) {
                 float d = 0.f;
 #pragma unroll
-                for (int k = 0; k < kSplitHW; k++) {
+                for (int k = 0; k < HW; k++) {
                     const int i = lane + 32 * k;
                     if (i < h2) {
                         const float2 kf = __half22float2(kr[j][k]);
@@ -350,16 +372,16 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             sum += e;
         }
         sum = block_reduce<false>(sum, red);
-        float2 acc[kSplitHW];
+        float2 acc[HW];
 #pragma unroll
-        for (int k = 0; k < kSplitHW; k++) acc[k] = make_float2(0.f, 0.f);
+        for (int k = 0; k < HW; k++) acc[k] = make_float2(0.f, 0.f);
 #pragma unroll
         for (int j = 0; j < kSplitPW; j++) {
             const int p = p0 + warp + j * kSplitWarps;
             if (p < p1) {
                 const float w = sc[p - p0];
 #pragma unroll
-                for (int k = 0; k < kSplitHW; k++) {
+                for (int k = 0; k < HW; k++) {
                     const float2 vf = __half22float2(vr[j][k]);
                     acc[k].x = fmaf(w, vf.x, acc[k].x);
                     acc[k].y = fmaf(w, vf.y, acc[k].y);
@@ -367,7 +389,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             }
         }
 #pragma unroll
-        for (int k = 0; k < kSplitHW; k++) {
+        for (int k = 0; k < HW; k++) {
             const int i = lane + 32 * k;
             if (i < h2) acc_s[warp][2 * i] = acc[k].x, acc_s[warp][2 * i + 1] = acc[k].y;
         }
@@ -378,9 +400,9 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
             for (int w = 0; w < kSplitWarps; w++) v += acc_s[w][i];
             dst[i] = v;
         }
-        if (threadIdx.x == 0) dst[hd] = mx, dst[hd + 1] = sum;
+        if (threadIdx.x == 0) dml[0] = mx, dml[1] = sum;
     } else if (threadIdx.x == 0) {  // nothing here: an empty partial
-        dst[hd] = -INFINITY, dst[hd + 1] = 0.f;
+        dml[0] = -INFINITY, dml[1] = 0.f;
     }
     // publish the partial, then count it; the last block of the (token, head) merges
     __threadfence();
@@ -393,25 +415,56 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
     if (!last) return;
     __threadfence();
     // the merge: partials rescaled to the overall max and normalized (read through L2,
-    // where the other blocks' writes are)
-    const float *src = part + ((int64_t)t * n_heads + h) * splits * (hd + 2);
+    // where the other blocks' writes are).  Latency matters here (one block per head does
+    // it at the end): the max scores and sums are read once (kept in shared memory), and
+    // the outputs' sums are split over groups of threads, each issuing its loads at once.
+    const float *src = part + th * splits * hd, *sml = ml_base + th * splits * 2;
+    float *lsum = wgt + splits;
     float M = -INFINITY;
-    for (int s = threadIdx.x; s < splits; s += blockDim.x) M = fmaxf(M, __ldcg(src + s * (hd + 2) + hd));
-    M = block_reduce<true>(M, red);
+    for (int s = threadIdx.x; s < splits; s += blockDim.x) {
+        const float2 v = __ldcg(reinterpret_cast<const float2 *>(sml) + s);
+        wgt[s] = v.x, lsum[s] = v.y;
+        M = fmaxf(M, v.x);
+    }
+    M = block_reduce<true>(M, red);  // its barriers also publish wgt[], lsum[]
     float L = 0.f;
     for (int s = threadIdx.x; s < splits; s += blockDim.x) {
-        const float m = __ldcg(src + s * (hd + 2) + hd);
-        const float w = m > -INFINITY ? expf(m - M) : 0.f;
+        const float w = wgt[s] > -INFINITY ? expf(wgt[s] - M) : 0.f;
         wgt[s] = w;
-        L += w * __ldcg(src + s * (hd + 2) + hd + 1);
+        L += w * lsum[s];
     }
-    L = block_reduce<false>(L, red);  // its barriers also publish wgt[]
+    L = block_reduce<false>(L, red);  // and the new wgt[]
     const float inv = 1.0f / L;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-        float v = 0.f;
-#pragma unroll 4
-        for (int s = 0; s < splits; s++) v = fmaf(__ldcg(src + s * (hd + 2) + i), wgt[s], v);
-        out[((int64_t)t * n_heads + h) * hd + i] = v * inv;
+    // thread = (group gi, pair pi): pairs of outputs, the splits s ≡ gi (mod G)
+    const int np = hd / 2, G = (int)blockDim.x / np, pi = threadIdx.x % np, gi = threadIdx.x / np;
+    float2 v = make_float2(0.f, 0.f);
+    if (gi < G) {
+        const float2 *s2 = reinterpret_cast<const float2 *>(src) + pi;
+        int s = gi;
+        for (; s + 7 * G < splits; s += 8 * G) {
+            float2 a[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) a[u] = __ldcg(s2 + (int64_t)(s + u * G) * np);
+#pragma unroll
+            for (int u = 0; u < 8; u++) v.x = fmaf(a[u].x, wgt[s + u * G], v.x), v.y = fmaf(a[u].y, wgt[s + u * G], v.y);
+        }
+        for (; s < splits; s += G) {
+            const float2 a = __ldcg(s2 + (int64_t)s * np);
+            v.x = fmaf(a.x, wgt[s], v.x), v.y = fmaf(a.y, wgt[s], v.y);
+        }
+    }
+    float2 *gsum = reinterpret_cast<float2 *>(&acc_s[0][0]);  // (G, np), free again
+    if (gi < G) gsum[gi * np + pi] = v;
+    __syncthreads();
+    if (gi == 0) {
+        for (int g2 = 1; g2 < G; g2++) v.x += gsum[g2 * np + pi].x, v.y += gsum[g2 * np + pi].y;
+        const int i = 2 * pi;
+        float *o = out + th * hd + i;
+        o[0] = v.x * inv, o[1] = v.y * inv;
+        if (out_frag) {
+            out_frag[cuq_frag_half(t, h * hd + i, (n_heads * hd) >> 7)] = __float2half_rn(v.x * inv);
+            out_frag[cuq_frag_half(t, h * hd + i + 1, (n_heads * hd) >> 7)] = __float2half_rn(v.y * inv);
+        }
     }
 }
 
@@ -444,14 +497,18 @@ extern "C" int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, i
 }
 
 extern "C" int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps,
-                               cudaStream_t s) {
-    return cu_check(cu_launch(rmsnorm_kernel<true>, dim3((unsigned)n), dim3(1024), 0, s, out, x, y, w, dim, eps),
+                               uint32_t *frag, cudaStream_t s) {
+    if (frag && dim % 128) return gptq_fail("rmsnorm: fragment order needs a width that is a multiple of 128, not %d", dim);
+    return cu_check(cu_launch(rmsnorm_kernel<true>, dim3((unsigned)n), dim3(1024), 0, s, out, x, y, w, dim, eps,
+                              reinterpret_cast<__half *>(frag)),
                     "residual add + rmsnorm");
 }
 
-extern "C" int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, cudaStream_t s) {
+extern "C" int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, uint32_t *frag,
+                           cudaStream_t s) {
+    if (frag && dim % 128) return gptq_fail("rmsnorm: fragment order needs a width that is a multiple of 128, not %d", dim);
     return cu_check(cu_launch(rmsnorm_kernel<false>, dim3((unsigned)n), dim3(1024), 0, s, out, const_cast<float *>(x),
-                              (const float *)nullptr, w, dim, eps),
+                              (const float *)nullptr, w, dim, eps, reinterpret_cast<__half *>(frag)),
                     "rmsnorm");
 }
 
@@ -481,21 +538,30 @@ extern "C" int cuk_attention(const float *q, const uint16_t *kc, const uint16_t 
 }
 
 extern "C" int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd) {
-    const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
+    const int splits = (max_seq + kMinSplitLen - 1) / kMinSplitLen;
     (void)n; /* room for kMaxDecodeTok tokens, the most one call takes */
-    return (int64_t)kMaxDecodeTok * n_heads + (int64_t)kMaxDecodeTok * n_heads * splits * (hd + 2);
+    return (int64_t)kMaxDecodeTok * n_heads + (int64_t)kMaxDecodeTok * n_heads * splits * (hd + 2) + 2;
 }
 
 extern "C" int cuk_rope_attention_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
-                                         const float *inv_freq, float *out, float *part, const int *pos0, int n, int max_seq,
-                                         int n_heads, int n_kv, int hd, cudaStream_t s) {
+                                         const float *inv_freq, float *out, uint32_t *out_frag, float *part, const int *pos0,
+                                         int n, int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s) {
+    if (out_frag && (n_heads * hd) % 128)
+        return gptq_fail("attention: fragment order needs a width that is a multiple of 128, not %d", n_heads * hd);
     if (hd > kMaxHeadDim || hd % 2) return gptq_fail("attention: head_dim %d (even, at most %d)", hd, kMaxHeadDim);
     if (n < 1 || n > kMaxDecodeTok) return gptq_fail("decode attention: %d tokens (1..%d)", n, kMaxDecodeTok);
-    const int splits = (max_seq + kSplitLen - 1) / kSplitLen;
-    return cu_check(cu_launch(attention_split_kernel, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
-                              dim3(kSplitWarps * 32), sizeof(float) * (size_t)splits, s, q, k, v,
+    static int pw = -1;
+    if (pw < 0) {
+        const char *e = getenv("GPTQ_CUDA_ATT_PW");
+        pw = e && (strcmp(e, "2") == 0 || strcmp(e, "8") == 0) ? atoi(e) : kDefaultPW;
+    }
+    const int len = kSplitWarps * pw, splits = (max_seq + len - 1) / len;
+    auto kern = hd <= 128 ? (pw == 2 ? attention_split_kernel<2, 2> : pw == 8 ? attention_split_kernel<2, 8> : attention_split_kernel<2, 4>)
+                          : (pw == 2 ? attention_split_kernel<4, 2> : pw == 8 ? attention_split_kernel<4, 8> : attention_split_kernel<4, 4>);
+    return cu_check(cu_launch(kern, dim3((unsigned)n_heads, (unsigned)n, (unsigned)splits),
+                              dim3(kSplitWarps * 32), 2 * sizeof(float) * (size_t)splits, s, q, k, v,
                               reinterpret_cast<__half *>(kc), reinterpret_cast<__half *>(vc), inv_freq, part, out, pos0,
-                              n_heads, n_kv, hd, 1.0f / sqrtf((float)hd)),
+                              n_heads, n_kv, hd, 1.0f / sqrtf((float)hd), reinterpret_cast<__half *>(out_frag)),
                     "attention");
 }
 

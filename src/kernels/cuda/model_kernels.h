@@ -15,10 +15,12 @@ extern "C" {
 
 /* x (n, dim) = emb[ids[t]] (fp16 table (vocab, dim)); ids in device memory. */
 int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, int dim, cudaStream_t s);
-/* out (n, dim) = x / rms(x) · w; out may be x. */
-int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, cudaStream_t s);
-/* x += y (n, dim), then out = x / rms(x) · w: a residual add fused with the next norm. */
-int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps, cudaStream_t s);
+/* out (n, dim) = x / rms(x) · w; out may be x.  frag non-NULL (dim a multiple of 128, n <= 8):
+ * out also in the fp16 fragment order of cuq_gemv_frag (cuq.h). */
+int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, uint32_t *frag, cudaStream_t s);
+/* x += y (n, dim), then out = x / rms(x) · w: a residual add fused with the next norm (frag as above). */
+int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps, uint32_t *frag,
+                    cudaStream_t s);
 /* Rotary embedding (rotate_half) of q (n, n_heads·hd) in place and of k (n, n_kv·hd) into the
  * cache kc at positions *pos0 + t; v (n, n_kv·hd) into vc. */
 int cuk_rope_kv(float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
@@ -36,10 +38,10 @@ int cuk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, float 
  * cuk_attention_split_floats(n, max_seq, ...) floats, zeroed once before the first call
  * (it starts with counters that each call leaves at 0).  *pos0 must have been written
  * before the step's first kernel (the cache rows before it are read early, overlapping
- * the previous kernel). */
+ * the previous kernel).  out_frag non-NULL: out also in fragment order (cuq.h). */
 int cuk_rope_attention_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
-                              const float *inv_freq, float *out, float *part, const int *pos0, int n, int max_seq,
-                              int n_heads, int n_kv, int hd, cudaStream_t s);
+                              const float *inv_freq, float *out, uint32_t *out_frag, float *part, const int *pos0, int n,
+                              int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s);
 int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd);
 /* g = silu(g) · u, n elements. */
 int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s);

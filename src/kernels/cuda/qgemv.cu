@@ -798,6 +798,18 @@ static int use_mma = -1;       /* GPTQ_CUDA_GEMV=half2 keeps 4-bit layers off th
 
 extern "C" void cuq_gemv_set_mma(int on) { use_mma = on; }
 
+static int use_frag = -1; /* GPTQ_CUDA_FRAG=0 keeps decode off the fragment-order GEMV */
+extern "C" void cuq_gemv_set_frag(int on) { use_frag = on != 0; }
+static void settle_kernels(void);
+extern "C" int cuq_frag_enabled(void) {
+    settle_kernels();
+    if (use_frag < 0) {
+        const char *e = getenv("GPTQ_CUDA_FRAG");
+        use_frag = !(e && strcmp(e, "0") == 0);
+    }
+    return use_frag && use_fp16_gemv && use_mma;
+}
+
 extern "C" void cuq_gemv_set_prefetch(int on) { mma_pf = on != 0; }
 
 extern "C" void cuq_gemv_set_depth(int depth, int act_smem, int min_blocks, int tma, int warps) {

@@ -45,6 +45,9 @@ struct llama_cuda {
     float *x, *xn, *q, *k, *v, *att, *hb, *hb2, *out, *logits_d;
     float *xbuf; /* (3, max_batch, widest in_pad) act-order permuted activations */
     float *att_part; /* split-attention partials of decode calls */
+    int frag;        /* decode calls take the fragment-order GEMV (every layer qualifies: frag_eligible) */
+    uint32_t *xf, *af, *hf; /* their fp16 activations in fragment order (cuq.h), (max decode tokens, ...):
+                               the norms' output (dim), attention's (n_heads·hd), SwiGLU's (hidden) */
     uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
     int *ids_d, *pos_d;
     int *ids_h, *pos_h; /* pinned */
@@ -56,6 +59,25 @@ struct llama_cuda {
     size_t mem_base; /* GPU memory in use before loading */
     double mem_peak;
 };
+
+/* Whether decode calls can run every Linear through the fragment-order GEMV: all packed,
+ * tiled 4-bit without act-order (the norms and the attention write their outputs in the
+ * fragment order of unpermuted inputs), widths multiples of 128, no bias on gate/up (the
+ * pair applies SwiGLU to its raw sums). */
+static int frag_eligible(const llama_cuda *m) {
+    const hf_config *c = &m->cfg;
+    const int64_t qd = (int64_t)c->n_heads * c->head_dim;
+    if (!cuq_frag_enabled() || c->dim % 128 || qd % 128 || c->hidden_dim % 128) return 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const cu_linear *l = m->layers[i].lin;
+        for (int j = 0; j < LIN_COUNT; j++)
+            if (!l[j].q.qw || !cuq_frag_ok(&l[j].q) || l[j].q.perm || l[j].q.in_pad != l[j].in) return 0;
+        if (l[LIN_GATE].bias || l[LIN_UP].bias || l[LIN_GATE].out != l[LIN_UP].out || l[LIN_GATE].out != c->hidden_dim ||
+            l[LIN_DOWN].in != c->hidden_dim || l[LIN_O].in != qd || l[LIN_Q].in != c->dim)
+            return 0;
+    }
+    return 1;
+}
 
 #define CUDA_TRY(call, what)                   \
     do {                                       \
@@ -223,6 +245,13 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
     CUDA_TRY(cudaMallocHost((void **)&m->pos_h, sizeof(int)), "pinned memory");
     CUDA_TRY(cudaMallocHost((void **)&m->logits_h, sizeof(float) * B * c->vocab_size), "pinned memory");
     if (cuk_attention_setup(max_seq)) goto fail;
+    if ((m->frag = frag_eligible(m))) {
+        const int64_t T = CUQ_MAX_GEMV_T;
+        if (!(m->xf = dalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(c->dim, (int)T), "activations")) ||
+            !(m->af = dalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(qd, (int)T), "activations")) ||
+            !(m->hf = dalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(c->hidden_dim, (int)T), "activations")))
+            goto fail;
+    }
     note_memory(m);
     return m;
 fail:
@@ -245,7 +274,7 @@ void llama_cuda_free(llama_cuda *m) {
     cudaFree(m->embed), cudaFree(m->final_norm), cudaFree(m->inv_freq), cudaFree(m->k_cache), cudaFree(m->v_cache);
     cudaFree(m->x), cudaFree(m->xn), cudaFree(m->q), cudaFree(m->k), cudaFree(m->v), cudaFree(m->att), cudaFree(m->hb);
     cudaFree(m->hb2), cudaFree(m->out), cudaFree(m->logits_d), cudaFree(m->xbuf), cudaFree(m->x16), cudaFree(m->w16);
-    cudaFree(m->ids_d), cudaFree(m->pos_d), cudaFree(m->att_part);
+    cudaFree(m->ids_d), cudaFree(m->pos_d), cudaFree(m->att_part), cudaFree(m->xf), cudaFree(m->af), cudaFree(m->hf);
     cudaFreeHost(m->ids_h), cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
     if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
     if (m->blas) cublasDestroy(m->blas);
@@ -297,14 +326,26 @@ static int run_down(llama_cuda *m, const cu_linear *l, float *y, float *g, const
     return cuk_silu_mul(g, u, (int64_t)n * l->in, m->stream) || run_linear(m, l, y, g, n);
 }
 
-/* Everything after the H2D copies of ids and position, up to the logits on the device. */
+/* Bias adds after a GEMV of nl layers (the fragment-order path). */
+static int add_biases(llama_cuda *m, const cu_linear *const *ls, float *const *ys, int nl, int n) {
+    for (int k = 0; k < nl; k++)
+        if (ls[k]->bias && cuk_bias(ys[k], ls[k]->bias, ls[k]->out, n, m->stream)) return -1;
+    return 0;
+}
+
+/* Everything after the H2D copies of ids and position, up to the logits on the device.
+ * Decode calls of a model whose layers all qualify (m->frag) keep their activations also
+ * in fragment order: the norms and the attention write it beside their fp32 output, the
+ * gate/up pair writes SwiGLU's straight into it, and every Linear reads it. */
 static int forward_device(llama_cuda *m, int n, int all_logits) {
     const hf_config *c = &m->cfg;
     const int dim = c->dim, hd = c->head_dim;
     const int64_t kvd = (int64_t)c->n_kv_heads * hd;
+    const int fr = m->frag && n <= CUQ_MAX_GEMV_T;
+    uint32_t *xf = fr ? m->xf : NULL, *af = fr ? m->af : NULL;
     cudaStream_t s = m->stream;
     if (cuk_embed(m->embed, m->ids_d, m->x, n, dim, s) ||
-        cuk_rmsnorm(m->xn, m->x, m->layers[0].attn_norm, n, dim, c->norm_eps, s))
+        cuk_rmsnorm(m->xn, m->x, m->layers[0].attn_norm, n, dim, c->norm_eps, xf, s))
         return -1;
     for (int i = 0; i < c->n_layers; i++) {
         const cu_layer *L = &m->layers[i];
@@ -312,24 +353,37 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
         /* xn holds norm(x) on entry; the residual adds are fused with the following norms */
         const float *next_norm = i + 1 < c->n_layers ? m->layers[i + 1].attn_norm : m->final_norm;
         const cu_linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]}, *gu[2] = {&L->lin[LIN_GATE], &L->lin[LIN_UP]};
+        const cu_linear *o = &L->lin[LIN_O], *down = &L->lin[LIN_DOWN];
         float *const qkv_y[3] = {m->q, m->k, m->v}, *const gu_y[2] = {m->hb, m->hb2};
+        if (fr) {
+            const cuq_layer *q3[3] = {&qkv[0]->q, &qkv[1]->q, &qkv[2]->q}, *qo = &o->q, *qd = &down->q;
+            if (cuq_gemv_frag(q3, qkv_y, 3, xf, n, s) || add_biases(m, qkv, qkv_y, 3, n) ||
+                cuk_rope_attention_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->att, af, m->att_part, m->pos_d, n,
+                                          m->max_seq, c->n_heads, c->n_kv_heads, hd, s) ||
+                cuq_gemv_frag(&qo, &m->out, 1, af, n, s) || add_biases(m, &o, &m->out, 1, n) ||
+                cuk_add_rmsnorm(m->xn, m->x, m->out, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
+                cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s) ||
+                cuq_gemv_frag(&qd, &m->out, 1, m->hf, n, s) || add_biases(m, &down, &m->out, 1, n) ||
+                cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, xf, s))
+                return -1;
+            continue;
+        }
         if (run_linears(m, qkv, qkv_y, 3, m->xn, n) ||
             (n <= CUQ_MAX_GEMV_T /* decode: RoPE inside the split attention */
-                 ? cuk_rope_attention_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->att, m->att_part, m->pos_d, n,
+                 ? cuk_rope_attention_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->att, NULL, m->att_part, m->pos_d, n,
                                              m->max_seq, c->n_heads, c->n_kv_heads, hd, s)
                  : cuk_rope_kv(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, n, c->n_heads, c->n_kv_heads, hd, s) ||
                        cuk_attention(m->q, kc, vc, m->att, m->pos_d, n, m->max_seq, c->n_heads, c->n_kv_heads, hd, s)) ||
-            run_linear(m, &L->lin[LIN_O], m->out, m->att, n) ||
-            cuk_add_rmsnorm(m->xn, m->x, m->out, L->ffn_norm, n, dim, c->norm_eps, s) ||
+            run_linear(m, o, m->out, m->att, n) ||
+            cuk_add_rmsnorm(m->xn, m->x, m->out, L->ffn_norm, n, dim, c->norm_eps, NULL, s) ||
             run_linears(m, gu, gu_y, 2, m->xn, n) ||
-            run_down(m, &L->lin[LIN_DOWN], m->out, m->hb, m->hb2, n) ||
-            cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, s))
+            run_down(m, down, m->out, m->hb, m->hb2, n) ||
+            cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, NULL, s))
             return -1;
     }
     /* xn = final_norm(x) now */
     if (all_logits) return run_linear(m, &m->lm_head, m->logits_d, m->xn, n);
     return run_linear(m, &m->lm_head, m->logits_d, m->xn + (size_t)(n - 1) * dim, 1);
-    return 0;
 }
 
 const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, int all_logits) {
@@ -392,6 +446,7 @@ void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info) {
     info->weight_bytes = m->weight_bytes;
     info->kv_bytes_per_pos = 2.0 * 2.0 * m->cfg.n_layers * (double)m->cfg.n_kv_heads * m->cfg.head_dim;
     info->gpu_mem_peak = m->mem_peak;
+    info->frag_decode = m->frag;
 }
 
 double llama_cuda_copy_bandwidth(void) {

@@ -34,6 +34,7 @@ typedef struct {
     double weight_bytes;    /* bytes one decode step reads from weights (packed layers, fp16 layers, lm_head) */
     double kv_bytes_per_pos;/* KV cache bytes per position, all layers (read once per step per position) */
     double gpu_mem_peak;    /* bytes of GPU memory in use after loading and the largest call so far */
+    int frag_decode;        /* decode calls run every Linear through the fragment-order GEMV (cuq.h) */
 } llama_cuda_info;
 void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info);
 

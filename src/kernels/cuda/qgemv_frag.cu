@@ -1,0 +1,373 @@
+// The decode GEMV of 4-bit tiled layers on activations in fragment order (cuq.h: "frag").
+//
+// Why another kernel: the tensor-core GEMV of qgemv.cu stages the scales and the whole
+// activation vector (converted to fp16) in shared memory in every thread block, behind
+// two barriers, before its first multiply; with 256 blocks per 4096-row layer that is 256
+// conversions of the same vector (for down_proj with SwiGLU: 256 x 11008 sigmoids), and
+// ncu showed the kernel issue-bound at 15-21 warps per SM, 23-39% of DRAM bandwidth.
+// Here the producer of the activations writes them once, already as the mma's fp16 B
+// fragments (cuk_frag16, or fused into RMSNorm and into the gate/up GEMV below), and the
+// scales and zero points of each 16-row tile's block come with the codes as a 48-byte
+// record (cuq_layer.meta).  Every load of a warp is then a plain register load: no shared
+// memory, no barrier before the loop.  Before pdl_wait() a warp requests the codes and
+// records of its first D steps (independent of the previous kernel); after it, each step
+// needs the 64 bytes of B fragments of its block (lanes of tokens < T only; they come from
+// L2), fetched one step ahead.
+//
+// Arithmetic as the tensor-core kernel: 1024 + code as fp16 by one LOP3, the B fragments
+// of token g at the lane's own inputs, an all-ones A for Σx, and per block in fp32
+// y += s · (D − (1024 + z) · Σx).
+//
+// The gate/up pair (SwiGLU): one thread block takes tile i of gate and tile i of up (the
+// same rows), each warp multiplies both with the same B fragments, and the block writes
+// silu(gate) · up straight into the fragment order of down_proj's input.
+#include <cuda_fp16.h>
+
+#include <cstring>
+
+#include "kernels/cuda/cu_common.cuh"
+#include "kernels/cuda/cuq.h"
+
+namespace {
+
+constexpr int kFragWarps = 16;  // most warps per thread block, splitting a tile's blocks
+constexpr int kFragParts = 3;   // layers in one launch (q/k/v)
+constexpr int kMetaBytes = 48;  // per (tile, block): 8 half2 scales (rows g, g+8), 8 zero-point byte pairs
+
+__device__ __forceinline__ uint32_t lop_h(uint32_t w, uint32_t mask) {
+    uint32_t r;  // (w & mask) | 0x64006400: 1024 + the masked bits in each half
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(mask), "n"(0x64006400u));
+    return r;
+}
+
+__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                        uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+struct FragPart {
+    const uint4 *qw;     // tiled codes
+    const uint8_t *meta; // (tiles, row_blocks, 48 B)
+    float *y;            // (T, out)
+    int out, tile0, zero_base;
+};
+struct FragParts {
+    FragPart p[kFragParts];
+    int n;
+};
+
+// The codes of one step of one tile: rows g (a) and g + 8 (b), quarter t; its record.
+struct Step {
+    uint4 a, b;
+    uint32_t s;  // half2 scales of rows g, g + 8
+    uint32_t z;  // zero points of rows g (bits 0-7), g + 8 (bits 8-15)
+};
+
+__device__ __forceinline__ Step load_step(const uint4 *q, const uint8_t *m, int b, int g) {
+    Step st;
+    st.a = __ldcs(q + (int64_t)b * 64);
+    st.b = __ldcs(q + (int64_t)b * 64 + 32);
+    st.s = __ldg(reinterpret_cast<const uint32_t *>(m + (int64_t)b * kMetaBytes) + g);
+    st.z = __ldg(reinterpret_cast<const uint16_t *>(m + (int64_t)b * kMetaBytes + 32) + g);
+    return st;
+}
+
+// acc += the step's tile times the B fragments bx (pairs p of words w); xs = Σx of the
+// lane's tokens (computed once per step by the caller).
+__device__ __forceinline__ void step_mma(float (&acc)[4], const Step &st, const uint32_t (&bx)[4][4], const float (&xs)[4],
+                                         int zero_base) {
+    const uint32_t wa[4] = {st.a.x, st.a.y, st.a.z, st.a.w}, wb[4] = {st.b.x, st.b.y, st.b.z, st.b.w};
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        const int i0 = 2 * m, i1 = 2 * m + 1;
+        const int w0 = i0 >> 2, p0 = i0 & 3, w1 = i1 >> 2, p1 = i1 & 3;
+        mma_f16(d, lop_h(wa[w0] >> (4 * p0), 0x000F000Fu), lop_h(wb[w0] >> (4 * p0), 0x000F000Fu),
+                lop_h(wa[w1] >> (4 * p1), 0x000F000Fu), lop_h(wb[w1] >> (4 * p1), 0x000F000Fu), bx[p0][w0], bx[p1][w1]);
+    }
+    const float2 s = __half22float2(*reinterpret_cast<const __half2 *>(&st.s));
+    const float za = 1024.f + (float)((st.z & 0xFFu) + zero_base), zb = 1024.f + (float)((st.z >> 8) + zero_base);
+    acc[0] = fmaf(s.x, d[0] - za * xs[0], acc[0]);
+    acc[1] = fmaf(s.x, d[1] - za * xs[1], acc[1]);
+    acc[2] = fmaf(s.y, d[2] - zb * xs[2], acc[2]);
+    acc[3] = fmaf(s.y, d[3] - zb * xs[3], acc[3]);
+}
+
+__device__ __forceinline__ void sum_x(float (&xs)[4], const uint32_t (&bx)[4][4]) {
+    xs[0] = xs[1] = xs[2] = xs[3] = 0.f;
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        const int i0 = 2 * m, i1 = 2 * m + 1;
+        mma_f16(xs, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx[i0 & 3][i0 >> 2], bx[i1 & 3][i1 >> 2]);
+    }
+}
+
+// R = 1: block i is tile i of the parts laid end to end (tile0).  R = 2 (PAIR): block i is
+// tile i of part 0 (gate) and of part 1 (up); the result silu(gate) · up goes into hf, the
+// fragment order of an input of `out` features (hf_rb = out / 128 blocks per token).
+template <int D, bool PAIR, int MAXW>
+__global__ void __launch_bounds__(MAXW * 32)
+    qgemv_frag_kernel(const __grid_constant__ FragParts parts, const uint4 *__restrict__ xf, int row_blocks, int ntok,
+                      uint32_t *__restrict__ hf) {
+    constexpr int R = PAIR ? 2 : 1;
+    pdl_trigger();
+    __shared__ float4 red[MAXW][R][32];
+    int pi = 0;
+    if (!PAIR) {
+#pragma unroll
+        for (int k = 1; k < kFragParts; k++)
+            if (k < parts.n && (int)blockIdx.x >= parts.p[k].tile0) pi = k;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int tile = (int)blockIdx.x - (PAIR ? 0 : parts.p[pi].tile0);
+    const uint4 *q[R];
+    const uint8_t *m[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const FragPart &P = parts.p[PAIR ? r : pi];
+        q[r] = P.qw + ((int64_t)tile * row_blocks * 16 + g) * 4 + t;
+        m[r] = P.meta + (int64_t)tile * row_blocks * kMetaBytes;
+    }
+    // the ring: step j of this warp is block warp + j·nw, slot j % D
+    Step ring[D][R];
+#pragma unroll
+    for (int s = 0; s < D; s++) {
+        const int b = warp + s * nw;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            if (b < row_blocks) ring[s][r] = load_step(q[r], m[r], b, g);
+    }
+    pdl_wait();
+    const bool has_tok = g < ntok;
+    const uint4 *xg = xf + ((int64_t)g * row_blocks * 4 + t) * 4;  // token g, quarter t; block b at + 16 b
+    uint4 xn[4];
+#pragma unroll
+    for (int p = 0; p < 4; p++) xn[p] = has_tok && warp < row_blocks ? xg[(int64_t)warp * 16 + p] : make_uint4(0, 0, 0, 0);
+    float acc[R][4];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+    for (int b0 = warp; b0 < row_blocks; b0 += D * nw) {
+#pragma unroll
+        for (int s = 0; s < D; s++) {
+            const int b = b0 + s * nw;
+            if (b >= row_blocks) break;
+            Step cur[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) cur[r] = ring[s][r];
+            const int bn = b + D * nw;
+            if (bn < row_blocks) {
+#pragma unroll
+                for (int r = 0; r < R; r++) ring[s][r] = load_step(q[r], m[r], bn, g);
+            }
+            uint32_t bx[4][4];
+#pragma unroll
+            for (int p = 0; p < 4; p++) bx[p][0] = xn[p].x, bx[p][1] = xn[p].y, bx[p][2] = xn[p].z, bx[p][3] = xn[p].w;
+            const int bx1 = b + nw;
+#pragma unroll
+            for (int p = 0; p < 4; p++) xn[p] = has_tok && bx1 < row_blocks ? xg[(int64_t)bx1 * 16 + p] : make_uint4(0, 0, 0, 0);
+            float xs[4];
+            sum_x(xs, bx);
+#pragma unroll
+            for (int r = 0; r < R; r++) step_mma(acc[r], cur[r], bx, xs, parts.p[PAIR ? r : pi].zero_base);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) red[warp][r][lane] = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    __syncthreads();
+    if (warp != 0) return;
+    float4 v[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        v[r] = red[0][r][lane];
+        for (int w = 1; w < nw; w++) {
+            const float4 u = red[w][r][lane];
+            v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
+        }
+    }
+    const int out = parts.p[PAIR ? 0 : pi].out, row0 = tile * 16;
+    // accumulator (row, token): x = (g, 2t), y = (g, 2t + 1), z = (g + 8, 2t), w = (g + 8, 2t + 1)
+    const int rows[2] = {row0 + g, row0 + g + 8}, toks[2] = {2 * t, 2 * t + 1};
+    float val[R][2][2];
+#pragma unroll
+    for (int r = 0; r < R; r++) val[r][0][0] = v[r].x, val[r][0][1] = v[r].y, val[r][1][0] = v[r].z, val[r][1][1] = v[r].w;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            if (toks[j] >= ntok || rows[i] >= out) continue;
+            if (PAIR) {
+                const float a = val[0][i][j], u = val[R - 1][i][j];
+                const float h = a / (1.0f + expf(-a)) * u;  // as cuk_silu_mul
+                if (parts.p[0].y) parts.p[0].y[(int64_t)toks[j] * out + rows[i]] = h;
+                reinterpret_cast<__half *>(hf)[cuq_frag_half(toks[j], rows[i], out >> 7)] = __float2half_rn(h);
+            } else {
+                parts.p[pi].y[(int64_t)toks[j] * out + rows[i]] = val[0][i][j];
+            }
+        }
+}
+
+// xf (T, in_pad) in fragment order = x (or silu(x) · x2), permuted by perm when given.
+// One thread per uint4 of the output: token k, block b, quarter t, pair p.
+__global__ void frag16_kernel(uint4 *__restrict__ xf, const float *__restrict__ x, const float *__restrict__ x2,
+                              const int32_t *__restrict__ perm, int64_t in, int64_t in_pad, int T) {
+    pdl_trigger();
+    pdl_wait();
+    const int64_t rb = in_pad >> 7, units = (int64_t)T * rb * 16;
+    for (int64_t u = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; u < units; u += (int64_t)gridDim.x * blockDim.x) {
+        const int p = (int)(u & 3), t = (int)((u >> 2) & 3);
+        const int64_t kb = u >> 4, k = kb / rb, b = kb - k * rb;
+        const int64_t pos = 128 * b + 32 * (p >> 1) + 16 * (p & 1) + 4 * t;
+        uint32_t w[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            float lh[2];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int64_t at = pos + j + 64 * h;
+                const int64_t src = perm ? perm[at] : at;
+                float a = 0.f;
+                if (src >= 0 && src < in) {
+                    a = x[k * in + src];
+                    if (x2) a = a / (1.0f + expf(-a)) * x2[k * in + src];
+                }
+                lh[h] = a;
+            }
+            const __half2 hv = __floats2half2_rn(lh[0], lh[1]);
+            w[j] = *reinterpret_cast<const uint32_t *>(&hv);
+        }
+        xf[u] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
+// meta of a tiled layer from its scales, zero points and chunk groups.
+__global__ void meta_kernel(uint8_t *__restrict__ meta, const __half *__restrict__ scales, const uint8_t *__restrict__ zeros,
+                            const int32_t *__restrict__ chunk_group, int out, int groups, int row_blocks, int tiles) {
+    const int64_t n = (int64_t)tiles * row_blocks * 8;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int g = (int)(i & 7);
+        const int64_t tb = i >> 3, tile = tb / row_blocks, b = tb - tile * row_blocks;
+        const int grp = chunk_group[b * 4];
+        const int ra = (int)tile * 16 + g, rb = ra + 8;
+        const __half sa = ra < out ? scales[(int64_t)ra * groups + grp] : __float2half(0.f);
+        const __half sb = rb < out ? scales[(int64_t)rb * groups + grp] : __float2half(0.f);
+        const uint8_t za = ra < out ? zeros[(int64_t)ra * groups + grp] : 0, zb = rb < out ? zeros[(int64_t)rb * groups + grp] : 0;
+        uint8_t *rec = meta + tb * kMetaBytes;
+        reinterpret_cast<__half2 *>(rec)[g] = __halves2half2(sa, sb);
+        reinterpret_cast<uint16_t *>(rec + 32)[g] = (uint16_t)(za | (zb << 8));
+    }
+}
+
+int frag_depth = -1;  // GPTQ_CUDA_FRAG_DEPTH (1, 2, 4); 0: 1
+int frag_warps = -1;  // GPTQ_CUDA_FRAG_WARPS (1..16); 0: by grid size (frag_shape)
+
+void frag_settle() {
+    if (frag_depth < 0) {
+        const char *e = getenv("GPTQ_CUDA_FRAG_DEPTH");
+        frag_depth = e && *e ? atoi(e) : 0;
+    }
+    if (frag_warps < 0) {
+        const char *e = getenv("GPTQ_CUDA_FRAG_WARPS");
+        frag_warps = e && *e ? atoi(e) : 0;
+        if (frag_warps > kFragWarps) frag_warps = kFragWarps;
+    }
+}
+
+// Ring depth and warps for a launch of `blocks` thread blocks.  Measured on the H100 (7B
+// decode shapes, docs/PERFORMANCE.md): depth 1 (60 registers; 84 for the pair) beats
+// deeper rings everywhere, as more warps fit; grids of 512 blocks and more (q/k/v: 768,
+// gate/up pairs: 688) are fastest with 8 warps per block (4 blocks per SM), the 256-block
+// grids of o_proj and down_proj with 16 (all their warps resident at once, 2 blocks per SM).
+void frag_shape(int blocks, int *depth, int *warps) {
+    frag_settle();
+    *depth = frag_depth > 0 ? frag_depth : 1;
+    *warps = frag_warps > 0 ? frag_warps : blocks >= 512 ? 8 : 16;
+}
+
+template <bool PAIR, int MAXW>
+cudaError_t launch_frag_w(int depth, dim3 grid, dim3 block, cudaStream_t s, const FragParts &parts, const uint4 *x4,
+                          int row_blocks, int T, uint32_t *hf) {
+    if (depth >= 4) return cu_launch(qgemv_frag_kernel<4, PAIR, MAXW>, grid, block, 0, s, parts, x4, row_blocks, T, hf);
+    if (depth >= 2) return cu_launch(qgemv_frag_kernel<2, PAIR, MAXW>, grid, block, 0, s, parts, x4, row_blocks, T, hf);
+    return cu_launch(qgemv_frag_kernel<1, PAIR, MAXW>, grid, block, 0, s, parts, x4, row_blocks, T, hf);
+}
+
+template <bool PAIR>
+cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, int row_blocks, int T, uint32_t *hf,
+                        cudaStream_t s) {
+    int depth, warps;
+    frag_shape(tiles, &depth, &warps);
+    const int nw = row_blocks < warps ? row_blocks : warps;
+    const dim3 grid((unsigned)tiles), block((unsigned)(nw * 32));
+    const uint4 *x4 = reinterpret_cast<const uint4 *>(xf);
+    return nw > 8 ? launch_frag_w<PAIR, 16>(depth, grid, block, s, parts, x4, row_blocks, T, hf)
+                  : launch_frag_w<PAIR, 8>(depth, grid, block, s, parts, x4, row_blocks, T, hf);
+}
+
+}  // namespace
+
+extern "C" int cuq_frag_ok(const cuq_layer *L) {
+    return L->bits == 4 && L->tiled && L->block_group && L->meta != NULL && L->in_pad % 128 == 0;
+}
+
+extern "C" int64_t cuq_frag_words(int64_t in_pad, int T) { return (int64_t)T * in_pad / 2; }
+
+extern "C" void cuq_frag_set(int depth, int warps) {
+    if (depth >= 0) frag_depth = depth;
+    if (warps >= 0 && warps <= kFragWarps) frag_warps = warps;
+}
+
+extern "C" int cuq_build_meta(cuq_layer *d) {
+    const int tiles = (int)((d->out + 15) / 16);
+    const size_t bytes = (size_t)tiles * (size_t)d->row_blocks * kMetaBytes;
+    if (cu_check(cudaMalloc((void **)&d->meta, bytes), "allocating tile records")) {
+        d->meta = NULL;
+        return -1;
+    }
+    const int64_t n = (int64_t)tiles * d->row_blocks * 8;
+    meta_kernel<<<cu_grid(n), 256>>>(d->meta, reinterpret_cast<const __half *>(d->scales), d->zeros, d->chunk_group,
+                                     (int)d->out, (int)d->groups, (int)d->row_blocks, tiles);
+    return cu_check(cudaGetLastError(), "building tile records") || cu_check(cudaDeviceSynchronize(), "building tile records");
+}
+
+extern "C" int cuk_frag16(uint32_t *xf, const float *x, const float *x2, const int32_t *perm, int64_t in, int64_t in_pad,
+                          int T, cudaStream_t s) {
+    if (in_pad % 128) return gptq_fail("cuk_frag16: %lld inputs are not whole blocks of 128", (long long)in_pad);
+    const int64_t units = (int64_t)T * (in_pad >> 7) * 16;
+    return cu_check(cu_launch(frag16_kernel, dim3(cu_grid(units)), dim3(256), 0, s, reinterpret_cast<uint4 *>(xf), x, x2, perm,
+                              in, in_pad, T),
+                    "activations to fragment order");
+}
+
+extern "C" int cuq_gemv_frag(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, cudaStream_t s) {
+    if (n < 1 || n > kFragParts) return gptq_fail("cuq_gemv_frag: %d layers (1..%d)", n, kFragParts);
+    if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv_frag: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
+    FragParts parts;
+    memset(&parts, 0, sizeof parts);
+    parts.n = n;
+    int tiles = 0;
+    for (int k = 0; k < n; k++) {
+        if (!cuq_frag_ok(L[k]) || L[k]->in_pad != L[0]->in_pad)
+            return gptq_fail("cuq_gemv_frag: layer %d is not a tiled 4-bit layer of the same width", k);
+        parts.p[k] = FragPart{reinterpret_cast<const uint4 *>(L[k]->qw), L[k]->meta, y[k], (int)L[k]->out, tiles, L[k]->zero_base};
+        tiles += (int)((L[k]->out + 15) / 16);
+    }
+    return cu_check(launch_frag<false>(parts, tiles, xf, (int)L[0]->row_blocks, T, nullptr, s), "quantized GEMV (fragments)");
+}
+
+extern "C" int cuq_gemv_swiglu_frag(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf,
+                                    int T, cudaStream_t s) {
+    if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv_swiglu_frag: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
+    if (!cuq_frag_ok(gate) || !cuq_frag_ok(up) || gate->out != up->out || gate->in_pad != up->in_pad || gate->out % 128)
+        return gptq_fail("cuq_gemv_swiglu_frag: gate and up are not tiled 4-bit layers of one shape (out a multiple of 128)");
+    FragParts parts;
+    memset(&parts, 0, sizeof parts);
+    parts.n = 2;
+    parts.p[0] = FragPart{reinterpret_cast<const uint4 *>(gate->qw), gate->meta, h, (int)gate->out, 0, gate->zero_base};
+    parts.p[1] = FragPart{reinterpret_cast<const uint4 *>(up->qw), up->meta, nullptr, (int)up->out, 0, up->zero_base};
+    return cu_check(launch_frag<true>(parts, (int)(gate->out / 16), xf, (int)gate->row_blocks, T, hf, s),
+                    "quantized gate/up GEMV (fragments)");
+}
