@@ -18,7 +18,7 @@
 #include "quant/pipeline.h"
 
 #define MEASURE_FORMAT "gptq-measurement-3"
-/* the format before the second sensitivity reference: read, its layers measured again */
+/* the format before the 2- and 4-bit KL points: read, its Linears measured again */
 #define MEASURE_FORMAT_V2 "gptq-measurement-2"
 /* float log-probabilities kept for the sensitivity windows: at most this many bytes */
 #define SENS_BUDGET ((size_t)256 << 20)
@@ -115,11 +115,13 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
     if (key_diff(ms, from, why, sizeof why)) return gptq_fail("%s: measured with %s; use another file", what, why);
     ms->seconds = from->seconds;
     ms->sens_windows = from->sens_windows;
+    int old = 0;
     for (int k = 0; k < ms->n; k++) {
         measure_layer *L = &ms->layers[k];
         const measure_layer *F = NULL;
         for (int j = 0; j < from->n && !F; j++)
             if (strcmp(from->layers[j].name, L->name) == 0) F = &from->layers[j];
+        if (F && F->measured && F->n_sens != MEASURE_SENS_REFS) old++;
         if (!F || !F->measured || F->n_sens != MEASURE_SENS_REFS) continue; /* (a format-2 file: measured again) */
         if (F->out != L->out || F->in != L->in)
             return gptq_fail("%s: %s is (%lld, %lld) there, (%lld, %lld) in the model", what, L->name, (long long)F->out,
@@ -140,6 +142,7 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
             memcpy(L->sens, F->sens, sizeof L->sens);
         }
     }
+    if (old) gptq_warn("%s: %d Linears measured by an older version (one KL point, " MEASURE_FORMAT_V2 "): measuring them again", what, old);
     return 0;
 }
 

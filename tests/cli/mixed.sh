@@ -64,6 +64,14 @@ import json; d = json.loads('$j'); assert d['measured_now'] == 19, d
 a = json.load(open('$W/meas.json'))['layers']; b = json.load(open('$W/part.json'))['layers']
 assert [x['settings'] for x in a] == [x['settings'] for x in b]"
 
+# a format-2 file (before the 2-/4-bit KL points) is read and its Linears measured again, with a warning
+sed 's/gptq-measurement-3/gptq-measurement-2/' "$W/meas.json" > "$W/v2.json"
+j=$("$BIN" "${Q[@]}" --target-bpw 7 --measurement "$W/v2.json" --eval-kl "$CAL" --eval-ctx 64 --eval-kl-windows 2 --json 2>"$W/v2.err" | tail -1)
+check "format-2 measurement: measured again" python3 -c "
+import json; d = json.loads('$j'); assert d['measured_now'] == 30, d
+assert json.load(open('$W/v2.json'))['format'] == 'gptq-measurement-3'"
+check "format-2 measurement: warned" grep -q "v2.json: 30 Linears measured by an older version" "$W/v2.err"
+
 # llama.cpp-style allocation
 j=$("$BIN" "${Q[@]}" --out "$W/h7" --target-bpw 7 --alloc-heuristic llama.cpp --dump-dequantized "$W/h7.dump.safetensors" --json 2>"$W/h7.err" | tail -1)
 check "llama.cpp-style plan within the target" python3 -c "import json; d = json.loads('$j'); assert d['bpw'] <= 7.0, d"
