@@ -58,6 +58,12 @@ static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *ca
         int rc = measurement_adopt(ms, &prev, mfile);
         measurement_free(&prev);
         if (rc != 0) return -1;
+        /* say so before measuring anything else */
+        for (int k = 0; k < ms->n && obj == MIXED_NLL && !heuristic; k++)
+            if (ms->layers[k].measured && isnan(measure_nll_sensitivity(&ms->layers[k])))
+                return gptq_fail("%s: %s was measured without the NLL sensitivities (a file from before they were recorded): "
+                                 "--alloc-objective nll needs a new --measurement file",
+                                 mfile, ms->layers[k].name);
     }
     if (!heuristic) {
         /* an unreachable target is known from the shapes alone: say so before measuring */
@@ -168,7 +174,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--target-bpw", NULL, OPT_FLOAT, &target_bpw, 0, 16, "mixed precision: per-Linear settings for this many bits per weight"},
         {"--measurement", NULL, OPT_STR, &measurement_file, 0, -1, "measurement JSON for --target-bpw: reused, resumed or written"},
         {"--alloc-heuristic", NULL, OPT_STR, &heuristic, 0, -1, "llama.cpp: allocate by llama.cpp's rules instead of measured error"},
-        {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "kl (predicted KL, quadratic in the relative error, from the measured 3-bit sensitivity; default), kl-pow (power law through the KLs measured at 2, 3 and 4 bits), sq or abs (sums of relative errors)"},
+        {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "kl (predicted KL, quadratic in the relative error, from the measured 3-bit sensitivity; default), kl-pow (power law through the KLs measured at 2, 3 and 4 bits), nll (predicted increase of the calibration text's NLL, quadratic, fitted to the 2/3/4-bit points), sq or abs (sums of relative errors)"},
         {"--menu-sym", NULL, OPT_FLAG, &menu_sym, 0, -1, "--target-bpw: measure symmetric grids too (default: asym only)"},
         {"--calib-mix", NULL, OPT_FLOAT, &calib_mix, 0, 1, "fraction of the calibration windows the model writes itself (with --calib FILE)"},
         {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
@@ -213,7 +219,8 @@ int cmd_quantize(int argc, char **argv) {
     else if (strcmp(objective, "sq") == 0) obj = MIXED_ERR_SQ;
     else if (strcmp(objective, "abs") == 0) obj = MIXED_ERR_ABS;
     else if (strcmp(objective, "kl-pow") == 0) obj = MIXED_KL_POW;
-    else return cli_error(&cmd, "--alloc-objective must be kl, kl-pow, sq or abs, got '%s'", objective);
+    else if (strcmp(objective, "nll") == 0) obj = MIXED_NLL;
+    else return cli_error(&cmd, "--alloc-objective must be kl, kl-pow, nll, sq or abs, got '%s'", objective);
     if (!mixed && (measurement_file || heuristic)) return cli_error(&cmd, "--measurement and --alloc-heuristic go with --target-bpw");
     if (mixed && qo.method != QMETHOD_GPTQ) return cli_error(&cmd, "--target-bpw needs --method gptq");
     if (mixed && static_groups) return cli_error(&cmd, "--target-bpw does not take --static-groups");

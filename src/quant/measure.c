@@ -77,6 +77,7 @@ int measurement_init(measurement *ms, const llama_model *m, const char *model_di
     ms->damp = damp, ms->act_order = act_order, ms->mse = mse, ms->block = block;
     ms->n_layers = m->cfg.n_layers;
     ms->n = ms->n_layers * LIN_COUNT;
+    ms->sens_float_nll = NAN;
     ms->layers = xcalloc((size_t)ms->n, sizeof(measure_layer));
     for (int k = 0; k < ms->n; k++) {
         measure_layer *L = &ms->layers[k];
@@ -115,6 +116,7 @@ int measurement_adopt(measurement *ms, const measurement *from, const char *what
     if (key_diff(ms, from, why, sizeof why)) return gptq_fail("%s: measured with %s; use another file", what, why);
     ms->seconds = from->seconds;
     ms->sens_windows = from->sens_windows;
+    ms->sens_float_nll = from->sens_float_nll;
     int old = 0;
     for (int k = 0; k < ms->n; k++) {
         measure_layer *L = &ms->layers[k];
@@ -188,6 +190,7 @@ int measurement_save(const measurement *ms, const char *path) {
     cJSON_AddNumberToObject(root, "n_layers", ms->n_layers);
     cJSON_AddNumberToObject(root, "seconds", ms->seconds);
     cJSON_AddNumberToObject(root, "sensitivity_windows", ms->sens_windows);
+    if (isfinite(ms->sens_float_nll)) add_exact(root, "sensitivity_float_nll", ms->sens_float_nll);
     cJSON *arr = cJSON_AddArrayToObject(root, "layers");
     for (int k = 0; k < ms->n; k++) {
         const measure_layer *L = &ms->layers[k];
@@ -207,6 +210,7 @@ int measurement_save(const measurement *ms, const char *path) {
             cJSON *x = setting_json(&L->sens[i].s);
             add_exact(x, "rel_err", L->sens[i].rel_err);
             add_exact(x, "kl", L->sens[i].kl);
+            if (isfinite(L->sens[i].dnll)) add_exact(x, "dnll", L->sens[i].dnll);
             cJSON_AddItemToArray(pts, x);
         }
         cJSON *es = cJSON_AddArrayToObject(o, "settings");
@@ -286,6 +290,9 @@ int measurement_load(measurement *ms, const char *path) {
     else if (get_num(root, "n_layers", 1, 1 << 20, &v) || (ms->n_layers = (int)v, 0) || get_num(root, "seconds", 0, 1e12, &ms->seconds) ||
              get_num(root, "sensitivity_windows", 1, 1 << 20, &v) || (ms->sens_windows = (int)v, 0))
         bad = "\"n_layers\", \"seconds\" or \"sensitivity_windows\" is missing";
+    else if (ms->sens_float_nll = NAN, cJSON_GetObjectItemCaseSensitive(root, "sensitivity_float_nll") &&
+             get_num(root, "sensitivity_float_nll", 0, INFINITY, &ms->sens_float_nll))
+        bad = "\"sensitivity_float_nll\" is not a number";
     else if (!cJSON_IsArray(layers))
         bad = "\"layers\" is not an array";
     if (!bad) {
@@ -321,6 +328,10 @@ int measurement_load(measurement *ms, const char *path) {
                     if (get_setting(po, &ps->s) || get_num(po, "rel_err", 0, INFINITY, &ps->rel_err) ||
                         get_num(po, "kl", 0, INFINITY, &ps->kl))
                         bad = "a sensitivity point is malformed";
+                    /* optional: files measured before ΔNLL was recorded lack it */
+                    ps->dnll = NAN;
+                    if (cJSON_GetObjectItemCaseSensitive(po, "dnll") && get_num(po, "dnll", -INFINITY, INFINITY, &ps->dnll))
+                        bad = "a sensitivity point's dnll is not a number";
                 }
             if (bad) break;
             L->layer = (int)layer, L->out = (int64_t)out, L->in = (int64_t)in;
@@ -388,6 +399,19 @@ double measure_predicted_kl(const measure_layer *L, double r) {
     return exp(y[i] + (y[i + 1] - y[i]) * (lr - x[i]) / (x[i + 1] - x[i]));
 }
 
+double measure_nll_sensitivity(const measure_layer *L) {
+    if (L->n_sens < 1) return NAN;
+    double num = 0, den = 0;
+    for (int i = 0; i < L->n_sens; i++) {
+        const measure_sens *p = &L->sens[i];
+        if (!isfinite(p->dnll)) return NAN;
+        const double r2 = p->rel_err * p->rel_err;
+        num += p->dnll * r2, den += r2 * r2;
+    }
+    const double fit = den > 0 ? num / den : 0, floor_ = MEASURE_NLL_FLOOR * L->sensitivity;
+    return fit > floor_ ? fit : floor_;
+}
+
 /* ---------------- measuring ---------------- */
 
 typedef struct {
@@ -400,6 +424,7 @@ typedef struct {
     llama_state *st;   /* forward state for the sensitivity windows */
     float *ref_lp;     /* (sens_windows, seqlen, vocab) float model's log-probabilities */
     float *xin;        /* (sens_windows, n_layers, seqlen, dim) float model's input of every block */
+    double ref_nll;    /* float model's mean NLL of the windows' next tokens */
     double t0, s0;     /* start of this run, seconds measured before it */
 } measure_ctx;
 
@@ -420,13 +445,15 @@ static void log_softmax_rows(float *x, int n, int vocab) {
 /* Mean KL(float model || current model) over the sensitivity windows, where the current
  * model differs from the float one from block `from` on (the float inputs of that block
  * are kept, so earlier blocks are not run again: the same numbers as a whole forward);
- * with `store` (from = 0), records the float model's block inputs and log-probabilities. */
-static double sens_kl(measure_ctx *mc, int from, int store) {
+ * *dnll gets the increase of the mean NLL of the windows' next tokens over the float
+ * model's.  With `store` (from = 0), records the float model's block inputs,
+ * log-probabilities and NLL. */
+static double sens_kl(measure_ctx *mc, int from, int store, double *dnll) {
     const measurement *ms = mc->ms;
     const llama_model *m = mc->m;
     const int S = mc->calib->seqlen, V = m->cfg.vocab_size, dim = m->cfg.dim, nl = m->cfg.n_layers;
     llama_state *st = mc->st;
-    double kl = 0;
+    double kl = 0, nll = 0;
     for (int w = 0; w < ms->sens_windows; w++) {
         float *xin = mc->xin + (size_t)w * nl * S * dim;
         if (store) llama_embed(m, mc->calib->ids + (size_t)w * S, S, st->x);
@@ -439,13 +466,16 @@ static double sens_kl(measure_ctx *mc, int from, int store) {
         llama_logits(m, st->x, S, st->logits);
         const float *lg = st->logits;
         float *dst = mc->ref_lp + (size_t)w * S * V;
+        const int *next = mc->calib->ids + (size_t)w * S + 1; /* (S-1) the actual next tokens */
         if (store) {
             memcpy(dst, lg, sizeof(float) * (size_t)S * V);
             log_softmax_rows(dst, S, V);
+            for (int t = 0; t + 1 < S; t++) nll -= dst[(size_t)t * V + next[t]];
             continue;
         }
         float *cur = mc->st->logits;
         log_softmax_rows(cur, S, V);
+        for (int t = 0; t + 1 < S; t++) nll -= cur[(size_t)t * V + next[t]];
 #pragma omp parallel for reduction(+ : kl) schedule(static)
         for (int t = 0; t < S; t++) {
             const float *p = dst + (size_t)t * V, *q = cur + (size_t)t * V;
@@ -454,6 +484,9 @@ static double sens_kl(measure_ctx *mc, int from, int store) {
             kl += acc;
         }
     }
+    nll /= (double)ms->sens_windows * (S > 1 ? S - 1 : 1);
+    if (store) mc->ref_nll = nll;
+    if (dnll) *dnll = store ? 0 : nll - mc->ref_nll;
     return kl / ((double)ms->sens_windows * S);
 }
 
@@ -520,7 +553,7 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
             if (L->sens[i].s.bits == ps->s.bits && L->sens[i].s.group_size == ps->s.group_size && L->sens[i].s.sym == ps->s.sym)
                 same = i;
         if (same >= 0) {
-            ps->kl = L->sens[same].kl;
+            ps->kl = L->sens[same].kl, ps->dnll = L->sens[same].dnll;
             continue;
         }
         gptq_params gp = gptq_default_params();
@@ -538,11 +571,12 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
         lm->owned = NULL;
         linear_set_f32(lm, res.q.wq);
         res.q.wq = NULL;
-        double kl = sens_kl(mc, L->layer, 0);
+        double dnll = 0, kl = sens_kl(mc, L->layer, 0, &dnll);
         free(lm->owned);
         lm->owned = o0, lm->w = w0, lm->dtype = d0;
         gptq_result_free(&res);
         ps->kl = kl > 0 ? kl : 0;
+        ps->dnll = dnll; /* may be negative: kept as measured, measure_nll_sensitivity decides */
     }
     if (failed < 0) { /* the first reference (3-bit) also gives the quadratic model's scale */
         double r = L->sens[0].rel_err;
@@ -568,7 +602,7 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
 }
 
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path) {
-    measure_ctx mc = {ms, save_path, {0}, 0, m, calib, NULL, NULL, NULL, 0, 0};
+    measure_ctx mc = {ms, save_path, {0}, 0, m, calib, NULL, NULL, NULL, 0, 0, 0};
     int todo = 0;
     for (int k = 0; k < ms->n; k++) todo += m_wants(&mc, k);
     ms->measured_now = 0;
@@ -596,7 +630,8 @@ int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const
     mc.st = llama_state_new(m, calib->seqlen, calib->seqlen);
     mc.ref_lp = xmalloc(sizeof(float) * (size_t)calib->seqlen * m->cfg.vocab_size * nw);
     mc.xin = xmalloc(sizeof(float) * (size_t)calib->seqlen * m->cfg.n_layers * m->cfg.dim * nw);
-    sens_kl(&mc, 0, 1);
+    sens_kl(&mc, 0, 1, NULL);
+    ms->sens_float_nll = mc.ref_nll;
     quant_result r;
     progress_start(&mc.pg, "measure: layer", todo);
     int rc = quantize_model(m, calib, &o, &r);

@@ -34,6 +34,14 @@
  * objective.  On llama-bpe-26m the slopes came out 1.6-2.2 (docs/QUALITY.md).  Three
  * forward passes over those windows per Linear.
  *
+ * The same passes also give the increase of the mean NLL of the windows' actual next
+ * tokens (ΔNLL; the calibration text's, against the float model's own NLL): KL measures
+ * the divergence from the float model, perplexity the NLL of the data, and the two differ
+ * by a first-order term (the direction of the change).  measure_nll_sensitivity turns the
+ * three ΔNLL points into a quadratic coefficient for the allocator's nll objective.
+ * Files measured before ΔNLL was recorded (format 3 without "dnll") still load; their
+ * points carry NAN there and the nll objective refuses them.
+ *
  * File: a JSON document (written atomically after every Linear, so an interrupted
  * measurement resumes where it stopped) with the key it was measured under — model
  * directory and the sha256 of its config.json, the sha256 of the calibration token ids,
@@ -59,6 +67,7 @@ typedef struct {
     qsetting s;
     double rel_err;
     double kl;
+    double dnll;    /* increase of the mean NLL of the windows' actual next tokens (NAN: not measured) */
 } measure_sens;
 
 typedef struct {
@@ -101,6 +110,7 @@ typedef struct {
     double seconds;           /* measuring time, summed over resumed runs */
     int measured_now;         /* Linears measured by the last measure_model call */
     int sens_windows;         /* calibration windows the sensitivities use (the first ones) */
+    double sens_float_nll;    /* the float model's mean NLL of those windows' next tokens (NAN: not measured) */
 } measurement;
 
 /* bits {2,3,4,8} × group {32,64,128,-1}, asym (× sym too if with_sym).  Asym by default:
@@ -130,6 +140,15 @@ int measurement_load(measurement *ms, const char *path);
  * no positive KL or a repeated rel_err are left out), or sensitivity·r² with fewer than
  * two usable points (a format-2 file, a Linear with one fitting setting). */
 double measure_predicted_kl(const measure_layer *L, double r);
+
+/* The nll objective's coefficient: ΔNLL per unit squared relative error, the least-squares
+ * fit through the origin of the points' ΔNLL against rel_err² (Σ d·r² / Σ r⁴: all three
+ * points, weighted toward the largest errors, where ΔNLL stands furthest above its
+ * sampling noise; ΔNLL of a few windows is noisy and can come out negative), floored at
+ * MEASURE_NLL_FLOOR × the KL sensitivity so that no Linear looks free.  NAN if a point
+ * lacks ΔNLL (an older file). */
+#define MEASURE_NLL_FLOOR 0.1
+double measure_nll_sensitivity(const measure_layer *L);
 
 /* Measures every Linear not yet measured (saving to save_path after each, if given). */
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path);

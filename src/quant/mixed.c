@@ -54,10 +54,21 @@ int mixed_plan_measured(const measurement *ms, const gptq_params *base, double t
     for (int k = 0; k < ms->n && rc == 0; k++) {
         const measure_layer *L = &ms->layers[k];
         if (L->n_entries == 0) continue;
-        if (!L->measured) rc = gptq_fail("%s has not been measured", L->name);
+        if (!L->measured) {
+            rc = gptq_fail("%s has not been measured", L->name);
+            break;
+        }
+        const double snll = obj == MIXED_NLL ? measure_nll_sensitivity(L) : 0;
+        if (!isfinite(snll)) {
+            rc = gptq_fail("--alloc-objective nll: %s was measured without the NLL sensitivities (a measurement file from "
+                           "before they were recorded); measure again into a new --measurement file",
+                           L->name);
+            break;
+        }
         for (int e = 0; e < L->n_entries; e++) {
             double r = L->entries[e].rel_err;
             errs[(size_t)n * MEASURE_MAX_MENU + e] = obj == MIXED_KL       ? L->sensitivity * r * r
+                                                     : obj == MIXED_NLL    ? snll * r * r
                                                      : obj == MIXED_KL_POW ? measure_predicted_kl(L, r)
                                                      : obj == MIXED_ERR_SQ  ? r * r
                                                                             : r;

@@ -13,7 +13,10 @@
  * Linear k's three measured reference points (measure_predicted_kl; on llama-bpe-26m the
  * measured slopes are 1.6-2.2, and the quadratic chose the better plans on the
  * validation text: docs/QUALITY.md), MIXED_ERR_SQ, Σ rel_err² (every Linear equally
- * sensitive), and MIXED_ERR_ABS, Σ rel_err. */
+ * sensitive), and MIXED_ERR_ABS, Σ rel_err.  MIXED_NLL: Σ s_k · rel_err_k² with s_k the
+ * increase of the calibration text's next-token NLL per unit squared relative error
+ * (measure_nll_sensitivity): perplexity is the data's NLL, not the divergence from the
+ * float model.  It needs a measurement that recorded ΔNLL (refused otherwise). */
 #ifndef GPTQ_QUANT_MIXED_H
 #define GPTQ_QUANT_MIXED_H
 
@@ -21,7 +24,7 @@
 #include "quant/gptq.h"
 #include "quant/measure.h"
 
-typedef enum { MIXED_KL = 0, MIXED_ERR_SQ, MIXED_ERR_ABS, MIXED_KL_POW } mixed_objective;
+typedef enum { MIXED_KL = 0, MIXED_ERR_SQ, MIXED_ERR_ABS, MIXED_KL_POW, MIXED_NLL } mixed_objective;
 
 typedef struct {
     int n;                 /* n_layers*LIN_COUNT + 1 (lm_head last, never changed) */

@@ -94,10 +94,25 @@ expect_error "malformed measurement file" "bad.json: not a measurement file" \
 expect_error "--calib-mix without a file" "--calib-mix needs --calib FILE" \
   "$BIN" quantize --model "$S" --out "$W/x4" --target-bpw 7 --calib-mix 0.5
 expect_error "rtn with a target" "--target-bpw needs --method gptq" "$BIN" "${Q[@]}" --method rtn --out "$W/x5" --target-bpw 7
-expect_error "unknown objective" "--alloc-objective must be kl, kl-pow, sq or abs" "$BIN" "${Q[@]}" --out "$W/x8" --target-bpw 7 --alloc-objective foo
+expect_error "unknown objective" "--alloc-objective must be kl, kl-pow, nll, sq or abs" "$BIN" "${Q[@]}" --out "$W/x8" --target-bpw 7 --alloc-objective foo
 check "--alloc-objective kl-pow" "$BIN" "${Q[@]}" --out "$W/kq" --target-bpw 7 --measurement "$W/meas.json" --alloc-objective kl-pow --json
+check "--alloc-objective nll" "$BIN" "${Q[@]}" --out "$W/kn" --target-bpw 7 --measurement "$W/meas.json" --alloc-objective nll --json
+check "the measurement records dnll" grep -q '"dnll"' "$W/meas.json"
+# a measurement file from before dnll was recorded: kl still plans from it, nll refuses it
+python3 - "$W/meas.json" "$W/old3.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d.pop("sensitivity_float_nll", None)
+for L in d["layers"]:
+    for p in L["sensitivity_points"]:
+        p.pop("dnll", None)
+json.dump(d, open(sys.argv[2], "w"))
+PY
+check "kl plans from a file without dnll" "$BIN" "${Q[@]}" --out "$W/k3" --target-bpw 7 --measurement "$W/old3.json" --json
+expect_error "nll refuses a file without dnll" "old3.json: .* was measured without the NLL sensitivities .*: --alloc-objective nll needs a new --measurement file" \
+  "$BIN" "${Q[@]}" --out "$W/x9" --target-bpw 7 --measurement "$W/old3.json" --alloc-objective nll
 expect_error "unknown heuristic" "--alloc-heuristic must be llama.cpp" "$BIN" "${Q[@]}" --out "$W/x6" --target-bpw 7 --alloc-heuristic foo
 expect_error "heuristic below its smallest plan" "below the smallest llama.cpp-style plan \([0-9]+\.[0-9]{4} bpw\)" \
   "$BIN" "${Q[@]}" --out "$W/x7" --target-bpw 2.01 --alloc-heuristic llama.cpp
-for x in x1 x2 x3 x4 x5 x6 x7 x8; do check "no output left for $x" test ! -e "$W/$x"; done
+for x in x1 x2 x3 x4 x5 x6 x7 x8 x9; do check "no output left for $x" test ! -e "$W/$x"; done
 finish

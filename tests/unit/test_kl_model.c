@@ -27,7 +27,7 @@ static void make_layer(measure_layer *L, measure_entry *e, double k3, double k2,
     e[3] = (measure_entry){{8, -1, 0}, 2100, 0.003, 0};
     const double k[3] = {k3, k2, k4};
     L->n_sens = 3;
-    for (int i = 0; i < 3; i++) L->sens[i] = (measure_sens){e[i].s, e[i].rel_err, k[i]};
+    for (int i = 0; i < 3; i++) L->sens[i] = (measure_sens){e[i].s, e[i].rel_err, k[i], NAN};
     L->sens_ref = e[0].s, L->sens_kl = k3, L->sensitivity = k3 / (0.1 * 0.1);
 }
 

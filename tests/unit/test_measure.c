@@ -72,7 +72,8 @@ static int same_results(const measurement *a, const measurement *b) {
         /* (the KLs are OpenMP reductions: equal to the last bits only up to the order of the partial sums) */
         int sens_same = x->n_sens == y->n_sens;
         for (int i = 0; i < x->n_sens && sens_same; i++)
-            sens_same = fabs(x->sens[i].kl - y->sens[i].kl) <= 1e-12 * x->sens[i].kl && x->sens[i].rel_err == y->sens[i].rel_err;
+            sens_same = fabs(x->sens[i].kl - y->sens[i].kl) <= 1e-12 * x->sens[i].kl && x->sens[i].rel_err == y->sens[i].rel_err &&
+                        fabs(x->sens[i].dnll - y->sens[i].dnll) <= 1e-9;
         if (x->measured && (x->energy != y->energy || !sens_same)) {
             fprintf(stderr, "%s: energy %.17g vs %.17g, KL %.17g vs %.17g\n", x->name, x->energy, y->energy, x->sens_kl, y->sens_kl);
             return 0;
@@ -131,6 +132,17 @@ int main(void) {
         if (e2 >= 0) CHECK(e8 < e2 / 10, "%s: 8-bit error %g well below 2-bit %g", L->name, e8, e2);
     }
     CHECK(fit == 30 && ms.measured_now == 30, "30 Linears measured (%d)", ms.measured_now);
+    /* ΔNLL of the calibration windows' next tokens, recorded at every reference point: the
+     * float model's own NLL is a sane number, and 2-bit quantization raises the NLL on
+     * the whole (single Linears may come out either way) */
+    CHECK(ms.sens_float_nll > 0.5 && ms.sens_float_nll < 12, "float NLL of the sensitivity windows: %g", ms.sens_float_nll);
+    double dnll2 = 0;
+    for (int k = 0; k < ms.n; k++)
+        for (int i = 0; i < ms.layers[k].n_sens; i++) {
+            CHECK(isfinite(ms.layers[k].sens[i].dnll), "%s: dnll recorded", ms.layers[k].name);
+            if (ms.layers[k].sens[i].s.bits == 2) dnll2 += ms.layers[k].sens[i].dnll;
+        }
+    CHECK(dnll2 > 0, "2-bit quantization raises the NLL in sum (%g)", dnll2);
 
     /* round trip */
     measurement back;
@@ -189,6 +201,35 @@ int main(void) {
         CHECK(reused == 0, "format-2 layers are measured again (%d reused)", reused);
         measurement_free(&old), measurement_free(&again);
         free(text), free(v2);
+    }
+
+    /* a format-3 file written before ΔNLL was recorded (no "dnll" keys) loads and plans by kl;
+     * the nll objective refuses it */
+    {
+        measurement nod = {0}, back3;
+        measure_default_menu(&nod, 1);
+        measurement_init(&nod, &m, dir, &calib, 0.01f, 1, 0, 128);
+        measurement_adopt(&nod, &back, path);
+        nod.sens_float_nll = NAN;
+        for (int k = 0; k < nod.n; k++)
+            for (int i = 0; i < nod.layers[k].n_sens; i++) nod.layers[k].sens[i].dnll = NAN;
+        char *p3 = fs_join(tmp, "nodnll.json");
+        CHECK(measurement_save(&nod, p3) == 0, "save without dnll");
+        char *text = fs_read_all(p3, NULL);
+        CHECK(text && !strstr(text, "dnll") && !strstr(text, "float_nll"), "no dnll keys written");
+        free(text);
+        CHECK(measurement_load(&back3, p3) == 0, "format 3 without dnll loads: %s", gptq_last_error());
+        CHECK(isnan(back3.layers[0].sens[0].dnll) && isnan(back3.sens_float_nll), "its dnll are NAN");
+        CHECK(mixed_plan_measured(&back3, &base, 7.0, MIXED_KL, &plan) == 0, "kl plans it: %s", gptq_last_error());
+        mixed_plan_free(&plan);
+        CHECK(mixed_plan_measured(&back3, &base, 7.0, MIXED_NLL, &plan) == -1 &&
+                  strstr(gptq_last_error(), "measured without the NLL sensitivities"),
+              "nll refuses it: %s", gptq_last_error());
+        CHECK(mixed_plan_measured(&ms, &base, 7.0, MIXED_NLL, &plan) == 0 && plan.bpw <= 7.0, "nll plans a new one: %s",
+              gptq_last_error());
+        mixed_plan_free(&plan);
+        measurement_free(&nod), measurement_free(&back3);
+        free(p3);
     }
 
     /* another key: refused, naming the file and the difference */
