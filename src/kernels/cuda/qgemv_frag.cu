@@ -23,6 +23,7 @@
 // silu(gate) · up straight into the fragment order of down_proj's input.
 #include <cuda_fp16.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cuda/cu_common.cuh"
