@@ -77,7 +77,8 @@ int bench_cuda(const char *model_dir, int prompt_len, int gen, int reps, int jso
     printf("load:     %.3f s\n", load_s);
     printf("prefill:  %d tokens in %.4f s = %.1f tok/s\n", prompt_len, best_prefill, prefill_tok_s);
     if (gen) {
-        printf("decode:   %d tokens in %.4f s = %.3f ms/token, %.2f tok/s\n", gen, best_decode, ms_tok, decode_tok_s);
+        printf("decode:   %d tokens in %.4f s = %.3f ms/token, %.2f tok/s (%s GEMV)\n", gen, best_decode, ms_tok, decode_tok_s,
+               info.frag_decode ? "fragment-order" : info.n_quantized ? "packed" : "fp16");
         printf("roofline: %.1f MiB weights + %.1f MiB KV cache per token, copy bandwidth %.1f GB/s (read + write)\n",
                info.weight_bytes / 1048576, kv_bytes / 1048576, bw * 1e-9);
         printf("          -> %.1f tok/s at the roofline; decode reaches %.1f%% of it\n", roof, 100.0 * decode_tok_s / roof);
@@ -88,9 +89,10 @@ int bench_cuda(const char *model_dir, int prompt_len, int gen, int reps, int jso
         printf("{\"device\": \"cuda\", \"load_s\": %.4f, \"prefill_tok_s\": %.2f, \"decode_tok_s\": %.3f, "
                "\"decode_ms_per_token\": %.4f, \"peak_rss_mb\": %.1f, \"gpu_mem_peak_mb\": %.1f, \"prompt_len\": %d, "
                "\"gen\": %d, \"weight_bytes\": %.0f, \"kv_bytes_per_token\": %.0f, \"copy_gb_s\": %.2f, "
-               "\"roofline_tok_s\": %.2f, \"roofline_frac\": %.4f}\n",
+               "\"roofline_tok_s\": %.2f, \"roofline_frac\": %.4f, \"decode_gemv\": \"%s\"}\n",
                load_s, prefill_tok_s, decode_tok_s, ms_tok, peak_rss_mb(), info.gpu_mem_peak / 1048576, prompt_len, gen,
-               info.weight_bytes, kv_bytes, bw * 1e-9, roof, gen ? decode_tok_s / roof : 0);
+               info.weight_bytes, kv_bytes, bw * 1e-9, roof, gen ? decode_tok_s / roof : 0,
+               info.frag_decode ? "fragment-order" : info.n_quantized ? "packed" : "fp16");
     free(ids);
     llama_cuda_free(m);
     return 0;
