@@ -95,8 +95,11 @@ static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *ca
                         "gptq: refine round %d: plan KL %.6g measured in context, %.6g predicted from isolated sensitivities; "
                         "in-context/isolated sensitivity min %.3f median %.3f max %.3f; %d Linears changed\n",
                         i + 1, rs.kl_plan[i], rs.pred_iso[i], rs.ratio_min[i], rs.ratio_med[i], rs.ratio_max[i], rs.changed[i]);
-            fprintf(stderr, "gptq: refined allocation: %.4f bpw, predicted in-context KL %.6g (%d rounds, %d forward passes, %.1f s)\n",
-                    plan->bpw, plan->predicted, rs.rounds, rs.forwards, rs.seconds);
+            fprintf(stderr,
+                    "gptq: refined allocation: %.4f bpw, predicted in-context KL %.6g (%d rounds, %d forward passes, %.1f s: "
+                    "Hessians %.1f s, GPTQ %.1f s, forward passes and allocation %.1f s)\n",
+                    plan->bpw, plan->predicted, rs.rounds, rs.forwards, rs.seconds, rs.hessian_seconds, rs.gptq_seconds,
+                    rs.seconds - rs.hessian_seconds - rs.gptq_seconds);
             *refine_s = rs.seconds;
         }
     } else {

@@ -139,6 +139,7 @@ int mixed_refine(llama_model *m, const calib_set *calib, const measurement *ms, 
         quant_result qr;
         rc_ = quantize_model(m, calib, &o, &qr);
         if (rc_ == 0) quant_result_free(&qr);
+        rs->hessian_seconds = now_seconds() - t0;
     }
     /* the float model's outputs on the measurement's sensitivity windows */
     const int nw = ms->sens_windows < calib->n ? ms->sens_windows : calib->n;
@@ -155,6 +156,7 @@ int mixed_refine(llama_model *m, const calib_set *calib, const measurement *ms, 
     }
     for (int round = 0; round < rounds && rc_ == 0; round++) {
         /* the plan's weights, and each Linear's reference settings */
+        const double tg = now_seconds();
         for (int k = 0; k < ms->n && rc_ == 0; k++) {
             const measure_layer *L = &ms->layers[k];
             if (L->n_entries == 0 || plan->choice[k] < 0) continue;
@@ -166,6 +168,7 @@ int mixed_refine(llama_model *m, const calib_set *calib, const measurement *ms, 
             }
             rc_ = make_weights(&rc, m, k, w, n);
         }
+        rs->gptq_seconds += now_seconds() - tg;
         if (rc_ != 0) break;
         for (int k = 0; k < ms->n; k++)
             if (plan->choice[k] >= 0)

@@ -40,6 +40,8 @@
 typedef struct {
     int rounds;                         /* rounds run */
     double seconds;                     /* Hessians, GPTQ, forward passes and allocations */
+    double hessian_seconds;             /* of which the calibration pass for the Hessians */
+    double gptq_seconds;                /* the GPTQ quantizations */
     int forwards;                       /* forward passes over the windows */
     double kl_plan[REFINE_MAX_ROUNDS];  /* measured KL of the context plan of each round (the windows) */
     double pred_iso[REFINE_MAX_ROUNDS]; /* Σ isolated sensitivity · r² of that plan */
