@@ -19,6 +19,9 @@
 #             GPTQ_CUDA_TILED=1 with the codes in the 16-row tile layout
 #   model4    the 4-bit model of `model` only, GPTQ_CUDA_TILED and GPTQ_CUDA_MMA_PF 0 / 1
 #   modelf    the 4-bit model of `model` only, GPTQ_CUDA_FRAG=1 / 0 / 1 / 0 (fragment-order GEMV or not)
+#   edge      what a kernel-to-kernel dependency costs (bench/cuda_edge_latency.cu, built there by nvcc)
+#   ab        the 4-bit model of `model` only, with the environment variable named by AB_VAR at
+#             1 / 0 / 1 / 0 (a switch's effect on decode)
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
 #   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp16 (calib_mix 128 x 512, seed 0;
 #             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
@@ -103,6 +106,17 @@ for step in "$@"; do
         echo "GPTQ_CUDA_FRAG=$f"
         GPTQ_CUDA_FRAG=$f "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
           tail -1 | tee -a "$OUT/bench-l7b-w4-frag$f.txt"
+      done ;;
+    edge) nvcc -O3 -arch=sm_90 -o "$D/edge" "$D/tests/cuda_edge_latency.cu" && "$D/edge" | tee "$OUT/edge.txt"
+          rc=$((rc | PIPESTATUS[0])) ;;
+    ab) # the 4-bit model only, $AB_VAR=1 / 0 / 1 / 0 (after model or alone)
+      M=/tmp/gptq-models; mkdir -p $M
+      [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
+      [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
+      for f in 1 0 1 0; do
+        echo "${AB_VAR:?AB_VAR names the variable}=$f"
+        env "$AB_VAR=$f" "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
+          tail -1 | tee -a "$OUT/bench-l7b-w4-$AB_VAR$f.txt"
       done ;;
     gptq) GPTQ_SHARED=$D/shared OMP_NUM_THREADS=16 "$D/bin/test_cuda_gptq" 2>&1 | tee "$OUT/gptq-test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     quant26m)
