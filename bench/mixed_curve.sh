@@ -3,10 +3,12 @@
 # calib_mix.txt (128 windows x 512, seed 0), WikiText-2 perplexity at ctx 512 (whole file,
 # in memory: `quantize --eval` gives the same figure as loading the written checkpoint).
 #   bench/mixed_curve.sh [SHARED_DIR] [OUT_DIR] [PART...]
-# PART: uniform (GPTQ act-order at menu settings between 2.2 and 4.5 bpw), rtn (RTN at
-# some of them), mixed (--target-bpw with one shared measurement),
-# heuristic (--target-bpw --alloc-heuristic llama.cpp), table (nothing new), accept (mixed at the bpw of uniform
-# w2 g64, w3 g128, w4 g128); default: all. Runs already in OUT/results.jsonl are skipped,
+# PART: uniform (GPTQ act-order at menu settings between 2.2 and 4.5 bpw), uniform-mse (the
+# same with --mse at the issue's reference settings), rtn (RTN at some of them), mixed
+# (--target-bpw with one shared measurement: MSE grids, the default), minmax (--target-bpw
+# --no-mse: min-max grids, its own measurement), heuristic (--target-bpw --alloc-heuristic
+# llama.cpp), table (nothing new), accept (mixed and minmax at the bpw of uniform w2 g64,
+# w3 g128, w4 g128); default: all. Runs already in OUT/results.jsonl are skipped,
 # so an interrupted run resumes. THREADS (default all cores), GPTQ_BIN, EVAL_WINDOWS
 # (0 = whole file), SETTINGS / RTN_SETTINGS / TARGETS / HTARGETS / ACCEPT tune it. Ends with
 # a markdown table and OUT/ppl_vs_bpw.svg (families: mixed, uniform, rtn, heuristic).
@@ -14,7 +16,7 @@ set -uo pipefail
 SHARED=${1:-../shared}
 OUT=${2:-out/mixed_curve}
 shift 2 2>/dev/null || shift $#
-PARTS=${*:-uniform rtn mixed heuristic accept}
+PARTS=${*:-uniform uniform-mse rtn mixed minmax heuristic accept}
 BIN=${GPTQ_BIN:-build/gptq}
 THREADS=${THREADS:-$(nproc)}
 EW=${EVAL_WINDOWS:-0}
@@ -40,6 +42,7 @@ run() {  # family label args...
 # w4 g128 asym, w3 g128 sym and w2 g64 asym
 SETTINGS=${SETTINGS:-"2:128 2:64 2:32 3:-1 3:128 3:128:sym 3:64 4:-1 4:128"}
 RTN_SETTINGS=${RTN_SETTINGS:-"2:64 2:32 3:128:sym 3:64 4:128:sym"}
+MSE_SETTINGS=${MSE_SETTINGS:-"2:64 3:128 3:128:sym 4:128"}
 TARGETS=${TARGETS:-"2.25 2.5 2.75 3.0 3.5 4.0 4.5"}
 HTARGETS=${HTARGETS:-"2.5 3.0 3.5 4.0 4.5"}
 ACCEPT=${ACCEPT:-"2.3299 3.1970 4.2049"}  # the bpw of uniform w2 g64, w3 g128, w4 g128
@@ -48,10 +51,15 @@ args() { local b=${1%%:*} r=${1#*:}; local g=${r%%:*} m=asym; [ "$r" != "$g" ] &
 for part in $PARTS; do
   case $part in
   uniform) for s in $SETTINGS; do run uniform "$(label "$s")" $(args "$s") --act-order; done ;;
+  uniform-mse) for s in $MSE_SETTINGS; do run uniform-mse "$(label "$s")" $(args "$s") --act-order --mse; done ;;
   rtn) for s in $RTN_SETTINGS; do run rtn "$(label "$s")" --method rtn $(args "$s"); done ;;
   mixed) for t in $TARGETS; do run mixed "$t" --target-bpw "$t" --measurement "$OUT/measurement.json"; done ;;
+  minmax) for t in $TARGETS; do run mixed-minmax "$t" --target-bpw "$t" --no-mse --measurement "$OUT/measurement-minmax.json"; done ;;
   heuristic) for t in $HTARGETS; do run heuristic "$t" --target-bpw "$t" --alloc-heuristic llama.cpp; done ;;
-  accept) for t in $ACCEPT; do run mixed "$t" --target-bpw "$t" --measurement "$OUT/measurement.json"; done ;;
+  accept) for t in $ACCEPT; do
+            run mixed "$t" --target-bpw "$t" --measurement "$OUT/measurement.json"
+            run mixed-minmax "$t" --target-bpw "$t" --no-mse --measurement "$OUT/measurement-minmax.json"
+          done ;;
   table) ;;  # only the table and plot from the results so far
   *) echo "unknown part $part" >&2; exit 2 ;;
   esac
@@ -62,7 +70,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 fams = {}
 for r in rows:  # symmetric uniform GPTQ gets its own line (same bpw as asym, other ppl)
-    f = r["family"] + ("-sym" if r["family"] == "uniform" and r["label"].endswith("-sym") else "")
+    f = r["family"] + ("-sym" if r["family"].startswith("uniform") and r["label"].endswith("-sym") else "")
     fams.setdefault(f, []).append((r["result"]["bpw"], r["result"]["ppl"], r["label"]))
 print("\n| method | setting / target | bpw | WikiText-2 ppl |")
 print("|---|---|---|---|")
@@ -78,7 +86,8 @@ import math
 y0, y1 = math.log(min(ys)) - 0.02, math.log(max(ys)) + 0.02
 X = lambda b: L + pw * (b - x0) / (x1 - x0)
 Y = lambda p: T + ph - ph * (math.log(p) - y0) / (y1 - y0)
-col = {"mixed": "#d62728", "uniform": "#1f77b4", "uniform-sym": "#17becf", "rtn": "#7f7f7f", "heuristic": "#2ca02c"}
+col = {"mixed": "#d62728", "mixed-minmax": "#ff9896", "uniform": "#1f77b4", "uniform-sym": "#17becf",
+       "uniform-mse": "#9467bd", "uniform-mse-sym": "#c5b0d5", "rtn": "#7f7f7f", "heuristic": "#2ca02c"}
 o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
      '<rect width="100%" height="100%" fill="white"/>',
      f'<text x="{L}" y="22" font-size="15">llama-bpe-26m: WikiText-2 perplexity (ctx 512) vs bits per weight</text>',

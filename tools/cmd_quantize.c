@@ -153,7 +153,7 @@ int cmd_quantize(int argc, char **argv) {
     float target_bpw = 0, calib_mix = 0;
     int menu_sym = 0;
     int bits = 4, group = 128, act_order = 0, no_act_order = 0, static_groups = 0, sym = 1, asym = 0, block = 128;
-    int mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0, eval_kl_windows = -1;
+    int mse = 0, no_mse = 0, lm_head = 0, nsamples = 128, seqlen = 512, seed = 0, json = 0, force = 0, eval_ctx = 512, eval_windows = 0, eval_kl_windows = -1;
     int resume = 0, gpu_fp16 = 0;
     float damp = 0.01f;
     const cli_opt opts[] = {
@@ -174,7 +174,9 @@ int cmd_quantize(int argc, char **argv) {
         {"--static-groups", NULL, OPT_FLAG, &static_groups, 0, -1, "group grids fixed before act-order (monotonic g_idx)"},
         {"--sym", NULL, OPT_FLAG, &sym, 0, -1, "symmetric grid (default)"},
         {"--asym", NULL, OPT_FLAG, &asym, 0, -1, "grid with zero points"},
-        {"--mse", NULL, OPT_FLAG, &mse, 0, -1, "clip each group's range to the grid with the least squared error"},
+        {"--mse", NULL, OPT_FLAG, &mse, 0, -1,
+         "clip each group's range to the grid with the least squared error (default with --target-bpw)"},
+        {"--no-mse", NULL, OPT_FLAG, &no_mse, 0, -1, "min-max grids (the reference GPTQ's; default without --target-bpw)"},
         {"--damp", NULL, OPT_FLOAT, &damp, 0, 1, "Hessian damping as a fraction of its mean diagonal (0.01)"},
         {"--block", NULL, OPT_INT, &block, 1, 1 << 16, "columns per lazy-update block (128)"},
         {"--quantize-lm-head", NULL, OPT_FLAG, &lm_head, 0, -1, "quantize lm_head too"},
@@ -233,6 +235,11 @@ int cmd_quantize(int argc, char **argv) {
     else return cli_error(&cmd, "--method must be gptq or rtn, got '%s'", method);
     if (qo.method == QMETHOD_RTN) act_order = 0, static_groups = 0;
     int mixed = target_bpw > 0;
+    if (mse && no_mse) return cli_error(&cmd, "--mse and --no-mse exclude each other");
+    /* mixed precision measures and quantizes with MSE grids unless told otherwise: on PTB's
+     * validation text they beat min-max grids at every target (docs/QUALITY.md); uniform
+     * runs keep the reference algorithm's min-max grids unless --mse */
+    if (mixed && !no_mse) mse = 1;
     mixed_objective obj = MIXED_KL;
     if (strcmp(objective, "kl") == 0) obj = MIXED_KL;
     else if (strcmp(objective, "sq") == 0) obj = MIXED_ERR_SQ;

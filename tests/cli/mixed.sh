@@ -89,6 +89,11 @@ expect_error "target below the smallest settings" "--target-bpw 3 is below the .
 expect_error "measurement from other calibration windows" "meas.json: measured with other calibration windows" \
   "$BIN" "${Q[@]}" --seed 5 --out "$W/x2" --target-bpw 7 --measurement "$W/meas.json"
 echo '{"format": "gptq-measurement-3"}' > "$W/bad.json"
+check "mixed precision measures with MSE grids by default" python3 -c "
+import json; assert json.load(open('$W/meas.json'))['key']['mse'] is True"
+expect_error "--no-mse with a measurement made with MSE grids" "meas.json: measured with MSE grids on; use another file" \
+  "$BIN" "${Q[@]}" --out "$W/x9" --target-bpw 7 --measurement "$W/meas.json" --no-mse
+expect_error "--mse with --no-mse" "--mse and --no-mse exclude each other" "$BIN" "${Q[@]}" --out "$W/x10" --target-bpw 7 --mse --no-mse
 expect_error "malformed measurement file" "bad.json: not a measurement file" \
   "$BIN" "${Q[@]}" --out "$W/x3" --target-bpw 7 --measurement "$W/bad.json"
 expect_error "--calib-mix without a file" "--calib-mix needs --calib FILE" \

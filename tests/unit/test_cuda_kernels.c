@@ -410,6 +410,37 @@ static void host_frag(uint16_t *hf, const float *x, const int32_t *perm, int64_t
  * GEMV against the tensor-core kernel on the same layers (which the oracle checks above),
  * three layers in one launch, and the gate/up pair's silu(gate) · up against the two
  * GEMVs and cuk_silu_mul. */
+/* The persistent form of the fragment-order GEMV (8 warps, `slots` resident blocks assumed so
+ * that these small launches take it) against the one-tile-per-block kernel with 8 warps:
+ * bit-identical sums (n layers in one launch, outs[k] rows each). */
+static void check_frag_multi(const cuq_layer *const *lp, int n, const int64_t *outs, const uint32_t *xf, int T, int slots,
+                             const char *what) {
+    const int W = 8;
+    float *ya[3], *yb[3];
+    for (int k = 0; k < n; k++) ya[k] = dmalloc(sizeof(float) * (size_t)(T * outs[k])), yb[k] = dmalloc(sizeof(float) * (size_t)(T * outs[k]));
+    cuq_frag_set(0, 0);
+    cuq_frag_set_multi(1, slots);
+    const long before = cuq_frag_multi_launches();
+    CHECK(cuq_gemv_frag(lp, ya, n, xf, T, 0) == 0, "%s: persistent form: %s", what, gptq_last_error());
+    int tiles = 0;
+    for (int k = 0; k < n; k++) tiles += (int)((outs[k] + 15) / 16);
+    if (tiles > slots) CHECK(cuq_frag_multi_launches() == before + 1, "%s: the persistent form was not taken", what);
+    cuq_frag_set_multi(0, 0);
+    cuq_frag_set(1, W);
+    CHECK(cuq_gemv_frag(lp, yb, n, xf, T, 0) == 0, "%s: one tile per block: %s", what, gptq_last_error());
+    cuq_frag_set(0, 0);
+    cuq_frag_set_multi(-1, 0);
+    for (int k = 0; k < n; k++) {
+        const size_t nb = sizeof(float) * (size_t)(T * outs[k]);
+        float *a = xmalloc(nb), *b = xmalloc(nb);
+        CU(cudaMemcpy(a, ya[k], nb, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(b, yb[k], nb, cudaMemcpyDeviceToHost));
+        CHECK(memcmp(a, b, nb) == 0, "%s: layer %d T=%d: the persistent form (%d warps, %d slots) differs", what, k, T, W, slots);
+        free(a), free(b);
+        cudaFree(ya[k]), cudaFree(yb[k]);
+    }
+}
+
 static void test_frag(void) {
     static const layer_case lcs[] = {{40, 1024, 4, 128, ORDER_MONO, 0, 0},  {96, 2048, 4, 128, ORDER_ACT, 0, 0},
                                      {200, 1024, 4, -1, ORDER_MONO, 1, 0},  {64, 11008, 4, 128, ORDER_MONO, 0, 0},
@@ -466,6 +497,11 @@ static void test_frag(void) {
             CHECK(e <= 1e-5, "frag gemv: layer %d T=%d: relative difference %.3g from the tensor-core GEMV", c, T, e);
             if (e > worst) worst = e;
             checked++;
+            {   /* the persistent form: 3 and 4 tiles per block */
+                const int tiles = (int)((out + 15) / 16);
+                check_frag_multi(lp, 1, &out, xf, T, (tiles + 2) / 3, "frag multi");
+                check_frag_multi(lp, 1, &out, xf, T, (tiles + 3) / 4, "frag multi");
+            }
             free(a), free(b), free(want), free(got), free(hperm), free(hx);
             cudaFree(x), cudaFree(xb), cudaFree(xf), cudaFree(y), cudaFree(y2);
         }
@@ -496,6 +532,11 @@ static void test_frag(void) {
         for (int k = 0; k < 3; k++) y[k] = dmalloc(sizeof(float) * (size_t)(T * ml[k].out)), y1[k] = dmalloc(sizeof(float) * (size_t)(T * ml[k].out));
         const cuq_layer *lp[3] = {&d[0], &d[1], &d[2]};
         CHECK(cuq_gemv_frag(lp, y, 3, xf, T, 0) == 0, "frag multi: %s", gptq_last_error());
+        {   /* tiles of all three layers (6 + 3 + 16) in 9 / 7 persistent blocks (3 / 4 tiles each) */
+            const int64_t outs[3] = {ml[0].out, ml[1].out, ml[2].out};
+            check_frag_multi(lp, 3, outs, xf, T, 9, "frag three layers");
+            check_frag_multi(lp, 3, outs, xf, T, 7, "frag three layers");
+        }
         for (int k = 0; k < 3; k++) {
             CHECK(cuq_gemv_frag(&lp[k], &y1[k], 1, xf, T, 0) == 0, "frag multi: single %d", k);
             const size_t nb = sizeof(float) * (size_t)(T * ml[k].out);
@@ -540,6 +581,15 @@ static void test_frag(void) {
                 host_frag(want, b, NULL, n, n, T2);
                 CU(cudaMemcpy(got, hf, fb, cudaMemcpyDeviceToHost));
                 CHECK(memcmp(want, got, fb) == 0, "frag pair T=%d: fragment-order output differs", T2);
+                /* the pair in persistent blocks (16 tiles: 3 per block) gives the same bits */
+                cuq_frag_set_multi(1, 6);
+                const long before = cuq_frag_multi_launches();
+                CU(cudaMemset(hf, 0, fb));
+                CHECK(cuq_gemv_swiglu_frag(&d[2], &du, hf, h, xf2, T2, 0) == 0, "frag pair multi: %s", gptq_last_error());
+                cuq_frag_set_multi(-1, 0);
+                CHECK(cuq_frag_multi_launches() == before + 1, "frag pair: the persistent form was not taken");
+                CU(cudaMemcpy(got, hf, fb, cudaMemcpyDeviceToHost));
+                CHECK(memcmp(want, got, fb) == 0, "frag pair T=%d: the persistent form's output differs", T2);
                 free(a), free(b), free(want), free(got), free(hx2);
                 cudaFree(xf2), cudaFree(x2), cudaFree(hf), cudaFree(h), cudaFree(yg), cudaFree(yu);
             }
@@ -806,10 +856,12 @@ static void bench_frag(double copy_bw, cudaStream_t s) {
           "bench frag: %s", gptq_last_error());
     CU(cudaStreamSynchronize(s));
     /* (kernel: 0 tensor core, 1 fragments, 2 fragments + separate conversions; depth; warps) */
-    static const int cfg[][3] = {{0, 0, 0}, {1, 0, 0}, {2, 0, 0}, {1, 1, 4},  {1, 1, 2}, {1, 2, 4},
-                                 {1, 1, 16}, {1, 1, 8}, {1, 2, 8}, {0, 0, 0}, {1, 0, 0}};
+    /* kind 4: fragments at the default shape without the persistent form (kind 1 at depth 0,
+     * warps 0: the default, with it) */
+    static const int cfg[][3] = {{1, 0, 0}, {4, 0, 0}, {0, 0, 0}, {2, 0, 0}, {1, 1, 16}, {1, 1, 8}, {1, 0, 0}, {4, 0, 0}};
     for (int c = 0; c < (int)(sizeof cfg / sizeof cfg[0]); c++) {
         const int frag = cfg[c][0] != 0, conv = cfg[c][0] == 2;
+        cuq_frag_set_multi(cfg[c][0] != 4, 0);
         if (frag) cuq_frag_set(cfg[c][1], cfg[c][2]);
         for (int which = 0; which < SEQ_N; which++)
             for (int T = 1; T <= 8; T *= 2) {
@@ -824,13 +876,16 @@ static void bench_frag(double copy_bw, cudaStream_t s) {
                 const float ms = time_graph(ge, s, 15);
                 const double bw = bytes[which] / (ms * 1e-3);
                 printf("bench frag %s T=%d %s: %.3f ms, %.1f GB/s = %.1f%% of copy\n", seq_name[which], T,
-                       !frag ? "tensor-core kernel        " : conv ? "fragments + conversions   " : "fragments                 ",
+                       !frag ? "tensor-core kernel        " : conv ? "fragments + conversions   "
+                               : cfg[c][0] == 4 ? "fragments, no persistent  "
+                               : "fragments                 ",
                        ms, bw * 1e-9, 100.0 * bw / copy_bw);
                 if (frag) printf("bench frag   (depth %d, warps %d; 0 = default)\n", cfg[c][1], cfg[c][2]);
                 cudaGraphExecDestroy(ge), cudaGraphDestroy(gr);
             }
     }
     cuq_frag_set(0, 0);
+    cuq_frag_set_multi(-1, 0);
     for (int i = 0; i < NL * NLIN; i++) cuq_free(&q[i]);
     free(q);
     cudaFree(x), cudaFree(y), cudaFree(y2), cudaFree(y3), cudaFree(g), cudaFree(u), cudaFree(xb), cudaFree(xf), cudaFree(hf);

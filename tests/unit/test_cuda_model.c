@@ -155,6 +155,13 @@ int main(void) {
             if (rc == 0) {
                 compare_model(qd, "random 256-wide w4 g128 (fragment-order decode)", 1);
                 compare_model_p(qd, "random 256-wide w4 g128 (fragment-order decode)", 1, 5);
+                {   /* as if the GPU held 4 blocks: every GEMV of more than 4 tiles takes the persistent form */
+                    const long before = cuq_frag_multi_launches();
+                    cuq_frag_set_multi(1, 4);
+                    compare_model(qd, "random 256-wide w4 g128 (persistent fragment-order GEMV)", 1);
+                    cuq_frag_set_multi(-1, 0);
+                    CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
+                }
                 cuq_gemv_set_frag(0);
                 compare_model(qd, "random 256-wide w4 g128 (tensor-core decode)", 0);
                 cuq_gemv_set_frag(1);

@@ -142,6 +142,13 @@ int cuq_build_meta(cuq_layer *d);
  * (GPTQ_CUDA_FRAG_DEPTH / _WARPS); 0 = the default (depth 1, warps by grid size), values
  * below 0 or above 16 warps leave the setting as it is. */
 void cuq_frag_set(int depth, int warps);
+/* The persistent form of cuq_gemv_frag / cuq_gemv_swiglu_frag for launches of more than one
+ * wave of blocks (several tiles per block, 8 warps, one wave; taken at the default depth and
+ * warps only): 1 on (the default), 0 off, -1 GPTQ_CUDA_FRAG_MULTI again.  slots > 0 stands
+ * in for the GPU's resident blocks (tests: small layers then take the form too). */
+void cuq_frag_set_multi(int on, int slots);
+/* How many launches took the persistent form so far. */
+long cuq_frag_multi_launches(void);
 
 /* W in kernel order as fp16: w16 (out, in_pad), position p holding input perm[p]. */
 int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s);

@@ -106,6 +106,34 @@ __device__ __forceinline__ void sum_x(float (&xs)[4], const uint32_t (&bx)[4][4]
     }
 }
 
+// The block's sums v (the lane's accumulator layout) to y, or silu(gate) · up to hf (PAIR).
+template <bool PAIR>
+__device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, int tile, int lane,
+                                              const float4 (&v)[PAIR ? 2 : 1], int ntok, uint32_t *__restrict__ hf) {
+    constexpr int R = PAIR ? 2 : 1;
+    const int g = lane >> 2, t = lane & 3;
+    const int out = parts.p[PAIR ? 0 : pi].out, row0 = tile * 16;
+    // accumulator (row, token): x = (g, 2t), y = (g, 2t + 1), z = (g + 8, 2t), w = (g + 8, 2t + 1)
+    const int rows[2] = {row0 + g, row0 + g + 8}, toks[2] = {2 * t, 2 * t + 1};
+    float val[R][2][2];
+#pragma unroll
+    for (int r = 0; r < R; r++) val[r][0][0] = v[r].x, val[r][0][1] = v[r].y, val[r][1][0] = v[r].z, val[r][1][1] = v[r].w;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            if (toks[j] >= ntok || rows[i] >= out) continue;
+            if (PAIR) {
+                const float a = val[0][i][j], u = val[R - 1][i][j];
+                const float h = a / (1.0f + expf(-a)) * u;  // as cuk_silu_mul
+                if (parts.p[0].y) parts.p[0].y[(int64_t)toks[j] * out + rows[i]] = h;
+                reinterpret_cast<__half *>(hf)[cuq_frag_half(toks[j], rows[i], out >> 7)] = __float2half_rn(h);
+            } else {
+                parts.p[pi].y[(int64_t)toks[j] * out + rows[i]] = val[0][i][j];
+            }
+        }
+}
+
 // R = 1: block i is tile i of the parts laid end to end (tile0).  R = 2 (PAIR): block i is
 // tile i of part 0 (gate) and of part 1 (up); the result silu(gate) · up goes into hf, the
 // fragment order of an input of `out` features (hf_rb = out / 128 blocks per token).
@@ -189,26 +217,128 @@ __global__ void __launch_bounds__(MAXW * 32)
             v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
         }
     }
-    const int out = parts.p[PAIR ? 0 : pi].out, row0 = tile * 16;
-    // accumulator (row, token): x = (g, 2t), y = (g, 2t + 1), z = (g + 8, 2t), w = (g + 8, 2t + 1)
-    const int rows[2] = {row0 + g, row0 + g + 8}, toks[2] = {2 * t, 2 * t + 1};
-    float val[R][2][2];
+    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf);
+}
+
+// The part and the tile within it of tile i of a launch (the parts laid end to end).
+__device__ __forceinline__ void locate_tile(const FragParts &parts, bool pair, int i, int &pi, int &tile) {
+    pi = 0;
+    if (!pair) {
 #pragma unroll
-    for (int r = 0; r < R; r++) val[r][0][0] = v[r].x, val[r][0][1] = v[r].y, val[r][1][0] = v[r].z, val[r][1][1] = v[r].w;
+        for (int k = 1; k < kFragParts; k++)
+            if (k < parts.n && i >= parts.p[k].tile0) pi = k;
+    }
+    tile = i - (pair ? 0 : parts.p[pi].tile0);
+}
+
+// The persistent form (ring depth 1): a launch of `tiles` tiles whose grid would take more
+// than one wave of resident blocks runs instead as G = ceil(tiles / nt) blocks of nt tiles
+// each (tiles blockIdx.x, + G, + 2G, ...; nt <= MAXT), one wave.  The warps' step
+// sequences run on from one tile into the next (the ring prefetches across the boundary), so
+// a block streams codes until its last tile: no second wave whose blocks start with one
+// step in flight and leave most of the SM idle at the end (q/k/v: 768 tiles on 528 block
+// slots; the gate/up pair: 688 on 396).  Each warp's sums of a tile go to shared memory
+// when it leaves the tile; at the end warp k adds tile k's in warp order, so the results
+// are bit-identical to the one-tile-per-block kernel with the same warps.
+template <bool PAIR, int NW, int MAXT, int MINB>
+__global__ void __launch_bounds__(NW * 32, MINB)
+    qgemv_frag_multi_kernel(const __grid_constant__ FragParts parts, const uint4 *__restrict__ xf, int row_blocks, int ntok,
+                            uint32_t *__restrict__ hf, int tiles) {
+    constexpr int R = PAIR ? 2 : 1;
+    pdl_trigger();
+    __shared__ float4 red[MAXT][NW][R][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int G = (int)gridDim.x, nt = min(MAXT, (tiles - (int)blockIdx.x + G - 1) / G);
+    const bool active = warp < row_blocks && nt > 0;
+    // the codes and records of this block's tile k, for this lane
+    auto tile_at = [&](int k, const uint4 *(&q)[R], const uint8_t *(&m)[R]) {
+        int pi, tile;
+        locate_tile(parts, PAIR, (int)blockIdx.x + k * G, pi, tile);
 #pragma unroll
-    for (int i = 0; i < 2; i++)
+        for (int r = 0; r < R; r++) {
+            const FragPart &P = parts.p[PAIR ? r : pi];
+            q[r] = P.qw + ((int64_t)tile * row_blocks * 16 + g) * 4 + t;
+            m[r] = P.meta + (int64_t)tile * row_blocks * kMetaBytes;
+        }
+        return parts.p[PAIR ? 0 : pi].zero_base;
+    };
+    const uint4 *q[R];
+    const uint8_t *m[R];
+    int zb = tile_at(0, q, m), k = 0, b = warp;
+    Step cur[R];
+    if (active) {
 #pragma unroll
-        for (int j = 0; j < 2; j++) {
-            if (toks[j] >= ntok || rows[i] >= out) continue;
-            if (PAIR) {
-                const float a = val[0][i][j], u = val[R - 1][i][j];
-                const float h = a / (1.0f + expf(-a)) * u;  // as cuk_silu_mul
-                if (parts.p[0].y) parts.p[0].y[(int64_t)toks[j] * out + rows[i]] = h;
-                reinterpret_cast<__half *>(hf)[cuq_frag_half(toks[j], rows[i], out >> 7)] = __float2half_rn(h);
-            } else {
-                parts.p[pi].y[(int64_t)toks[j] * out + rows[i]] = val[0][i][j];
+        for (int r = 0; r < R; r++) cur[r] = load_step(q[r], m[r], b, g);
+    }
+    pdl_wait();
+    const bool has_tok = g < ntok;
+    const uint4 *xg = xf + ((int64_t)g * row_blocks * 4 + t) * 4;  // token g, quarter t; block b at + 16 b
+    uint4 xn[4];
+#pragma unroll
+    for (int p = 0; p < 4; p++) xn[p] = has_tok && active ? xg[(int64_t)warp * 16 + p] : make_uint4(0, 0, 0, 0);
+    float acc[R][4];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+    while (active && k < nt) {
+        int kn = k, bn = b + NW;
+        if (bn >= row_blocks) kn = k + 1, bn = warp;
+        const uint4 *qn[R];
+        const uint8_t *mn[R];
+        int zbn = zb;
+        if (kn != k) {
+            if (kn < nt) zbn = tile_at(kn, qn, mn);
+        } else {
+#pragma unroll
+            for (int r = 0; r < R; r++) qn[r] = q[r], mn[r] = m[r];
+        }
+        Step nxt[R];
+        if (kn < nt) {
+#pragma unroll
+            for (int r = 0; r < R; r++) nxt[r] = load_step(qn[r], mn[r], bn, g);
+        }
+        uint32_t bx[4][4];
+#pragma unroll
+        for (int p = 0; p < 4; p++) bx[p][0] = xn[p].x, bx[p][1] = xn[p].y, bx[p][2] = xn[p].z, bx[p][3] = xn[p].w;
+#pragma unroll
+        for (int p = 0; p < 4; p++) xn[p] = has_tok && kn < nt ? xg[(int64_t)bn * 16 + p] : make_uint4(0, 0, 0, 0);
+        float xs[4];
+        sum_x(xs, bx);
+#pragma unroll
+        for (int r = 0; r < R; r++) step_mma(acc[r], cur[r], bx, xs, zb);
+        if (kn != k) {  // this warp is done with tile k
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                red[k][warp][r][lane] = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+                acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+            }
+            if (kn < nt) {
+#pragma unroll
+                for (int r = 0; r < R; r++) q[r] = qn[r], m[r] = mn[r];
             }
         }
+#pragma unroll
+        for (int r = 0; r < R; r++) cur[r] = nxt[r];
+        k = kn, b = bn, zb = zbn;
+    }
+    if (!active)
+        for (int kk = 0; kk < nt; kk++)
+#pragma unroll
+            for (int r = 0; r < R; r++) red[kk][warp][r][lane] = make_float4(0.f, 0.f, 0.f, 0.f);
+    __syncthreads();
+    if (warp >= nt) return;
+    float4 v[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        v[r] = red[warp][0][r][lane];
+        for (int w = 1; w < NW; w++) {
+            const float4 u = red[warp][w][r][lane];
+            v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
+        }
+    }
+    int pi, tile;
+    locate_tile(parts, PAIR, (int)blockIdx.x + warp * G, pi, tile);
+    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf);
 }
 
 // xf (T, in_pad) in fragment order = x (or silu(x) · x2), permuted by perm when given.
@@ -296,6 +426,38 @@ cudaError_t launch_frag_w(int depth, dim3 grid, dim3 block, cudaStream_t s, cons
     return cu_launch(qgemv_frag_kernel<1, PAIR, MAXW>, grid, block, 0, s, parts, x4, row_blocks, T, hf);
 }
 
+int frag_multi = -1;  // GPTQ_CUDA_FRAG_MULTI=0: never the persistent form (default 1: where it applies)
+int multi_slots = 0;  // > 0: resident blocks assumed instead of the occupancy's (tests)
+long multi_launches = 0;  // persistent launches so far (tests check that they ran)
+
+// Resident blocks of `kernel` on the whole GPU at `threads` threads per block (0: unknown).
+template <typename K>
+int resident_blocks(K kernel, int threads) {
+    int dev = 0, sms = 0, per_sm = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess)
+        return 0;
+    return sms * per_sm;
+}
+
+// The persistent launch (qgemv_frag_multi_kernel) when `tiles` one-tile blocks would take
+// more than one wave and nt = ceil(tiles / resident blocks) <= MAXT; 1 if launched.
+template <bool PAIR, int NW, int MAXT, int MINB>
+int launch_multi(const FragParts &parts, int tiles, const uint4 *x4, int row_blocks, int T, uint32_t *hf, cudaStream_t s,
+                 cudaError_t *err) {
+    static int resident = -1;
+    if (resident < 0) resident = resident_blocks(qgemv_frag_multi_kernel<PAIR, NW, MAXT, MINB>, NW * 32);
+    const int slots = multi_slots > 0 ? multi_slots : resident;
+    if (slots <= 0 || tiles <= slots) return 0;
+    const int nt = (tiles + slots - 1) / slots;
+    if (nt > MAXT) return 0;
+    const int grid = (tiles + nt - 1) / nt;
+    multi_launches++;
+    *err = cu_launch(qgemv_frag_multi_kernel<PAIR, NW, MAXT, MINB>, dim3((unsigned)grid), dim3(NW * 32), 0, s, parts, x4, row_blocks, T,
+                     hf, tiles);
+    return 1;
+}
+
 template <bool PAIR>
 cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, int row_blocks, int T, uint32_t *hf,
                         cudaStream_t s) {
@@ -304,6 +466,17 @@ cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, i
     const int nw = row_blocks < warps ? row_blocks : warps;
     const dim3 grid((unsigned)tiles), block((unsigned)(nw * 32));
     const uint4 *x4 = reinterpret_cast<const uint4 *>(xf);
+    if (frag_multi < 0) {
+        const char *e = getenv("GPTQ_CUDA_FRAG_MULTI");
+        frag_multi = e && *e ? atoi(e) : 1;
+    }
+    if (frag_multi && depth == 1 && frag_warps <= 0) {
+        // 8 warps, measured on the H100 (7B shapes, docs/PERFORMANCE.md): q/k/v's 768 tiles in
+        // 384 blocks of 2 (80 registers, 3 blocks per SM), the gate/up pair's 688 in 230
+        // blocks of 3 (128 registers, 2 per SM); 16 warps lost (the 64-register cap spills)
+        cudaError_t err = cudaSuccess;
+        if (launch_multi<PAIR, 8, 4, PAIR ? 2 : 3>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
+    }
     return nw > 8 ? launch_frag_w<PAIR, 16>(depth, grid, block, s, parts, x4, row_blocks, T, hf)
                   : launch_frag_w<PAIR, 8>(depth, grid, block, s, parts, x4, row_blocks, T, hf);
 }
@@ -319,6 +492,13 @@ extern "C" int64_t cuq_frag_words(int64_t in_pad, int T) { return (int64_t)T * i
 extern "C" void cuq_frag_set(int depth, int warps) {
     if (depth >= 0) frag_depth = depth;
     if (warps >= 0 && warps <= kFragWarps) frag_warps = warps;
+}
+
+extern "C" long cuq_frag_multi_launches(void) { return multi_launches; }
+
+extern "C" void cuq_frag_set_multi(int on, int slots) {
+    frag_multi = on < 0 ? -1 : on != 0;
+    multi_slots = slots > 0 ? slots : 0;
 }
 
 extern "C" int cuq_build_meta(cuq_layer *d) {
