@@ -124,11 +124,11 @@ import json; d = json.loads('$j'); assert d['bpw'] <= 6.8 and d['refine_rounds']
 check "--alloc-refine reports each round" test "$(grep -c 'refine round [12]: plan KL' "$W/kr.err")" = 2
 check "numpy unpacks the refined checkpoint" python3 "$here/gptq_format.py" "$W/kr" "$W/kr.dump.safetensors"
 expect_error "--alloc-refine needs the kl objective" "--alloc-refine goes with --target-bpw and the kl objective" \
-  "$BIN" "${Q[@]}" --out "$W/x10" --target-bpw 7 --measurement "$W/meas.json" --alloc-refine 1 --alloc-objective nll
-expect_error "--alloc-refine needs a target" "--alloc-refine goes with --target-bpw" "$BIN" "${Q[@]}" --out "$W/x11" --alloc-refine 1
-expect_error "--alloc-refine: at most 8 rounds" "alloc-refine" "$BIN" "${Q[@]}" --out "$W/x12" --target-bpw 7 --alloc-refine 9
+  "$BIN" "${Q[@]}" --out "$W/x13" --target-bpw 7 --measurement "$W/meas.json" --alloc-refine 1 --alloc-objective nll
+expect_error "--alloc-refine needs a target" "--alloc-refine goes with --target-bpw" "$BIN" "${Q[@]}" --out "$W/x14" --alloc-refine 1
+expect_error "--alloc-refine: at most 8 rounds" "alloc-refine" "$BIN" "${Q[@]}" --out "$W/x15" --target-bpw 7 --alloc-refine 9
 expect_error "unknown heuristic" "--alloc-heuristic must be llama.cpp" "$BIN" "${Q[@]}" --out "$W/x6" --target-bpw 7 --alloc-heuristic foo
 expect_error "heuristic below its smallest plan" "below the smallest llama.cpp-style plan \([0-9]+\.[0-9]{4} bpw\)" \
   "$BIN" "${Q[@]}" --out "$W/x7" --target-bpw 2.01 --alloc-heuristic llama.cpp
-for x in x1 x2 x3 x4 x5 x6 x7 x8 x9 x10 x11 x12; do check "no output left for $x" test ! -e "$W/$x"; done
+for x in x1 x2 x3 x4 x5 x6 x7 x8 x9 x10 x13 x14 x15; do check "no output left for $x" test ! -e "$W/$x"; done
 finish
