@@ -17,6 +17,7 @@
 #include "quant/calib_auto.h"
 #include "quant/finite.h"
 #include "quant/measure.h"
+#include "quant/refine.h"
 #include "quant/mixed.h"
 #include "quant/gguf_quant.h"
 #include "quant/pipeline.h"
@@ -46,8 +47,8 @@ static int load_calib(calib_set *calib, llama_model *m, const tokenizer *tok, co
 
 /* --target-bpw: the measurement (loaded, resumed or run) and the per-Linear plan. */
 static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *calib, const gptq_params *base, double target,
-                      const char *heuristic, const char *mfile, mixed_objective obj, int menu_sym, measurement *ms,
-                      mixed_plan *plan, double *measure_s) {
+                      const char *heuristic, const char *mfile, mixed_objective obj, int menu_sym, int refine,
+                      measurement *ms, mixed_plan *plan, double *measure_s, double *refine_s) {
     double t0 = now_seconds();
     measure_default_menu(ms, menu_sym);
     if (measurement_init(ms, m, model_dir, calib, base->damp, base->act_order, base->mse, base->block_size) != 0) return -1;
@@ -86,6 +87,21 @@ static int plan_mixed(llama_model *m, const char *model_dir, const calib_set *ca
         fprintf(stderr, "gptq: allocation: %.4f bpw planned for a %.4f target, predicted error %.6g (%s, %lld DP cells of %lld bits)\n",
                 plan->bpw, target, plan->predicted, plan->st.exact ? "optimal" : "not proven optimal", (long long)plan->st.cells,
                 (long long)plan->st.unit);
+        if (refine > 0) {
+            refine_stats rs;
+            if (mixed_refine(m, calib, ms, base, target, refine, plan, NULL, &rs) != 0) return -1;
+            for (int i = 0; i < rs.rounds; i++)
+                fprintf(stderr,
+                        "gptq: refine round %d: plan KL %.6g measured in context, %.6g predicted from isolated sensitivities; "
+                        "in-context/isolated sensitivity min %.3f median %.3f max %.3f; %d Linears changed\n",
+                        i + 1, rs.kl_plan[i], rs.pred_iso[i], rs.ratio_min[i], rs.ratio_med[i], rs.ratio_max[i], rs.changed[i]);
+            fprintf(stderr,
+                    "gptq: refined allocation: %.4f bpw, predicted in-context KL %.6g (%d rounds, %d forward passes, %.1f s: "
+                    "Hessians %.1f s, GPTQ %.1f s, forward passes and allocation %.1f s)\n",
+                    plan->bpw, plan->predicted, rs.rounds, rs.forwards, rs.seconds, rs.hessian_seconds, rs.gptq_seconds,
+                    rs.seconds - rs.hessian_seconds - rs.gptq_seconds);
+            *refine_s = rs.seconds;
+        }
     } else {
         if (mixed_plan_llamacpp(ms, base, target, plan) != 0) return -1;
         fprintf(stderr, "gptq: llama.cpp-style plan: base w%d g%d %s, %.4f bpw for a %.4f target\n", plan->base.bits,
@@ -131,6 +147,8 @@ static int eval_kl_measure(const llama_model *m, const char *model_dir, tokenize
 int cmd_quantize(int argc, char **argv) {
     const char *model_dir = NULL, *out = NULL, *method = "gptq", *calib_arg = "auto", *report = NULL, *eval = NULL;
     const char *dump = NULL, *format = "hf", *gtype = "q4_0", *types_from = NULL;
+    int alloc_refine = 0;
+    double refine_s = 0;
     const char *measurement_file = NULL, *heuristic = NULL, *objective = "kl", *device = "cpu", *eval_kl = NULL;
     float target_bpw = 0, calib_mix = 0;
     int menu_sym = 0;
@@ -177,6 +195,7 @@ int cmd_quantize(int argc, char **argv) {
         {"--measurement", NULL, OPT_STR, &measurement_file, 0, -1, "measurement JSON for --target-bpw: reused, resumed or written"},
         {"--alloc-heuristic", NULL, OPT_STR, &heuristic, 0, -1, "llama.cpp: allocate by llama.cpp's rules instead of measured error"},
         {"--alloc-objective", NULL, OPT_STR, &objective, 0, -1, "kl (predicted KL, quadratic in the relative error, from the measured 3-bit sensitivity; default), kl-pow (power law through the KLs measured at 2, 3 and 4 bits), nll (predicted increase of the calibration text's NLL, quadratic, fitted to the 2/3/4-bit points), sq or abs (sums of relative errors)"},
+        {"--alloc-refine", NULL, OPT_INT, &alloc_refine, 0, REFINE_MAX_ROUNDS, "--target-bpw: rounds of in-context refinement (re-measure each Linear's sensitivity with the rest of the model quantized as planned, allocate again; default 0)"},
         {"--menu-sym", NULL, OPT_FLAG, &menu_sym, 0, -1, "--target-bpw: measure symmetric grids too (default: asym only)"},
         {"--calib-mix", NULL, OPT_FLOAT, &calib_mix, 0, 1, "fraction of the calibration windows the model writes itself (with --calib FILE)"},
         {"--dump-dequantized", NULL, OPT_STR, &dump, 0, -1, "also write the dequantized fp32 weights to this .safetensors"},
@@ -229,6 +248,8 @@ int cmd_quantize(int argc, char **argv) {
     else if (strcmp(objective, "nll") == 0) obj = MIXED_NLL;
     else return cli_error(&cmd, "--alloc-objective must be kl, kl-pow, nll, sq or abs, got '%s'", objective);
     if (!mixed && (measurement_file || heuristic)) return cli_error(&cmd, "--measurement and --alloc-heuristic go with --target-bpw");
+    if (alloc_refine && (!mixed || heuristic || obj != MIXED_KL))
+        return cli_error(&cmd, "--alloc-refine goes with --target-bpw and the kl objective (not --alloc-heuristic)");
     if (mixed && qo.method != QMETHOD_GPTQ) return cli_error(&cmd, "--target-bpw needs --method gptq");
     if (mixed && static_groups) return cli_error(&cmd, "--target-bpw does not take --static-groups");
     if (heuristic && strcmp(heuristic, "llama.cpp") != 0)
@@ -337,7 +358,8 @@ int cmd_quantize(int argc, char **argv) {
     }
     qo.keep_dequantized = eval != NULL || eval_kl != NULL || dump != NULL;
     if (mixed) {
-        if (plan_mixed(&m, model_dir, &calib, &qo.gp, target_bpw, heuristic, measurement_file, obj, menu_sym, &ms, &plan, &measure_s) != 0) {
+        if (plan_mixed(&m, model_dir, &calib, &qo.gp, target_bpw, heuristic, measurement_file, obj, menu_sym, alloc_refine, &ms, &plan,
+                       &measure_s, &refine_s) != 0) {
             rc = cli_fail();
             goto out;
         }
@@ -466,6 +488,7 @@ int cmd_quantize(int argc, char **argv) {
             printf(", \"target_bpw\": %.4f, \"plan_seconds\": %.3f, \"measure_seconds\": %.3f, \"measured_now\": %d, "
                    "\"quantize_seconds\": %.3f, ",
                    target_bpw, measure_s, ms.seconds, ms.measured_now, res.seconds);
+            if (alloc_refine) printf("\"refine_rounds\": %d, \"refine_seconds\": %.3f, ", alloc_refine, refine_s);
             if (isfinite(plan.predicted)) printf("\"predicted\": %.6g, ", plan.predicted);
             else printf("\"predicted\": null, ");
             printf("\"optimal\": %s", !heuristic && plan.st.exact ? "true" : "false");

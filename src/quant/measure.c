@@ -14,6 +14,7 @@
 #include "core/sha256.h"
 #include "quant/gptq.h"
 #include "quant/hessian.h"
+#include "quant/klwin.h"
 #include "quant/pack.h"
 #include "quant/pipeline.h"
 
@@ -421,74 +422,9 @@ typedef struct {
     int done;
     llama_model *m;
     const calib_set *calib;
-    llama_state *st;   /* forward state for the sensitivity windows */
-    float *ref_lp;     /* (sens_windows, seqlen, vocab) float model's log-probabilities */
-    float *xin;        /* (sens_windows, n_layers, seqlen, dim) float model's input of every block */
-    double ref_nll;    /* float model's mean NLL of the windows' next tokens */
+    klwin kw;          /* the sensitivity windows: the float model's outputs and block inputs */
     double t0, s0;     /* start of this run, seconds measured before it */
 } measure_ctx;
-
-/* Log-softmax of each of n rows (vocab) in place, in double. */
-static void log_softmax_rows(float *x, int n, int vocab) {
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        float *r = x + (size_t)t * vocab;
-        float mx = r[0];
-        for (int v = 1; v < vocab; v++) mx = r[v] > mx ? r[v] : mx;
-        double sum = 0;
-        for (int v = 0; v < vocab; v++) sum += exp((double)r[v] - mx);
-        float lse = (float)(mx + log(sum));
-        for (int v = 0; v < vocab; v++) r[v] -= lse;
-    }
-}
-
-/* Mean KL(float model || current model) over the sensitivity windows, where the current
- * model differs from the float one from block `from` on (the float inputs of that block
- * are kept, so earlier blocks are not run again: the same numbers as a whole forward);
- * *dnll gets the increase of the mean NLL of the windows' next tokens over the float
- * model's.  With `store` (from = 0), records the float model's block inputs,
- * log-probabilities and NLL. */
-static double sens_kl(measure_ctx *mc, int from, int store, double *dnll) {
-    const measurement *ms = mc->ms;
-    const llama_model *m = mc->m;
-    const int S = mc->calib->seqlen, V = m->cfg.vocab_size, dim = m->cfg.dim, nl = m->cfg.n_layers;
-    llama_state *st = mc->st;
-    double kl = 0, nll = 0;
-    for (int w = 0; w < ms->sens_windows; w++) {
-        float *xin = mc->xin + (size_t)w * nl * S * dim;
-        if (store) llama_embed(m, mc->calib->ids + (size_t)w * S, S, st->x);
-        else memcpy(st->x, xin + (size_t)from * S * dim, sizeof(float) * (size_t)S * dim);
-        for (int l = from; l < nl; l++) {
-            if (store) memcpy(xin + (size_t)l * S * dim, st->x, sizeof(float) * (size_t)S * dim);
-            llama_block_forward(m, st, l, st->x, S, 0);
-        }
-        llama_rmsnorm(st->x, st->x, m->final_norm, S, dim, m->cfg.norm_eps);
-        llama_logits(m, st->x, S, st->logits);
-        const float *lg = st->logits;
-        float *dst = mc->ref_lp + (size_t)w * S * V;
-        const int *next = mc->calib->ids + (size_t)w * S + 1; /* (S-1) the actual next tokens */
-        if (store) {
-            memcpy(dst, lg, sizeof(float) * (size_t)S * V);
-            log_softmax_rows(dst, S, V);
-            for (int t = 0; t + 1 < S; t++) nll -= dst[(size_t)t * V + next[t]];
-            continue;
-        }
-        float *cur = mc->st->logits;
-        log_softmax_rows(cur, S, V);
-        for (int t = 0; t + 1 < S; t++) nll -= cur[(size_t)t * V + next[t]];
-#pragma omp parallel for reduction(+ : kl) schedule(static)
-        for (int t = 0; t < S; t++) {
-            const float *p = dst + (size_t)t * V, *q = cur + (size_t)t * V;
-            double acc = 0;
-            for (int v = 0; v < V; v++) acc += exp((double)p[v]) * ((double)p[v] - (double)q[v]);
-            kl += acc;
-        }
-    }
-    nll /= (double)ms->sens_windows * (S > 1 ? S - 1 : 1);
-    if (store) mc->ref_nll = nll;
-    if (dnll) *dnll = store ? 0 : nll - mc->ref_nll;
-    return kl / ((double)ms->sens_windows * S);
-}
 
 /* A reference setting of the sensitivity: `bits` g128 asym, else the nearest that fits. */
 static int sens_entry(const measure_layer *L, int bits) {
@@ -571,7 +507,7 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
         lm->owned = NULL;
         linear_set_f32(lm, res.q.wq);
         res.q.wq = NULL;
-        double dnll = 0, kl = sens_kl(mc, L->layer, 0, &dnll);
+        double dnll = 0, kl = klwin_run(&mc->kw, KLWIN_KL, L->layer, &dnll);
         free(lm->owned);
         lm->owned = o0, lm->w = w0, lm->dtype = d0;
         gptq_result_free(&res);
@@ -602,7 +538,7 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
 }
 
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path) {
-    measure_ctx mc = {ms, save_path, {0}, 0, m, calib, NULL, NULL, NULL, 0, 0, 0};
+    measure_ctx mc = {ms, save_path, {0}, 0, m, calib, {0}, 0, 0};
     int todo = 0;
     for (int k = 0; k < ms->n; k++) todo += m_wants(&mc, k);
     ms->measured_now = 0;
@@ -616,7 +552,7 @@ int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const
     o.gp.act_order = ms->act_order, o.gp.damp = ms->damp, o.gp.block_size = ms->block, o.gp.mse = ms->mse;
     o.measure = &hook;
     /* the float model's next-token distributions on the first windows */
-    const size_t per = (size_t)calib->seqlen * (m->cfg.vocab_size + (size_t)m->cfg.n_layers * m->cfg.dim) * sizeof(float);
+    const size_t per = klwin_bytes_per_window(m, calib->seqlen);
     int nw = (int)(SENS_BUDGET / per);
     if (nw > SENS_MAX_WINDOWS) nw = SENS_MAX_WINDOWS;
     if (nw > calib->n) nw = calib->n;
@@ -627,17 +563,13 @@ int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const
     for (int w = 0; w < nw * calib->seqlen; w++)
         if (calib->ids[w] < 0 || calib->ids[w] >= m->cfg.vocab_size)
             return gptq_fail("calibration token id %d is outside the vocabulary (%d)", calib->ids[w], m->cfg.vocab_size);
-    mc.st = llama_state_new(m, calib->seqlen, calib->seqlen);
-    mc.ref_lp = xmalloc(sizeof(float) * (size_t)calib->seqlen * m->cfg.vocab_size * nw);
-    mc.xin = xmalloc(sizeof(float) * (size_t)calib->seqlen * m->cfg.n_layers * m->cfg.dim * nw);
-    sens_kl(&mc, 0, 1, NULL);
-    ms->sens_float_nll = mc.ref_nll;
+    klwin_init(&mc.kw, m, calib->ids, nw, calib->seqlen);
+    klwin_run(&mc.kw, KLWIN_REFERENCE, 0, NULL);
+    ms->sens_float_nll = mc.kw.ref_nll;
     quant_result r;
     progress_start(&mc.pg, "measure: layer", todo);
     int rc = quantize_model(m, calib, &o, &r);
-    llama_state_free(mc.st);
-    free(mc.ref_lp);
-    free(mc.xin);
+    klwin_free(&mc.kw);
     progress_end(&mc.pg);
     if (rc == 0) quant_result_free(&r);
     /* count the whole pass (forward passes and Hessians too), not only the menu runs */

@@ -2,7 +2,7 @@
 # quantize --target-bpw (mixed precision) on stories260K: a measurement file that is
 # written, reused and refused when its key differs; a checkpoint whose per-module
 # settings ("dynamic") and tensor shapes the independent numpy unpacker accepts, with
-# bpw within the target; the llama.cpp-style plan; --calib-mix; bad input.
+# bpw within the target; the llama.cpp-style plan; --alloc-refine; --calib-mix; bad input.
 . "$(dirname "$0")/common.bash"
 need_shared
 W=$TMP/mixed
@@ -116,8 +116,19 @@ PY
 check "kl plans from a file without dnll" "$BIN" "${Q[@]}" --out "$W/k3" --target-bpw 7 --measurement "$W/old3.json" --json
 expect_error "nll refuses a file without dnll" "old3.json: .* was measured without the NLL sensitivities .*: --alloc-objective nll needs a new --measurement file" \
   "$BIN" "${Q[@]}" --out "$W/x9" --target-bpw 7 --measurement "$W/old3.json" --alloc-objective nll
+# --alloc-refine: the allocation again with sensitivities measured in the plan's quantized
+# model; the checkpoint stays within the target and says how long the refinement took
+j=$("$BIN" "${Q[@]}" --out "$W/kr" --target-bpw 6.8 --measurement "$W/meas.json" --alloc-refine 2 --dump-dequantized "$W/kr.dump.safetensors" --json 2>"$W/kr.err" | tail -1)
+check "--alloc-refine 2 within the target" python3 -c "
+import json; d = json.loads('$j'); assert d['bpw'] <= 6.8 and d['refine_rounds'] == 2 and d['refine_seconds'] > 0 and d['measured_now'] == 0, d"
+check "--alloc-refine reports each round" test "$(grep -c 'refine round [12]: plan KL' "$W/kr.err")" = 2
+check "numpy unpacks the refined checkpoint" python3 "$here/gptq_format.py" "$W/kr" "$W/kr.dump.safetensors"
+expect_error "--alloc-refine needs the kl objective" "--alloc-refine goes with --target-bpw and the kl objective" \
+  "$BIN" "${Q[@]}" --out "$W/x13" --target-bpw 7 --measurement "$W/meas.json" --alloc-refine 1 --alloc-objective nll
+expect_error "--alloc-refine needs a target" "--alloc-refine goes with --target-bpw" "$BIN" "${Q[@]}" --out "$W/x14" --alloc-refine 1
+expect_error "--alloc-refine: at most 8 rounds" "alloc-refine" "$BIN" "${Q[@]}" --out "$W/x15" --target-bpw 7 --alloc-refine 9
 expect_error "unknown heuristic" "--alloc-heuristic must be llama.cpp" "$BIN" "${Q[@]}" --out "$W/x6" --target-bpw 7 --alloc-heuristic foo
 expect_error "heuristic below its smallest plan" "below the smallest llama.cpp-style plan \([0-9]+\.[0-9]{4} bpw\)" \
   "$BIN" "${Q[@]}" --out "$W/x7" --target-bpw 2.01 --alloc-heuristic llama.cpp
-for x in x1 x2 x3 x4 x5 x6 x7 x8 x9; do check "no output left for $x" test ! -e "$W/$x"; done
+for x in x1 x2 x3 x4 x5 x6 x7 x8 x9 x10 x13 x14 x15; do check "no output left for $x" test ! -e "$W/$x"; done
 finish
