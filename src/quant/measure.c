@@ -537,6 +537,15 @@ static int m_run(void *c, int k, const linear *l, const float *h) {
     return 0;
 }
 
+quant_options measurement_options(const measurement *ms, quant_measure_hook *hook) {
+    quant_options o = {0};
+    o.method = QMETHOD_GPTQ;
+    o.gp = gptq_default_params();
+    o.gp.act_order = ms->act_order, o.gp.damp = ms->damp, o.gp.block_size = ms->block, o.gp.mse = ms->mse;
+    o.measure = hook;
+    return o;
+}
+
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path) {
     measure_ctx mc = {ms, save_path, {0}, 0, m, calib, {0}, 0, 0};
     int todo = 0;
@@ -546,11 +555,7 @@ int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const
     double t0 = now_seconds(), s0 = ms->seconds;
     mc.t0 = t0, mc.s0 = s0;
     quant_measure_hook hook = {m_wants, m_run, &mc};
-    quant_options o = {0};
-    o.method = QMETHOD_GPTQ;
-    o.gp = gptq_default_params();
-    o.gp.act_order = ms->act_order, o.gp.damp = ms->damp, o.gp.block_size = ms->block, o.gp.mse = ms->mse;
-    o.measure = &hook;
+    quant_options o = measurement_options(ms, &hook);
     /* the float model's next-token distributions on the first windows */
     const size_t per = klwin_bytes_per_window(m, calib->seqlen);
     int nw = (int)(SENS_BUDGET / per);

@@ -54,6 +54,7 @@
 
 #include "model/llama.h"
 #include "quant/alloc.h"
+#include "quant/pipeline.h"
 #include "text/calib.h"
 
 #define MEASURE_MAX_MENU 64
@@ -149,6 +150,10 @@ double measure_predicted_kl(const measure_layer *L, double r);
  * lacks ΔNLL (an older file). */
 #define MEASURE_NLL_FLOOR 0.1
 double measure_nll_sensitivity(const measure_layer *L);
+
+/* GPTQ options in measurement mode (hook sees every Linear, nothing is quantized) with the
+ * damping, act-order, MSE grids and block of ms's key. */
+quant_options measurement_options(const measurement *ms, quant_measure_hook *hook);
 
 /* Measures every Linear not yet measured (saving to save_path after each, if given). */
 int measure_model(llama_model *m, const calib_set *calib, measurement *ms, const char *save_path);

@@ -131,11 +131,7 @@ int mixed_refine(llama_model *m, const calib_set *calib, const measurement *ms, 
     /* the Hessians: one calibration pass of the float model (measurement mode quantizes nothing) */
     {
         quant_measure_hook hook = {r_wants, r_run, &rc};
-        quant_options o = {0};
-        o.method = QMETHOD_GPTQ;
-        o.gp = gptq_default_params();
-        o.gp.act_order = ms->act_order, o.gp.damp = ms->damp, o.gp.block_size = ms->block, o.gp.mse = ms->mse;
-        o.measure = &hook;
+        quant_options o = measurement_options(ms, &hook);
         quant_result qr;
         rc_ = quantize_model(m, calib, &o, &qr);
         if (rc_ == 0) quant_result_free(&qr);
