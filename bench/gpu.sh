@@ -21,7 +21,9 @@
 #   modelf    the 4-bit model of `model` only, GPTQ_CUDA_FRAG=1 / 0 / 1 / 0 (fragment-order GEMV or not)
 #   edge      what a kernel-to-kernel dependency costs (bench/cuda_edge_latency.cu, built there by nvcc)
 #   ab        the 4-bit model of `model` only, with the environment variable named by AB_VAR at
-#             1 / 0 / 1 / 0 (a switch's effect on decode)
+#             each of AB_VALS (default 1 0 1 0: a switch's effect on decode)
+#   trace     the block timeline of one decode step of that model (GPTQ_CUDA_TRACE), summarized by
+#             bench/trace_summary.py, once per VAR=VALUE of TRACE_VARS
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
 #   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp16 (calib_mix 128 x 512, seed 0;
 #             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
@@ -109,14 +111,25 @@ for step in "$@"; do
       done ;;
     edge) nvcc -O3 -arch=sm_90 -o "$D/edge" "$D/tests/cuda_edge_latency.cu" && "$D/edge" | tee "$OUT/edge.txt"
           rc=$((rc | PIPESTATUS[0])) ;;
-    ab) # the 4-bit model only, $AB_VAR=1 / 0 / 1 / 0 (after model or alone)
+    ab) # the 4-bit model only, $AB_VAR = each of $AB_VALS (default 1 0 1 0; after model or alone)
       M=/tmp/gptq-models; mkdir -p $M
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
-      for f in 1 0 1 0; do
+      for f in ${AB_VALS:-1 0 1 0}; do
         echo "${AB_VAR:?AB_VAR names the variable}=$f"
         env "$AB_VAR=$f" "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
           tail -1 | tee -a "$OUT/bench-l7b-w4-$AB_VAR$f.txt"
+      done ;;
+    trace) # block timeline of decode step 200 of the 4-bit model (bench/trace_summary.py), $TRACE_VARS each (default: as is)
+      M=/tmp/gptq-models; mkdir -p $M
+      [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
+      [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
+      k=0
+      for v in ${TRACE_VARS:-NONE=0}; do
+        k=$((k + 1)); echo "== trace $k: $v"
+        env "$v" GPTQ_CUDA_TRACE="$OUT/trace$k.txt" "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 \
+          --reps 1 --json 2>&1 | tail -1 | grep -o '"decode_ms_per_token": [0-9.]*'
+        python3 "$D/tests/trace_summary.py" "$OUT/trace$k.txt" | tee "$OUT/trace$k-summary.txt"
       done ;;
     gptq) GPTQ_SHARED=$D/shared OMP_NUM_THREADS=16 "$D/bin/test_cuda_gptq" 2>&1 | tee "$OUT/gptq-test.txt"; rc=$((rc | PIPESTATUS[0])) ;;
     quant26m)

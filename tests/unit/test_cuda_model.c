@@ -20,6 +20,7 @@ int main(void) {
 
 #include "core/error.h"
 #include "kernels/cuda/cuq.h"
+#include "kernels/cuda/model_kernels.h"
 #include "model/cuda/llama_cuda.h"
 #include "model/llama.h"
 
@@ -40,6 +41,9 @@ static double rel(const float *a, const float *b, int n) {
     return mr > 0 ? md / mr : md;
 }
 
+static int want_attn_o = -1; /* >= 0: whether one-token decode must take the fused attention + o_proj */
+static int want_fold = -1;   /* >= 0: whether it must fold the norms into the GEMVs */
+
 /* P-token prefill (P <= 8 takes the decode kernels), then G = 12 decode steps. */
 static void compare_model_p(const char *dir, const char *what, int want_frag, int P) {
     llama_model cm;
@@ -57,6 +61,10 @@ static void compare_model_p(const char *dir, const char *what, int want_frag, in
         llama_cuda_info info;
         llama_cuda_get_info(gm, &info);
         CHECK(info.frag_decode == want_frag, "%s: fragment-order decode %s", what, want_frag ? "not taken" : "taken");
+        if (want_attn_o >= 0)
+            CHECK(info.attn_o_decode == want_attn_o, "%s: fused attention + o_proj %s", what, want_attn_o ? "not taken" : "taken");
+        if (want_fold >= 0)
+            CHECK(info.fold_decode == want_fold, "%s: norm fold %s", what, want_fold ? "not taken" : "taken");
     }
     llama_state *s = llama_state_new(&cm, P + G, P);
     int ids[64];
@@ -165,6 +173,66 @@ int main(void) {
                 cuq_gemv_set_frag(0);
                 compare_model(qd, "random 256-wide w4 g128 (tensor-core decode)", 0);
                 cuq_gemv_set_frag(1);
+            }
+        }
+    }
+    /* head_dim 128 (4 query heads on 2 cache heads): one-token decode fuses attention, o_proj
+     * and the residual add (kernels/cuda/attn_o.cu), a cluster of 8 blocks per head */
+    {
+        char cfg[1100], dir[1100], qd[1100], cmd[8192];
+        snprintf(cfg, sizeof cfg, "%s/cfg-hd128.json", tmp);
+        snprintf(dir, sizeof dir, "%s/rand-hd128", tmp);
+        snprintf(qd, sizeof qd, "%s/rand-hd128-w4g128", tmp);
+        FILE *f = fopen(cfg, "w");
+        CHECK(f != NULL, "cannot write %s", cfg);
+        if (f) {
+            fputs("{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 512, "
+                  "\"intermediate_size\": 1024, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+                  "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
+                  "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"}\n",
+                  f);
+            fclose(f);
+            snprintf(cmd, sizeof cmd,
+                     "'%s' random-model --shape '%s' --out '%s' --force --seed 5 > '%s.log' 2>&1 && "
+                     "'%s' quantize --model '%s' --out '%s' --method rtn --bits 4 --group 128 --force >> '%s.log' 2>&1",
+                     bin, cfg, dir, dir, bin, dir, qd, dir);
+            int rc = system(cmd);
+            CHECK(rc == 0, "random head_dim-128 model: random-model / quantize failed (see %s.log)", dir);
+            if (rc == 0) {
+                want_attn_o = 1, want_fold = 0;
+                compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj)", 1);
+                compare_model_p(qd, "random head_dim-128 w4 g128 (fused attention + o_proj)", 1, 1);
+                setenv("GPTQ_CUDA_FOLD", "1", 1);
+                want_fold = 1;
+                compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, norms folded)", 1);
+                compare_model_p(qd, "random head_dim-128 w4 g128 (fused, norms folded)", 1, 1);
+                compare_model_p(qd, "random head_dim-128 w4 g128 (fused, norms folded)", 1, 5);
+                cuk_attention_o_set(1, 2); /* 2 cache rows per chunk: every block runs several chunks */
+                compare_model(qd, "random head_dim-128 w4 g128 (fused, chunks of 2 rows)", 1);
+                cuk_attention_o_set(-1, 0);
+                {   /* the folded norm in the persistent GEMV form too */
+                    const long before = cuq_frag_multi_launches();
+                    cuq_frag_set_multi(1, 16);
+                    compare_model(qd, "random head_dim-128 w4 g128 (fused, norms folded, persistent GEMVs)", 1);
+                    cuq_frag_set_multi(-1, 0);
+                    CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
+                }
+                unsetenv("GPTQ_CUDA_FOLD");
+                want_fold = -1;
+                cuk_attention_o_set(0, 0);
+                want_attn_o = 0;
+                compare_model(qd, "random head_dim-128 w4 g128 (attention and o_proj apart)", 1);
+                cuk_attention_o_set(-1, 0);
+                want_attn_o = -1;
+                /* a context past 8 chunks of 128 positions keeps attention and o_proj apart */
+                llama_cuda *big = llama_cuda_load(qd, 2048, 1);
+                CHECK(big != NULL, "head_dim-128 model with a 2048-position cache: %s", gptq_last_error());
+                if (big) {
+                    llama_cuda_info info;
+                    llama_cuda_get_info(big, &info);
+                    CHECK(info.frag_decode && !info.attn_o_decode, "2048-position cache: fused attention + o_proj taken");
+                    llama_cuda_free(big);
+                }
             }
         }
     }

@@ -32,6 +32,56 @@ __device__ __forceinline__ long long cuq_frag_half(long long k, int i, int rb) {
     return 2 * (((k * rb + b) * 4 + t) * 16 + p * 4 + w) + hi;
 }
 
+// Block timeline trace (GPTQ_CUDA_TRACE, llama_cuda.c): while a trace buffer is bound, thread 0
+// of each block of the instrumented decode kernels records its SM, when it started, when its
+// dependency wait returned and when it finished (%globaltimer, ns).  Buffer: a header of
+// two 32-bit words (records written, capacity), then the records.  g_trace is per
+// translation unit (no relocatable device code): cuk_trace_bind (launch.cu) sets them all.
+struct TraceRec {
+    unsigned tag, block, smid, grid;
+    unsigned long long t0, tw, te;
+};
+static __device__ unsigned *g_trace;
+__device__ __forceinline__ unsigned long long gtimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+struct BlockTrace {
+    unsigned long long t0, tw;
+    bool on;
+};
+__device__ __forceinline__ BlockTrace trace_begin() {
+    BlockTrace b;
+    b.on = g_trace != nullptr && threadIdx.x == 0 && threadIdx.y == 0;
+    b.t0 = b.on ? gtimer() : 0;
+    b.tw = b.t0;
+    return b;
+}
+__device__ __forceinline__ void trace_wait(BlockTrace &b) {
+    if (b.on) b.tw = gtimer();
+}
+__device__ __forceinline__ void trace_end(const BlockTrace &b, unsigned tag) {
+    if (!b.on) return;
+    const unsigned i = atomicAdd(g_trace, 1u);
+    if (i >= g_trace[1]) return;
+    unsigned smid;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    TraceRec *r = reinterpret_cast<TraceRec *>(g_trace + 4) + i;
+    r->tag = tag, r->block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z), r->smid = smid;
+    r->grid = gridDim.x * gridDim.y * gridDim.z;
+    r->t0 = b.t0, r->tw = b.tw, r->te = gtimer();
+}
+#define CU_TRACE_BINDER(name)                                                                                  \
+    void name(void *buf) {                                                                                     \
+        unsigned *p = static_cast<unsigned *>(buf);                                                            \
+        cudaMemcpyToSymbol(g_trace, &p, sizeof p);                                                            \
+    }
+void trace_bind_model(void *buf);
+void trace_bind_frag(void *buf);
+void trace_bind_attn_o(void *buf);
+void trace_bind_dense(void *buf);
+
 // Programmatic dependent launch (sm_90).  A kernel launched by cu_launch may start while
 // the kernel before it in the stream still runs: it first does what depends on nothing
 // the earlier kernels write (a GEMV requests its weights and scales), then pdl_wait()

@@ -131,6 +131,18 @@ int cuq_gemv_frag(const cuq_layer *const *L, float *const *y, int n, const uint3
  * a multiple of 128), and as fp32 (T, out) into h when h is non-NULL. */
 int cuq_gemv_swiglu_frag(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf, int T,
                          cudaStream_t s);
+/* The same with the input's RMSNorm folded in (nrm non-NULL, one token): every thread block
+ * computes nrm->w · x / rms(x) of the fp32 residual nrm->x itself, as fragments in shared
+ * memory (xf unused; no norm kernel before the GEMV); accumulate: y += x · Wᵀ (the
+ * residual add of down_proj) instead of y = (not for the pair). */
+typedef struct {
+    const float *x, *w; /* (in) residual, norm weights */
+    float eps;
+} cuq_frag_norm;
+int cuq_gemv_frag_ex(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, const cuq_frag_norm *nrm,
+                     int accumulate, cudaStream_t s);
+int cuq_gemv_swiglu_frag_ex(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf, int T,
+                            const cuq_frag_norm *nrm, cudaStream_t s);
 /* Whether decode takes the fragment-order GEMV where layers allow: on unless
  * cuq_gemv_set_frag(0), GPTQ_CUDA_FRAG=0, or the fp32 / half2 kernels were chosen
  * (cuq_gemv_set_fp32, cuq_gemv_set_mma, GPTQ_CUDA_GEMV). */
@@ -149,6 +161,10 @@ void cuq_frag_set(int depth, int warps);
 void cuq_frag_set_multi(int on, int slots);
 /* How many launches took the persistent form so far. */
 long cuq_frag_multi_launches(void);
+
+/* Binds a block-timeline trace buffer (cu_common.cuh: TraceRec) to the instrumented decode
+ * kernels, NULL unbinds (GPTQ_CUDA_TRACE in llama_cuda.c). */
+void cuk_trace_bind(void *buf);
 
 /* W in kernel order as fp16: w16 (out, in_pad), position p holding input perm[p]. */
 int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s);

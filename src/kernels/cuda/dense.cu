@@ -23,6 +23,7 @@ template <int T, int U>
 __global__ void __launch_bounds__(kWarps * 32)
     hgemv_kernel(const __half *__restrict__ w, const float *__restrict__ x, float *__restrict__ y, int out, int in,
                  int ntok) {
+    BlockTrace bt = trace_begin();
     pdl_trigger();
     const int lane = threadIdx.x & 31;
     const int row0 = (blockIdx.x * kWarps + (threadIdx.x >> 5)) * kRows;
@@ -49,6 +50,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
             for (int r = 0; r < kRows; r++) wv[u][r] = lane + 32 * u < nvec ? __ldcs(wr[r] + lane + 32 * u) : make_uint4(0, 0, 0, 0);
         pdl_wait();
+        trace_wait(bt);
         for (int v0 = lane; v0 < nvec; v0 += 32 * U) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
@@ -113,6 +115,7 @@ __global__ void __launch_bounds__(kWarps * 32)
                 if (rr == r && tt == t) v = acc[rr][tt];
         if (row0 + r < out && t < ntok) y[(int64_t)t * out + row0 + r] = v;
     }
+    trace_end(bt, 6);
 }
 
 int hgemv_depth = -1; /* ring depth U (1, 2, 4; 4 is used up to T = 2, 2 up to T = 4); GPTQ_CUDA_HGEMV_DEPTH */
@@ -275,3 +278,5 @@ extern "C" int cuk_copy(void *dst, const void *src, int64_t bytes, cudaStream_t 
     copy_kernel<<<(unsigned)(sms * 8), 256, 0, s>>>(static_cast<uint4 *>(dst), static_cast<const uint4 *>(src), bytes / 16);
     return cu_check(cudaGetLastError(), "copy kernel");
 }
+
+CU_TRACE_BINDER(trace_bind_dense)

@@ -54,6 +54,7 @@ constexpr int kNormVec = 4;
 template <bool ADD>
 __global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, const float *__restrict__ y, const float *__restrict__ w, int dim,
                                float eps, __half *frag) {
+    BlockTrace bt = trace_begin();
     pdl_trigger();
     __shared__ float red[32];
     const int64_t t = blockIdx.x;
@@ -70,6 +71,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, con
         }
     }
     pdl_wait();
+    trace_wait(bt);
     if (vec) {
         float4 v[kNormVec];
         float ss = 0.f;
@@ -108,6 +110,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, con
                 }
             }
         }
+        trace_end(bt, 1);
         return;
     }
     float ss = 0.f;
@@ -262,6 +265,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 && PW <= 4 ? 10 : 1)
                            __half *__restrict__ kc, __half *__restrict__ vc, const float *__restrict__ inv_freq,
                            float *__restrict__ scratch, float *__restrict__ out, const int *pos0, int n_heads, int n_kv,
                            int hd, float scale, __half *out_frag) {
+    BlockTrace bt = trace_begin();
     pdl_trigger();
     extern __shared__ float wgt[];  // (2, splits): the merge's weights and sums of the splits
     __shared__ float qs[kMaxHeadDim];
@@ -303,6 +307,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 && PW <= 4 ? 10 : 1)
         }
     }
     pdl_wait();
+    trace_wait(bt);
     if (p0 < len) {
         // this step's positions: k rotated here (as rope_kv_kernel does) and rounded to fp16
 #pragma unroll
@@ -412,7 +417,10 @@ __global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 && PW <= 4 ? 10 : 1)
         if (last) *count = 0;  // ready for the next call (every split has counted)
     }
     __syncthreads();
-    if (!last) return;
+    if (!last) {
+        trace_end(bt, 4);
+        return;
+    }
     __threadfence();
     // the merge: partials rescaled to the overall max and normalized (read through L2,
     // where the other blocks' writes are).  Latency matters here (one block per head does
@@ -466,6 +474,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32, HW == 2 && PW <= 4 ? 10 : 1)
             out_frag[cuq_frag_half(t, h * hd + i + 1, (n_heads * hd) >> 7)] = __float2half_rn(v.y * inv);
         }
     }
+    trace_end(bt, 4);
 }
 
 __global__ void silu_mul_kernel(float *g, const float *__restrict__ u, int64_t n) {
@@ -490,6 +499,8 @@ __global__ void bias_kernel(float *y, const float *__restrict__ b, int64_t out, 
 }
 
 }  // namespace
+
+CU_TRACE_BINDER(trace_bind_model)
 
 extern "C" int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, int dim, cudaStream_t s) {
     return cu_check(cu_launch(embed_kernel, dim3((unsigned)n), dim3(256), 0, s, reinterpret_cast<const __half *>(emb), ids, x, dim),

@@ -9,6 +9,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/cuda/cuq.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -43,6 +45,18 @@ int cuk_rope_attention_decode(const float *q, const float *k, const float *v, ui
                               const float *inv_freq, float *out, uint32_t *out_frag, float *part, const int *pos0, int n,
                               int max_seq, int n_heads, int n_kv, int hd, cudaStream_t s);
 int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd);
+/* Decode of one token, head_dim 128: RoPE + KV-cache append + attention (as
+ * cuk_rope_attention_decode), then x += o_proj(attention output), in one kernel
+ * (kernels/cuda/attn_o.cu; a thread block cluster per query head).  o: o_proj, a layer the
+ * fragment-order GEMV takes, without permutation, n_heads blocks of 128 inputs.  The adds
+ * into x are atomic (32 heads per row).  cuk_attention_o_ok: whether it applies (a context
+ * of max_seq <= 1024, and GPTQ_CUDA_ATT_O=0 / cuk_attention_o_set(0, 0) have not turned it
+ * off); chunk > 0 sets the cache rows a block takes at a time (tests), 0 = by max_seq. */
+int cuk_attention_o_ok(const cuq_layer *o, int n_heads, int n_kv, int hd, int max_seq);
+int cuk_attention_o_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
+                           const int *pos0, const cuq_layer *o, float *x, int max_seq, int n_heads, int n_kv, int hd,
+                           cudaStream_t s);
+void cuk_attention_o_set(int on, int chunk);
 /* g = silu(g) · u, n elements. */
 int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s);
 /* x += y, n elements. */

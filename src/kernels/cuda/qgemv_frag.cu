@@ -28,26 +28,14 @@
 
 #include "kernels/cuda/cu_common.cuh"
 #include "kernels/cuda/cuq.h"
+#include "kernels/cuda/frag_mma.cuh"
 
 namespace {
 
+using namespace frag;
+
 constexpr int kFragWarps = 16;  // most warps per thread block, splitting a tile's blocks
 constexpr int kFragParts = 3;   // layers in one launch (q/k/v)
-constexpr int kMetaBytes = 48;  // per (tile, block): 8 half2 scales (rows g, g+8), 8 zero-point byte pairs
-
-__device__ __forceinline__ uint32_t lop_h(uint32_t w, uint32_t mask) {
-    uint32_t r;  // (w & mask) | 0x64006400: 1024 + the masked bits in each half
-    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(mask), "n"(0x64006400u));
-    return r;
-}
-
-__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                        uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 struct FragPart {
     const uint4 *qw;     // tiled codes
@@ -58,52 +46,79 @@ struct FragPart {
 struct FragParts {
     FragPart p[kFragParts];
     int n;
+    int add;                // y += the products instead of y = (not PAIR)
+    const float *nx, *nw;   // non-NULL: the input is RMSNorm(nx) · nw (one token), made here (norm_frag_smem)
+    float eps;
 };
 
-// The codes of one step of one tile: rows g (a) and g + 8 (b), quarter t; its record.
-struct Step {
-    uint4 a, b;
-    uint32_t s;  // half2 scales of rows g, g + 8
-    uint32_t z;  // zero points of rows g (bits 0-7), g + 8 (bits 8-15)
-};
+// The RMSNorm folded into the GEMV (one token): each thread block reads the residual nx
+// (in_pad floats, from L2) and the norm weights nw, reduces Σx² over its threads, and
+// writes nw · x / rms(x) as the B fragments (fragment order, token 0) into its shared
+// memory sm, which the warps then read instead of global fragments.  in_pad / 8 units of
+// 4 words, as frag16_kernel; with at most kNormUnits units per thread (4096 inputs at 8
+// warps) one round trip to L2 (x and w requested together, kept in registers), else two.
+constexpr int kNormUnits = 2;
 
-__device__ __forceinline__ Step load_step(const uint4 *q, const uint8_t *m, int b, int g) {
-    Step st;
-    st.a = __ldcs(q + (int64_t)b * 64);
-    st.b = __ldcs(q + (int64_t)b * 64 + 32);
-    st.s = __ldg(reinterpret_cast<const uint32_t *>(m + (int64_t)b * kMetaBytes) + g);
-    st.z = __ldg(reinterpret_cast<const uint16_t *>(m + (int64_t)b * kMetaBytes + 32) + g);
-    return st;
+__device__ __forceinline__ int norm_unit_pos(int u) {
+    return 128 * (u >> 4) + 32 * ((u & 3) >> 1) + 16 * (u & 1) + 4 * ((u >> 2) & 3);
 }
 
-// acc += the step's tile times the B fragments bx (pairs p of words w); xs = Σx of the
-// lane's tokens (computed once per step by the caller).
-__device__ __forceinline__ void step_mma(float (&acc)[4], const Step &st, const uint32_t (&bx)[4][4], const float (&xs)[4],
-                                         int zero_base) {
-    const uint32_t wa[4] = {st.a.x, st.a.y, st.a.z, st.a.w}, wb[4] = {st.b.x, st.b.y, st.b.z, st.b.w};
-    float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int m = 0; m < 8; m++) {
-        const int i0 = 2 * m, i1 = 2 * m + 1;
-        const int w0 = i0 >> 2, p0 = i0 & 3, w1 = i1 >> 2, p1 = i1 & 3;
-        mma_f16(d, lop_h(wa[w0] >> (4 * p0), 0x000F000Fu), lop_h(wb[w0] >> (4 * p0), 0x000F000Fu),
-                lop_h(wa[w1] >> (4 * p1), 0x000F000Fu), lop_h(wb[w1] >> (4 * p1), 0x000F000Fu), bx[p0][w0], bx[p1][w1]);
-    }
-    const float2 s = __half22float2(*reinterpret_cast<const __half2 *>(&st.s));
-    const float za = 1024.f + (float)((st.z & 0xFFu) + zero_base), zb = 1024.f + (float)((st.z >> 8) + zero_base);
-    acc[0] = fmaf(s.x, d[0] - za * xs[0], acc[0]);
-    acc[1] = fmaf(s.x, d[1] - za * xs[1], acc[1]);
-    acc[2] = fmaf(s.y, d[2] - zb * xs[2], acc[2]);
-    acc[3] = fmaf(s.y, d[3] - zb * xs[3], acc[3]);
+__device__ __forceinline__ uint4 norm_unit(const float4 &a, const float4 &b, const float4 &wa, const float4 &wb, float inv) {
+    const __half2 h0 = __floats2half2_rn(wa.x * (a.x * inv), wb.x * (b.x * inv)), h1 = __floats2half2_rn(wa.y * (a.y * inv), wb.y * (b.y * inv));
+    const __half2 h2 = __floats2half2_rn(wa.z * (a.z * inv), wb.z * (b.z * inv)), h3 = __floats2half2_rn(wa.w * (a.w * inv), wb.w * (b.w * inv));
+    return make_uint4(*reinterpret_cast<const uint32_t *>(&h0), *reinterpret_cast<const uint32_t *>(&h1),
+                      *reinterpret_cast<const uint32_t *>(&h2), *reinterpret_cast<const uint32_t *>(&h3));
 }
 
-__device__ __forceinline__ void sum_x(float (&xs)[4], const uint32_t (&bx)[4][4]) {
-    xs[0] = xs[1] = xs[2] = xs[3] = 0.f;
+__device__ __forceinline__ float norm_ss(const float4 &a, const float4 &b) {
+    return a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
+}
+
+__device__ __noinline__ void norm_frag_smem(const FragParts &parts, uint4 *sm, int in_pad) {
+    __shared__ float red[kFragWarps];
+    const int units = in_pad >> 3, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const float4 *x4 = reinterpret_cast<const float4 *>(parts.nx), *w4 = reinterpret_cast<const float4 *>(parts.nw);
+    const bool one = units <= kNormUnits * (int)blockDim.x;
+    float4 xa[kNormUnits], xb[kNormUnits], wa[kNormUnits], wb[kNormUnits];
+    float ss = 0.f;
+    if (one) {
 #pragma unroll
-    for (int m = 0; m < 8; m++) {
-        const int i0 = 2 * m, i1 = 2 * m + 1;
-        mma_f16(xs, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx[i0 & 3][i0 >> 2], bx[i1 & 3][i1 >> 2]);
+        for (int k = 0; k < kNormUnits; k++) {
+            const int u = threadIdx.x + k * blockDim.x;
+            if (u < units) {
+                const int q = norm_unit_pos(u) >> 2;
+                xa[k] = __ldcg(x4 + q), xb[k] = __ldcg(x4 + q + 16), wa[k] = __ldg(w4 + q), wb[k] = __ldg(w4 + q + 16);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < kNormUnits; k++)
+            if (threadIdx.x + k * blockDim.x < units) ss += norm_ss(xa[k], xb[k]);
+    } else {
+        for (int u = threadIdx.x; u < units; u += blockDim.x) {
+            const int q = norm_unit_pos(u) >> 2;
+            ss += norm_ss(__ldcg(x4 + q), __ldcg(x4 + q + 16));
+        }
     }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) red[warp] = ss;
+    __syncthreads();
+    ss = 0.f;
+    for (int w = 0; w < nw; w++) ss += red[w];
+    const float inv = 1.0f / sqrtf(ss / in_pad + parts.eps);
+    if (one) {
+#pragma unroll
+        for (int k = 0; k < kNormUnits; k++) {
+            const int u = threadIdx.x + k * blockDim.x;
+            if (u < units) sm[u] = norm_unit(xa[k], xb[k], wa[k], wb[k], inv);
+        }
+    } else {
+        for (int u = threadIdx.x; u < units; u += blockDim.x) {
+            const int q = norm_unit_pos(u) >> 2;
+            sm[u] = norm_unit(__ldcg(x4 + q), __ldcg(x4 + q + 16), __ldg(w4 + q), __ldg(w4 + q + 16), inv);
+        }
+    }
+    __syncthreads();
 }
 
 // The block's sums v (the lane's accumulator layout) to y, or silu(gate) · up to hf (PAIR).
@@ -129,7 +144,8 @@ __device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, in
                 if (parts.p[0].y) parts.p[0].y[(int64_t)toks[j] * out + rows[i]] = h;
                 reinterpret_cast<__half *>(hf)[cuq_frag_half(toks[j], rows[i], out >> 7)] = __float2half_rn(h);
             } else {
-                parts.p[pi].y[(int64_t)toks[j] * out + rows[i]] = val[0][i][j];
+                float *dst = parts.p[pi].y + (int64_t)toks[j] * out + rows[i];
+                *dst = parts.add ? *dst + val[0][i][j] : val[0][i][j];
             }
         }
 }
@@ -139,9 +155,10 @@ __device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, in
 // fragment order of an input of `out` features (hf_rb = out / 128 blocks per token).
 template <int D, bool PAIR, int MAXW>
 __global__ void __launch_bounds__(MAXW * 32)
-    qgemv_frag_kernel(const __grid_constant__ FragParts parts, const uint4 *__restrict__ xf, int row_blocks, int ntok,
+    qgemv_frag_kernel(const __grid_constant__ FragParts parts, const uint4 *xf, int row_blocks, int ntok,
                       uint32_t *__restrict__ hf) {
     constexpr int R = PAIR ? 2 : 1;
+    BlockTrace bt = trace_begin();
     pdl_trigger();
     __shared__ float4 red[MAXW][R][32];
     int pi = 0;
@@ -171,6 +188,12 @@ __global__ void __launch_bounds__(MAXW * 32)
             if (b < row_blocks) ring[s][r] = load_step(q[r], m[r], b, g);
     }
     pdl_wait();
+    trace_wait(bt);
+    extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx)
+    if (parts.nx) {
+        norm_frag_smem(parts, xsm, row_blocks * 128);
+        xf = xsm;
+    }
     const bool has_tok = g < ntok;
     const uint4 *xg = xf + ((int64_t)g * row_blocks * 4 + t) * 4;  // token g, quarter t; block b at + 16 b
     uint4 xn[4];
@@ -218,6 +241,7 @@ __global__ void __launch_bounds__(MAXW * 32)
         }
     }
     frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf);
+    trace_end(bt, PAIR ? 8 : 2);
 }
 
 // The part and the tile within it of tile i of a launch (the parts laid end to end).
@@ -242,9 +266,10 @@ __device__ __forceinline__ void locate_tile(const FragParts &parts, bool pair, i
 // are bit-identical to the one-tile-per-block kernel with the same warps.
 template <bool PAIR, int NW, int MAXT, int MINB>
 __global__ void __launch_bounds__(NW * 32, MINB)
-    qgemv_frag_multi_kernel(const __grid_constant__ FragParts parts, const uint4 *__restrict__ xf, int row_blocks, int ntok,
+    qgemv_frag_multi_kernel(const __grid_constant__ FragParts parts, const uint4 *xf, int row_blocks, int ntok,
                             uint32_t *__restrict__ hf, int tiles) {
     constexpr int R = PAIR ? 2 : 1;
+    BlockTrace bt = trace_begin();
     pdl_trigger();
     __shared__ float4 red[MAXT][NW][R][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -272,6 +297,12 @@ __global__ void __launch_bounds__(NW * 32, MINB)
         for (int r = 0; r < R; r++) cur[r] = load_step(q[r], m[r], b, g);
     }
     pdl_wait();
+    trace_wait(bt);
+    extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx)
+    if (parts.nx) {
+        norm_frag_smem(parts, xsm, row_blocks * 128);
+        xf = xsm;
+    }
     const bool has_tok = g < ntok;
     const uint4 *xg = xf + ((int64_t)g * row_blocks * 4 + t) * 4;  // token g, quarter t; block b at + 16 b
     uint4 xn[4];
@@ -339,6 +370,7 @@ __global__ void __launch_bounds__(NW * 32, MINB)
     int pi, tile;
     locate_tile(parts, PAIR, (int)blockIdx.x + warp * G, pi, tile);
     frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf);
+    trace_end(bt, PAIR ? 7 : 3);
 }
 
 // xf (T, in_pad) in fragment order = x (or silu(x) · x2), permuted by perm when given.
@@ -421,9 +453,10 @@ void frag_shape(int blocks, int *depth, int *warps) {
 template <bool PAIR, int MAXW>
 cudaError_t launch_frag_w(int depth, dim3 grid, dim3 block, cudaStream_t s, const FragParts &parts, const uint4 *x4,
                           int row_blocks, int T, uint32_t *hf) {
-    if (depth >= 4) return cu_launch(qgemv_frag_kernel<4, PAIR, MAXW>, grid, block, 0, s, parts, x4, row_blocks, T, hf);
-    if (depth >= 2) return cu_launch(qgemv_frag_kernel<2, PAIR, MAXW>, grid, block, 0, s, parts, x4, row_blocks, T, hf);
-    return cu_launch(qgemv_frag_kernel<1, PAIR, MAXW>, grid, block, 0, s, parts, x4, row_blocks, T, hf);
+    const size_t sm = parts.nx ? (size_t)row_blocks * 256 : 0;  // the folded norm's fragments
+    if (depth >= 4) return cu_launch(qgemv_frag_kernel<4, PAIR, MAXW>, grid, block, sm, s, parts, x4, row_blocks, T, hf);
+    if (depth >= 2) return cu_launch(qgemv_frag_kernel<2, PAIR, MAXW>, grid, block, sm, s, parts, x4, row_blocks, T, hf);
+    return cu_launch(qgemv_frag_kernel<1, PAIR, MAXW>, grid, block, sm, s, parts, x4, row_blocks, T, hf);
 }
 
 int frag_multi = -1;  // GPTQ_CUDA_FRAG_MULTI=0: never the persistent form (default 1: where it applies)
@@ -453,7 +486,8 @@ int launch_multi(const FragParts &parts, int tiles, const uint4 *x4, int row_blo
     if (nt > MAXT) return 0;
     const int grid = (tiles + nt - 1) / nt;
     multi_launches++;
-    *err = cu_launch(qgemv_frag_multi_kernel<PAIR, NW, MAXT, MINB>, dim3((unsigned)grid), dim3(NW * 32), 0, s, parts, x4, row_blocks, T,
+    *err = cu_launch(qgemv_frag_multi_kernel<PAIR, NW, MAXT, MINB>, dim3((unsigned)grid), dim3(NW * 32),
+                     parts.nx ? (size_t)row_blocks * 256 : 0, s, parts, x4, row_blocks, T,
                      hf, tiles);
     return 1;
 }
@@ -467,8 +501,9 @@ cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, i
     const dim3 grid((unsigned)tiles), block((unsigned)(nw * 32));
     const uint4 *x4 = reinterpret_cast<const uint4 *>(xf);
     if (frag_multi < 0) {
-        const char *e = getenv("GPTQ_CUDA_FRAG_MULTI");
+        const char *e = getenv("GPTQ_CUDA_FRAG_MULTI"), *sl = getenv("GPTQ_CUDA_FRAG_SLOTS");
         frag_multi = e && *e ? atoi(e) : 1;
+        if (sl && atoi(sl) > 0) multi_slots = atoi(sl);  // resident blocks assumed (benchmarks)
     }
     if (frag_multi && depth == 1 && frag_warps <= 0) {
         // 8 warps, measured on the H100 (7B shapes, docs/PERFORMANCE.md): q/k/v's 768 tiles in
@@ -482,6 +517,8 @@ cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, i
 }
 
 }  // namespace
+
+CU_TRACE_BINDER(trace_bind_frag)
 
 extern "C" int cuq_frag_ok(const cuq_layer *L) {
     return L->bits == 4 && L->tiled && L->block_group && L->meta != NULL && L->in_pad % 128 == 0;
@@ -523,12 +560,28 @@ extern "C" int cuk_frag16(uint32_t *xf, const float *x, const float *x2, const i
                     "activations to fragment order");
 }
 
+// The norm fold's checks and fields (nrm NULL: none).
+static int set_norm(FragParts &parts, const cuq_frag_norm *nrm, int64_t in_pad, int T, const char *what) {
+    if (!nrm) return 0;
+    if (T != 1 || in_pad * 2 > 48 * 1024 || !nrm->x || !nrm->w)
+        return gptq_fail("%s: the RMSNorm fold takes one token and at most %d inputs", what, 24 * 1024);
+    parts.nx = nrm->x, parts.nw = nrm->w, parts.eps = nrm->eps;
+    return 0;
+}
+
 extern "C" int cuq_gemv_frag(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, cudaStream_t s) {
+    return cuq_gemv_frag_ex(L, y, n, xf, T, NULL, 0, s);
+}
+
+extern "C" int cuq_gemv_frag_ex(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T,
+                                const cuq_frag_norm *nrm, int accumulate, cudaStream_t s) {
     if (n < 1 || n > kFragParts) return gptq_fail("cuq_gemv_frag: %d layers (1..%d)", n, kFragParts);
     if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv_frag: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
     FragParts parts;
     memset(&parts, 0, sizeof parts);
     parts.n = n;
+    parts.add = accumulate != 0;
+    if (set_norm(parts, nrm, L[0]->in_pad, T, "cuq_gemv_frag")) return -1;
     int tiles = 0;
     for (int k = 0; k < n; k++) {
         if (!cuq_frag_ok(L[k]) || L[k]->in_pad != L[0]->in_pad)
@@ -541,6 +594,11 @@ extern "C" int cuq_gemv_frag(const cuq_layer *const *L, float *const *y, int n, 
 
 extern "C" int cuq_gemv_swiglu_frag(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf,
                                     int T, cudaStream_t s) {
+    return cuq_gemv_swiglu_frag_ex(gate, up, hf, h, xf, T, NULL, s);
+}
+
+extern "C" int cuq_gemv_swiglu_frag_ex(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf,
+                                       int T, const cuq_frag_norm *nrm, cudaStream_t s) {
     if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv_swiglu_frag: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
     if (!cuq_frag_ok(gate) || !cuq_frag_ok(up) || gate->out != up->out || gate->in_pad != up->in_pad || gate->out % 128)
         return gptq_fail("cuq_gemv_swiglu_frag: gate and up are not tiled 4-bit layers of one shape (out a multiple of 128)");
@@ -549,6 +607,7 @@ extern "C" int cuq_gemv_swiglu_frag(const cuq_layer *gate, const cuq_layer *up, 
     parts.n = 2;
     parts.p[0] = FragPart{reinterpret_cast<const uint4 *>(gate->qw), gate->meta, h, (int)gate->out, 0, gate->zero_base};
     parts.p[1] = FragPart{reinterpret_cast<const uint4 *>(up->qw), up->meta, nullptr, (int)up->out, 0, up->zero_base};
+    if (set_norm(parts, nrm, gate->in_pad, T, "cuq_gemv_swiglu_frag")) return -1;
     return cu_check(launch_frag<true>(parts, (int)(gate->out / 16), xf, (int)gate->row_blocks, T, hf, s),
                     "quantized gate/up GEMV (fragments)");
 }

@@ -46,6 +46,8 @@ struct llama_cuda {
     float *xbuf; /* (3, max_batch, widest in_pad) act-order permuted activations */
     float *att_part; /* split-attention partials of decode calls */
     int frag;        /* decode calls take the fragment-order GEMV (every layer qualifies: frag_eligible) */
+    int attn_o;      /* one-token decode calls fuse attention, o_proj and the residual add (attn_o_eligible) */
+    int fold;        /* ... and fold the RMSNorms into q/k/v and gate/up, down_proj adding into x (fold_eligible) */
     uint32_t *xf, *af, *hf; /* their fp16 activations in fragment order (cuq.h), (max decode tokens, ...):
                                the norms' output (dim), attention's (n_heads·hd), SwiGLU's (hidden) */
     uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
@@ -75,6 +77,31 @@ static int frag_eligible(const llama_cuda *m) {
         if (l[LIN_GATE].bias || l[LIN_UP].bias || l[LIN_GATE].out != l[LIN_UP].out || l[LIN_GATE].out != c->hidden_dim ||
             l[LIN_DOWN].in != c->hidden_dim || l[LIN_O].in != qd || l[LIN_Q].in != c->dim)
             return 0;
+    }
+    return 1;
+}
+
+/* Whether one-token decode calls also fold the norms (forward_folded): asked for with
+ * GPTQ_CUDA_FOLD=1 (off by default: on the H100 no faster than the norm kernels, 7B decode
+ * 2.002 / 2.003 against 1.992 / 1.996 ms in one run, 2.080 / 2.083 against 2.086 / 2.085 in
+ * another), no bias on down_proj (its sums go straight into x), widths the fold takes. */
+static int fold_eligible(const llama_cuda *m) {
+    const hf_config *c = &m->cfg;
+    const char *e = getenv("GPTQ_CUDA_FOLD");
+    if (!m->attn_o || !(e && strcmp(e, "1") == 0) || c->dim > 24 * 1024) return 0;
+    for (int i = 0; i < c->n_layers; i++)
+        if (m->layers[i].lin[LIN_DOWN].bias) return 0;
+    return 1;
+}
+
+/* Whether one-token decode calls can take the fused attention + o_proj kernel
+ * (kernels/cuda/attn_o.cu): the fragment-order path, head_dim 128, o_proj without bias. */
+static int attn_o_eligible(const llama_cuda *m) {
+    const hf_config *c = &m->cfg;
+    if (!m->frag) return 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const cu_linear *o = &m->layers[i].lin[LIN_O];
+        if (o->bias || o->out != c->dim || !cuk_attention_o_ok(&o->q, c->n_heads, c->n_kv_heads, c->head_dim, m->max_seq)) return 0;
     }
     return 1;
 }
@@ -252,6 +279,8 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
             !(m->hf = dalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(c->hidden_dim, (int)T), "activations")))
             goto fail;
     }
+    m->attn_o = attn_o_eligible(m);
+    m->fold = fold_eligible(m);
     note_memory(m);
     return m;
 fail:
@@ -333,6 +362,34 @@ static int add_biases(llama_cuda *m, const cu_linear *const *ls, float *const *y
     return 0;
 }
 
+/* One-token decode with every fusion (m->fold): per layer four kernels, each block of the
+ * q/k/v and gate/up GEMVs computing the RMSNorm of the residual x itself, the attention
+ * kernel adding o_proj's output into x, down_proj adding its own (cuq.h, model_kernels.h).
+ * Leaves final_norm(x) in xn for the lm_head. */
+static int forward_folded(llama_cuda *m) {
+    const hf_config *c = &m->cfg;
+    const int dim = c->dim, hd = c->head_dim;
+    const int64_t kvd = (int64_t)c->n_kv_heads * hd;
+    cudaStream_t s = m->stream;
+    if (cuk_embed(m->embed, m->ids_d, m->x, 1, dim, s)) return -1;
+    for (int i = 0; i < c->n_layers; i++) {
+        const cu_layer *L = &m->layers[i];
+        uint16_t *kc = m->k_cache + (size_t)i * m->max_seq * kvd, *vc = m->v_cache + (size_t)i * m->max_seq * kvd;
+        const cu_linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]};
+        const cuq_layer *q3[3] = {&qkv[0]->q, &qkv[1]->q, &qkv[2]->q}, *qd = &L->lin[LIN_DOWN].q;
+        float *const qkv_y[3] = {m->q, m->k, m->v};
+        const cuq_frag_norm n1 = {m->x, L->attn_norm, c->norm_eps}, n2 = {m->x, L->ffn_norm, c->norm_eps};
+        if (cuq_gemv_frag_ex(q3, qkv_y, 3, NULL, 1, &n1, 0, s) || add_biases(m, qkv, qkv_y, 3, 1) ||
+            cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, &L->lin[LIN_O].q, m->x, m->max_seq,
+                                   c->n_heads, c->n_kv_heads, hd, s) ||
+            cuq_gemv_swiglu_frag_ex(&L->lin[LIN_GATE].q, &L->lin[LIN_UP].q, m->hf, NULL, NULL, 1, &n2, s) ||
+            cuq_gemv_frag_ex(&qd, &m->x, 1, m->hf, 1, NULL, 1, s))
+            return -1;
+    }
+    if (cuk_rmsnorm(m->xn, m->x, m->final_norm, 1, dim, c->norm_eps, NULL, s)) return -1;
+    return run_linear(m, &m->lm_head, m->logits_d, m->xn, 1);
+}
+
 /* Everything after the H2D copies of ids and position, up to the logits on the device.
  * Decode calls of a model whose layers all qualify (m->frag) keep their activations also
  * in fragment order: the norms and the attention write it beside their fp32 output, the
@@ -344,6 +401,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
     const int fr = m->frag && n <= CUQ_MAX_GEMV_T;
     uint32_t *xf = fr ? m->xf : NULL, *af = fr ? m->af : NULL;
     cudaStream_t s = m->stream;
+    if (fr && n == 1 && m->fold) return forward_folded(m);
     if (cuk_embed(m->embed, m->ids_d, m->x, n, dim, s) ||
         cuk_rmsnorm(m->xn, m->x, m->layers[0].attn_norm, n, dim, c->norm_eps, xf, s))
         return -1;
@@ -357,6 +415,17 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
         float *const qkv_y[3] = {m->q, m->k, m->v}, *const gu_y[2] = {m->hb, m->hb2};
         if (fr) {
             const cuq_layer *q3[3] = {&qkv[0]->q, &qkv[1]->q, &qkv[2]->q}, *qo = &o->q, *qd = &down->q;
+            if (n == 1 && m->attn_o) { /* attention, o_proj and the residual add in one kernel */
+                if (cuq_gemv_frag(q3, qkv_y, 3, xf, n, s) || add_biases(m, qkv, qkv_y, 3, n) ||
+                    cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
+                                           c->n_kv_heads, hd, s) ||
+                    cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
+                    cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s) ||
+                    cuq_gemv_frag(&qd, &m->out, 1, m->hf, n, s) || add_biases(m, &down, &m->out, 1, n) ||
+                    cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, xf, s))
+                    return -1;
+                continue;
+            }
             if (cuq_gemv_frag(q3, qkv_y, 3, xf, n, s) || add_biases(m, qkv, qkv_y, 3, n) ||
                 cuk_rope_attention_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->att, af, m->att_part, m->pos_d, n,
                                           m->max_seq, c->n_heads, c->n_kv_heads, hd, s) ||
@@ -384,6 +453,57 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
     /* xn = final_norm(x) now */
     if (all_logits) return run_linear(m, &m->lm_head, m->logits_d, m->xn, n);
     return run_linear(m, &m->lm_head, m->logits_d, m->xn + (size_t)(n - 1) * dim, 1);
+}
+
+/* GPTQ_CUDA_TRACE=FILE: decode step number GPTQ_CUDA_TRACE_STEP (default 200) records the
+ * block timeline of its kernels (cu_common.cuh: TraceRec) into FILE as text, one line per
+ * thread block: tag block grid smid t0 twait tend (ns, from the step's first block).
+ * Tags: 1 rmsnorm, 2 fragment GEMV, 3 its persistent form, 7 the persistent gate/up pair,
+ * 8 the pair, 4 split attention, 5 fused attention + o_proj, 6 fp16 GEMV (lm_head). */
+enum { TRACE_CAP = 1 << 18 };
+static void *trace_buf;
+static long trace_calls;
+
+static int trace_step_begin(llama_cuda *m) {
+    (void)m;
+    const char *f = getenv("GPTQ_CUDA_TRACE"), *st = getenv("GPTQ_CUDA_TRACE_STEP");
+    if (!f || !*f || ++trace_calls != (st && *st ? atol(st) : 200)) return 0;
+    const size_t bytes = 16 + (size_t)TRACE_CAP * 40;
+    if (!trace_buf && cudaMalloc(&trace_buf, bytes) != cudaSuccess) return 0;
+    const unsigned hdr[4] = {0, TRACE_CAP, 0, 0};
+    if (cudaMemcpy(trace_buf, hdr, sizeof hdr, cudaMemcpyHostToDevice) != cudaSuccess) return 0;
+    cuk_trace_bind(trace_buf);
+    return 1;
+}
+
+static int trace_step_end(llama_cuda *m) {
+    if (cu_check(cudaStreamSynchronize(m->stream), "traced decode step")) return -1;
+    cuk_trace_bind(NULL);
+    unsigned hdr[4];
+    if (cu_check(cudaMemcpy(hdr, trace_buf, sizeof hdr, cudaMemcpyDeviceToHost), "trace")) return -1;
+    const unsigned n = hdr[0] < TRACE_CAP ? hdr[0] : TRACE_CAP;
+    struct rec { unsigned tag, block, smid, grid; unsigned long long t0, tw, te; } *r = malloc(sizeof *r * (n ? n : 1));
+    if (!r) return gptq_fail("trace: out of memory");
+    if (cu_check(cudaMemcpy(r, (char *)trace_buf + 16, sizeof *r * n, cudaMemcpyDeviceToHost), "trace")) {
+        free(r);
+        return -1;
+    }
+    unsigned long long t0 = ~0ull;
+    for (unsigned i = 0; i < n; i++)
+        if (r[i].t0 < t0) t0 = r[i].t0;
+    const char *path = getenv("GPTQ_CUDA_TRACE");
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        free(r);
+        return gptq_fail("%s: cannot write the trace", path);
+    }
+    for (unsigned i = 0; i < n; i++)
+        fprintf(f, "%u %u %u %u %llu %llu %llu\n", r[i].tag, r[i].block, r[i].grid, r[i].smid, r[i].t0 - t0, r[i].tw - t0,
+                r[i].te - t0);
+    fclose(f);
+    free(r);
+    fprintf(stderr, "trace: %u blocks of decode step %ld -> %s\n", n, trace_calls, path);
+    return 0;
 }
 
 const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, int all_logits) {
@@ -422,7 +542,9 @@ const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, 
                 return NULL;
             }
         }
+        const int traced = trace_step_begin(m);
         if (cu_check(cudaGraphLaunch(m->decode_graph, s), "decode step")) return NULL;
+        if (traced && trace_step_end(m)) return NULL;
     } else {
         if (cu_check(cudaMemcpyAsync(m->ids_d, m->ids_h, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice, s), "ids") ||
             cu_check(cudaMemcpyAsync(m->pos_d, m->pos_h, sizeof(int), cudaMemcpyHostToDevice, s), "position") ||
@@ -447,6 +569,8 @@ void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info) {
     info->kv_bytes_per_pos = 2.0 * 2.0 * m->cfg.n_layers * (double)m->cfg.n_kv_heads * m->cfg.head_dim;
     info->gpu_mem_peak = m->mem_peak;
     info->frag_decode = m->frag;
+    info->attn_o_decode = m->attn_o;
+    info->fold_decode = m->fold;
 }
 
 double llama_cuda_copy_bandwidth(void) {

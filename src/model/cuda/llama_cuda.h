@@ -35,6 +35,8 @@ typedef struct {
     double kv_bytes_per_pos;/* KV cache bytes per position, all layers (read once per step per position) */
     double gpu_mem_peak;    /* bytes of GPU memory in use after loading and the largest call so far */
     int frag_decode;        /* decode calls run every Linear through the fragment-order GEMV (cuq.h) */
+    int attn_o_decode;      /* one-token decode calls fuse attention + o_proj + residual add (model_kernels.h) */
+    int fold_decode;        /* ... and fold the RMSNorms into the GEMVs (cuq_gemv_frag_ex) */
 } llama_cuda_info;
 void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info);
 
