@@ -161,6 +161,12 @@ void cuq_frag_set(int depth, int warps);
 void cuq_frag_set_multi(int on, int slots);
 /* How many launches took the persistent form so far. */
 long cuq_frag_multi_launches(void);
+/* Launches of several layers (q/k/v) in the persistent form with two tiles per warp step
+ * (as the gate/up pair, each written as its own output): 0 no, 1 in ceil(units / nt)
+ * blocks, 2 (the default) on every resident block slot, -1 GPTQ_CUDA_FRAG_DUAL again (7B
+ * decode on the H100: 2.034 / 2.047 ms per token with 2, 2.060 / 2.059 with 0, 2.067 /
+ * 2.068 with 1). */
+void cuq_frag_set_dual(int mode);
 
 /* Binds a block-timeline trace buffer (cu_common.cuh: TraceRec) to the instrumented decode
  * kernels, NULL unbinds (GPTQ_CUDA_TRACE in llama_cuda.c). */

@@ -256,41 +256,64 @@ __device__ __forceinline__ void locate_tile(const FragParts &parts, bool pair, i
 }
 
 // The persistent form (ring depth 1): a launch of `tiles` tiles whose grid would take more
-// than one wave of resident blocks runs instead as G = ceil(tiles / nt) blocks of nt tiles
-// each (tiles blockIdx.x, + G, + 2G, ...; nt <= MAXT), one wave.  The warps' step
-// sequences run on from one tile into the next (the ring prefetches across the boundary), so
-// a block streams codes until its last tile: no second wave whose blocks start with one
+// than one wave of resident blocks runs instead as G = ceil(units / nt) blocks of nt units
+// each (units blockIdx.x, + G, + 2G, ...; nt <= MAXT), one wave.  The warps' step
+// sequences run on from one unit into the next (the ring prefetches across the boundary), so
+// a block streams codes until its last unit: no second wave whose blocks start with one
 // step in flight and leave most of the SM idle at the end (q/k/v: 768 tiles on 528 block
-// slots; the gate/up pair: 688 on 396).  Each warp's sums of a tile go to shared memory
-// when it leaves the tile; at the end warp k adds tile k's in warp order, so the results
+// slots; the gate/up pair: 688 on 396).  Each warp's sums of a unit go to shared memory
+// when it leaves the unit; at the end warp k adds unit k's in warp order, so the results
 // are bit-identical to the one-tile-per-block kernel with the same warps.
-template <bool PAIR, int NW, int MAXT, int MINB>
+// MODE 0: a unit is one tile.  MODE 1 (the gate/up pair): unit i is tile i of gate and of
+// up, written as silu(gate) · up.  MODE 2 (dual): unit i is tiles i and i + ceil(tiles / 2)
+// of the parts laid end to end, multiplied with the same B fragments (two steps of codes
+// in flight per warp, as the pair), each written as its own output.
+template <int MODE, int NW, int MAXT, int MINB>
 __global__ void __launch_bounds__(NW * 32, MINB)
     qgemv_frag_multi_kernel(const __grid_constant__ FragParts parts, const uint4 *xf, int row_blocks, int ntok,
                             uint32_t *__restrict__ hf, int tiles) {
-    constexpr int R = PAIR ? 2 : 1;
+    constexpr int R = MODE ? 2 : 1;
+    constexpr bool PAIR = MODE == 1;
     BlockTrace bt = trace_begin();
     pdl_trigger();
     __shared__ float4 red[MAXT][NW][R][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int G = (int)gridDim.x, nt = min(MAXT, (tiles - (int)blockIdx.x + G - 1) / G);
+    const int units = MODE == 2 ? (tiles + 1) / 2 : tiles;
+    const int G = (int)gridDim.x, nt = min(MAXT, (units - (int)blockIdx.x + G - 1) / G);
     const bool active = warp < row_blocks && nt > 0;
-    // the codes and records of this block's tile k, for this lane
-    auto tile_at = [&](int k, const uint4 *(&q)[R], const uint8_t *(&m)[R]) {
-        int pi, tile;
-        locate_tile(parts, PAIR, (int)blockIdx.x + k * G, pi, tile);
+    // part and tile of operand r of this block's unit k (tile < 0: none, MODE 2's odd end)
+    auto unit_tile = [&](int k, int r, int &pi, int &tile) {
+        const int i = (int)blockIdx.x + k * G;
+        if (MODE == 2) {
+            const int ti = i + r * units;
+            if (ti >= tiles) {
+                pi = 0, tile = -1;
+                return;
+            }
+            locate_tile(parts, false, ti, pi, tile);
+        } else {
+            locate_tile(parts, PAIR, i, pi, tile);
+            if (PAIR) pi = r;
+        }
+    };
+    // the codes and records of this block's unit k, for this lane, and the zero bases
+    auto tile_at = [&](int k, const uint4 *(&q)[R], const uint8_t *(&m)[R], int (&zb)[R]) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            const FragPart &P = parts.p[PAIR ? r : pi];
+            int pi, tile;
+            unit_tile(k, r, pi, tile);
+            if (tile < 0) unit_tile(k, 0, pi, tile);  // loads of a real tile, the sums unused
+            const FragPart &P = parts.p[pi];
             q[r] = P.qw + ((int64_t)tile * row_blocks * 16 + g) * 4 + t;
             m[r] = P.meta + (int64_t)tile * row_blocks * kMetaBytes;
+            zb[r] = PAIR ? parts.p[0].zero_base : P.zero_base;
         }
-        return parts.p[PAIR ? 0 : pi].zero_base;
     };
     const uint4 *q[R];
     const uint8_t *m[R];
-    int zb = tile_at(0, q, m), k = 0, b = warp;
+    int zb[R], k = 0, b = warp;
+    tile_at(0, q, m, zb);
     Step cur[R];
     if (active) {
 #pragma unroll
@@ -316,13 +339,10 @@ __global__ void __launch_bounds__(NW * 32, MINB)
         if (bn >= row_blocks) kn = k + 1, bn = warp;
         const uint4 *qn[R];
         const uint8_t *mn[R];
-        int zbn = zb;
-        if (kn != k) {
-            if (kn < nt) zbn = tile_at(kn, qn, mn);
-        } else {
+        int zbn[R];
 #pragma unroll
-            for (int r = 0; r < R; r++) qn[r] = q[r], mn[r] = m[r];
-        }
+        for (int r = 0; r < R; r++) qn[r] = q[r], mn[r] = m[r], zbn[r] = zb[r];
+        if (kn != k && kn < nt) tile_at(kn, qn, mn, zbn);
         Step nxt[R];
         if (kn < nt) {
 #pragma unroll
@@ -336,21 +356,17 @@ __global__ void __launch_bounds__(NW * 32, MINB)
         float xs[4];
         sum_x(xs, bx);
 #pragma unroll
-        for (int r = 0; r < R; r++) step_mma(acc[r], cur[r], bx, xs, zb);
-        if (kn != k) {  // this warp is done with tile k
+        for (int r = 0; r < R; r++) step_mma(acc[r], cur[r], bx, xs, zb[r]);
+        if (kn != k) {  // this warp is done with unit k
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 red[k][warp][r][lane] = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
                 acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
             }
-            if (kn < nt) {
-#pragma unroll
-                for (int r = 0; r < R; r++) q[r] = qn[r], m[r] = mn[r];
-            }
         }
 #pragma unroll
-        for (int r = 0; r < R; r++) cur[r] = nxt[r];
-        k = kn, b = bn, zb = zbn;
+        for (int r = 0; r < R; r++) cur[r] = nxt[r], q[r] = qn[r], m[r] = mn[r], zb[r] = zbn[r];
+        k = kn, b = bn;
     }
     if (!active)
         for (int kk = 0; kk < nt; kk++)
@@ -367,10 +383,21 @@ __global__ void __launch_bounds__(NW * 32, MINB)
             v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
         }
     }
-    int pi, tile;
-    locate_tile(parts, PAIR, (int)blockIdx.x + warp * G, pi, tile);
-    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf);
-    trace_end(bt, PAIR ? 7 : 3);
+    if (MODE == 2) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int pi, tile;
+            unit_tile(warp, r, pi, tile);
+            const float4 v1[1] = {v[r]};
+            if (tile >= 0) frag_epilogue<false>(parts, pi, tile, lane, v1, ntok, hf);
+        }
+    } else {
+        int pi, tile;
+        locate_tile(parts, PAIR, (int)blockIdx.x + warp * G, pi, tile);
+        const float4(&vv)[PAIR ? 2 : 1] = *reinterpret_cast<const float4(*)[PAIR ? 2 : 1]>(&v);
+        frag_epilogue<PAIR>(parts, pi, tile, lane, vv, ntok, hf);
+    }
+    trace_end(bt, MODE == 1 ? 7 : MODE == 2 ? 9 : 3);
 }
 
 // xf (T, in_pad) in fragment order = x (or silu(x) · x2), permuted by perm when given.
@@ -462,6 +489,8 @@ cudaError_t launch_frag_w(int depth, dim3 grid, dim3 block, cudaStream_t s, cons
 int frag_multi = -1;  // GPTQ_CUDA_FRAG_MULTI=0: never the persistent form (default 1: where it applies)
 int multi_slots = 0;  // > 0: resident blocks assumed instead of the occupancy's (tests)
 long multi_launches = 0;  // persistent launches so far (tests check that they ran)
+int frag_dual = -1;       // GPTQ_CUDA_FRAG_DUAL: multi-layer launches two tiles per warp step (MODE 2): 1 in
+                          // ceil(units / nt) blocks, 2 (default) on every resident slot, 0 no
 
 // Resident blocks of `kernel` on the whole GPU at `threads` threads per block (0: unknown).
 template <typename K>
@@ -474,21 +503,22 @@ int resident_blocks(K kernel, int threads) {
 }
 
 // The persistent launch (qgemv_frag_multi_kernel) when `tiles` one-tile blocks would take
-// more than one wave and nt = ceil(tiles / resident blocks) <= MAXT; 1 if launched.
-template <bool PAIR, int NW, int MAXT, int MINB>
+// more than one wave (MODE 2: always) and nt = ceil(units / resident blocks) <= MAXT; 1 if
+// launched.
+template <int MODE, int NW, int MAXT, int MINB>
 int launch_multi(const FragParts &parts, int tiles, const uint4 *x4, int row_blocks, int T, uint32_t *hf, cudaStream_t s,
                  cudaError_t *err) {
     static int resident = -1;
-    if (resident < 0) resident = resident_blocks(qgemv_frag_multi_kernel<PAIR, NW, MAXT, MINB>, NW * 32);
+    if (resident < 0) resident = resident_blocks(qgemv_frag_multi_kernel<MODE, NW, MAXT, MINB>, NW * 32);
     const int slots = multi_slots > 0 ? multi_slots : resident;
-    if (slots <= 0 || tiles <= slots) return 0;
-    const int nt = (tiles + slots - 1) / slots;
+    const int units = MODE == 2 ? (tiles + 1) / 2 : tiles;
+    if (slots <= 0 || (MODE != 2 && tiles <= slots)) return 0;
+    const int nt = (units + slots - 1) / slots;
     if (nt > MAXT) return 0;
-    const int grid = (tiles + nt - 1) / nt;
+    const int grid = MODE == 2 && frag_dual == 2 ? (units < slots ? units : slots) : (units + nt - 1) / nt;
     multi_launches++;
-    *err = cu_launch(qgemv_frag_multi_kernel<PAIR, NW, MAXT, MINB>, dim3((unsigned)grid), dim3(NW * 32),
-                     parts.nx ? (size_t)row_blocks * 256 : 0, s, parts, x4, row_blocks, T,
-                     hf, tiles);
+    *err = cu_launch(qgemv_frag_multi_kernel<MODE, NW, MAXT, MINB>, dim3((unsigned)grid), dim3(NW * 32),
+                     parts.nx ? (size_t)row_blocks * 256 : 0, s, parts, x4, row_blocks, T, hf, tiles);
     return 1;
 }
 
@@ -510,7 +540,12 @@ cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, i
         // 384 blocks of 2 (80 registers, 3 blocks per SM), the gate/up pair's 688 in 230
         // blocks of 3 (128 registers, 2 per SM); 16 warps lost (the 64-register cap spills)
         cudaError_t err = cudaSuccess;
-        if (launch_multi<PAIR, 8, 4, PAIR ? 2 : 3>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
+        if (frag_dual < 0) {
+            const char *e = getenv("GPTQ_CUDA_FRAG_DUAL");
+            frag_dual = e && *e ? atoi(e) : 2;
+        }
+        if (!PAIR && frag_dual > 0 && parts.n > 1 && launch_multi<2, 8, 4, 2>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
+        if (launch_multi<PAIR ? 1 : 0, 8, 4, PAIR ? 2 : 3>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
     }
     return nw > 8 ? launch_frag_w<PAIR, 16>(depth, grid, block, s, parts, x4, row_blocks, T, hf)
                   : launch_frag_w<PAIR, 8>(depth, grid, block, s, parts, x4, row_blocks, T, hf);
@@ -532,6 +567,8 @@ extern "C" void cuq_frag_set(int depth, int warps) {
 }
 
 extern "C" long cuq_frag_multi_launches(void) { return multi_launches; }
+
+extern "C" void cuq_frag_set_dual(int mode) { frag_dual = mode < 0 ? -1 : mode > 2 ? 2 : mode; }
 
 extern "C" void cuq_frag_set_multi(int on, int slots) {
     frag_multi = on < 0 ? -1 : on != 0;
