@@ -432,24 +432,33 @@ static void check_frag_multi(const cuq_layer *const *lp, int n, const int64_t *o
     cuq_frag_set(0, 0);
     cuq_frag_set_multi(-1, 0);
     cuq_frag_set_dual(-1);
+    /* two tiles per warp step (MODE 2), in ceil(units / nt) blocks and on every slot */
+    for (int dual = 1; n > 1 && dual <= 2; dual++) {
+        float *yc[3];
+        for (int k = 0; k < n; k++) yc[k] = dmalloc(sizeof(float) * (size_t)(T * outs[k]));
+        cuq_frag_set_dual(dual);
+        cuq_frag_set_multi(1, slots);
+        const long b0 = cuq_frag_multi_launches();
+        CHECK(cuq_gemv_frag(lp, yc, n, xf, T, 0) == 0, "%s: dual form: %s", what, gptq_last_error());
+        cuq_frag_set_multi(-1, 0);
+        cuq_frag_set_dual(-1);
+        CHECK(cuq_frag_multi_launches() == b0 + 1, "%s: the dual form was not taken", what);
+        for (int k = 0; k < n; k++) {
+            const size_t nb = sizeof(float) * (size_t)(T * outs[k]);
+            float *a = xmalloc(nb), *b = xmalloc(nb);
+            CU(cudaMemcpy(a, yc[k], nb, cudaMemcpyDeviceToHost));
+            CU(cudaMemcpy(b, yb[k], nb, cudaMemcpyDeviceToHost));
+            CHECK(memcmp(a, b, nb) == 0, "%s: layer %d T=%d: the dual form %d (%d slots) differs", what, k, T, dual, slots);
+            free(a), free(b);
+            cudaFree(yc[k]);
+        }
+    }
     for (int k = 0; k < n; k++) {
         const size_t nb = sizeof(float) * (size_t)(T * outs[k]);
         float *a = xmalloc(nb), *b = xmalloc(nb);
         CU(cudaMemcpy(a, ya[k], nb, cudaMemcpyDeviceToHost));
         CU(cudaMemcpy(b, yb[k], nb, cudaMemcpyDeviceToHost));
         CHECK(memcmp(a, b, nb) == 0, "%s: layer %d T=%d: the persistent form (%d warps, %d slots) differs", what, k, T, W, slots);
-        /* two tiles per warp step (MODE 2), in ceil(units / nt) blocks and on every slot */
-        for (int dual = 1; n > 1 && dual <= 2; dual++) {
-            cuq_frag_set_dual(dual);
-            cuq_frag_set_multi(1, slots);
-            const long b0 = cuq_frag_multi_launches();
-            CHECK(cuq_gemv_frag(lp, ya, n, xf, T, 0) == 0, "%s: dual form: %s", what, gptq_last_error());
-            cuq_frag_set_multi(-1, 0);
-            cuq_frag_set_dual(-1);
-            CHECK(cuq_frag_multi_launches() == b0 + 1, "%s: the dual form was not taken", what);
-            CU(cudaMemcpy(a, ya[k], nb, cudaMemcpyDeviceToHost));
-            CHECK(memcmp(a, b, nb) == 0, "%s: layer %d T=%d: the dual form %d (%d slots) differs", what, k, T, dual, slots);
-        }
         free(a), free(b);
         cudaFree(ya[k]), cudaFree(yb[k]);
     }
