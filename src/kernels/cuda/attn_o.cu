@@ -79,6 +79,11 @@ __device__ __forceinline__ float dsmem_load(const float *p, unsigned rank) {
     return v;
 }
 
+// x[0..3] += v[0..3] as one vector reduction at L2 (sm_90; x 16-byte aligned).
+__device__ __forceinline__ void red_add4(float *x, const float (&v)[4]) {
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(x), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -211,15 +216,19 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         l = l * resc + block4_reduce<false>(e, red);  // its barriers also publish sc[]
         m = mn;
         const __half *vh = reinterpret_cast<const __half *>(vs) + tid;
-        float o0 = 0.f, o1 = 0.f;
+        float o4[4] = {0.f, 0.f, 0.f, 0.f};  // four chains, their loads issued together
         int j = 0;
-        for (; j + 1 < n; j += 2) o0 = fmaf(sc[j], __half2float(vh[j * 128]), o0), o1 = fmaf(sc[j + 1], __half2float(vh[(j + 1) * 128]), o1);
-        if (j < n) o0 = fmaf(sc[j], __half2float(vh[j * 128]), o0);
-        o = o * resc + (o0 + o1);
+        for (; j + 3 < n; j += 4) {
+#pragma unroll
+            for (int u = 0; u < 4; u++) o4[u] = fmaf(sc[j + u], __half2float(vh[(j + u) * 128]), o4[u]);
+        }
+        for (; j < n; j++) o4[0] = fmaf(sc[j], __half2float(vh[j * 128]), o4[0]);
+        o = o * resc + ((o4[0] + o4[1]) + (o4[2] + o4[3]));
     }
     opart[tid] = o;
     if (tid == 0) ml[0] = m, ml[1] = l;
     __syncthreads();
+    trace_mark(bt, 0);  // the block's partial is written
     cluster_arrive();  // the partials are written ...
     cluster_wait();    // ... in every block of the head
     // the head's output: the 8 partials rescaled to the common max, in rank order
@@ -234,6 +243,7 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         v = fmaf(w, dsmem_load(&opart[tid], (unsigned)r), v);
     }
     cluster_arrive();  // done reading the other blocks' shared memory (waited for at the end)
+    trace_mark(bt, 1);  // the head's output is merged
     reinterpret_cast<__half *>(frw)[cuq_frag_half(0, tid, 1)] = __float2half_rn(v / L);
     __syncthreads();
 
@@ -251,10 +261,24 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         if (tile >= t1) break;
         float acc[4] = {0.f, 0.f, 0.f, 0.f};
         step_mma(acc, ws[i], bx, xs, A.zero_base);
+        // accumulators (row g, token 0) and (row g + 8, token 0) are in lanes t = 0; lanes
+        // g = 0 and 4 gather rows g..g+3 and g+8..g+11 and add them with two vector atomics
+        float ra[4], rb[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            ra[u] = __shfl_sync(0xffffffffu, acc[0], lane + 4 * u);
+            rb[u] = __shfl_sync(0xffffffffu, acc[2], lane + 4 * u);
+        }
         const int row = tile * 16 + g;
-        if (t == 0) {  // accumulator (row g, token 0) and (row g + 8, token 0)
-            if (row < A.out) atomicAdd(A.x + row, acc[0]);
-            if (row + 8 < A.out) atomicAdd(A.x + row + 8, acc[2]);
+        if (t == 0 && (g & 3) == 0) {
+            if (row + 3 < A.out) red_add4(A.x + row, ra);
+            else
+                for (int u = 0; u < 4; u++)
+                    if (row + u < A.out) atomicAdd(A.x + row + u, ra[u]);
+            if (row + 11 < A.out) red_add4(A.x + row + 8, rb);
+            else
+                for (int u = 0; u < 4; u++)
+                    if (row + 8 + u < A.out) atomicAdd(A.x + row + 8 + u, rb[u]);
         }
     }
     cluster_wait();  // no block leaves while another may still read its partials

@@ -39,7 +39,7 @@ __device__ __forceinline__ long long cuq_frag_half(long long k, int i, int rb) {
 // translation unit (no relocatable device code): cuk_trace_bind (launch.cu) sets them all.
 struct TraceRec {
     unsigned tag, block, smid, grid;
-    unsigned long long t0, tw, te;
+    unsigned long long t0, tw, te, ta, tb;  // ta, tb: two marks inside the kernel (trace_mark; 0 if none)
 };
 static __device__ unsigned *g_trace;
 __device__ __forceinline__ unsigned long long gtimer() {
@@ -48,7 +48,7 @@ __device__ __forceinline__ unsigned long long gtimer() {
     return t;
 }
 struct BlockTrace {
-    unsigned long long t0, tw;
+    unsigned long long t0, tw, ta, tb;
     bool on;
 };
 __device__ __forceinline__ BlockTrace trace_begin() {
@@ -56,10 +56,14 @@ __device__ __forceinline__ BlockTrace trace_begin() {
     b.on = g_trace != nullptr && threadIdx.x == 0 && threadIdx.y == 0;
     b.t0 = b.on ? gtimer() : 0;
     b.tw = b.t0;
+    b.ta = b.tb = 0;
     return b;
 }
 __device__ __forceinline__ void trace_wait(BlockTrace &b) {
     if (b.on) b.tw = gtimer();
+}
+__device__ __forceinline__ void trace_mark(BlockTrace &b, int which) {
+    if (b.on) (which ? b.tb : b.ta) = gtimer();
 }
 __device__ __forceinline__ void trace_end(const BlockTrace &b, unsigned tag) {
     if (!b.on) return;
@@ -70,7 +74,7 @@ __device__ __forceinline__ void trace_end(const BlockTrace &b, unsigned tag) {
     TraceRec *r = reinterpret_cast<TraceRec *>(g_trace + 4) + i;
     r->tag = tag, r->block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z), r->smid = smid;
     r->grid = gridDim.x * gridDim.y * gridDim.z;
-    r->t0 = b.t0, r->tw = b.tw, r->te = gtimer();
+    r->t0 = b.t0, r->tw = b.tw, r->te = gtimer(), r->ta = b.ta, r->tb = b.tb;
 }
 #define CU_TRACE_BINDER(name)                                                                                  \
     void name(void *buf) {                                                                                     \

@@ -457,9 +457,11 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
 
 /* GPTQ_CUDA_TRACE=FILE: decode step number GPTQ_CUDA_TRACE_STEP (default 200) records the
  * block timeline of its kernels (cu_common.cuh: TraceRec) into FILE as text, one line per
- * thread block: tag block grid smid t0 twait tend (ns, from the step's first block).
+ * thread block: tag block grid smid t0 twait tend ta tb (ns, from the step's first block;
+ * ta, tb: marks inside the kernel, -1 where it sets none).
  * Tags: 1 rmsnorm, 2 fragment GEMV, 3 its persistent form, 7 the persistent gate/up pair,
- * 8 the pair, 4 split attention, 5 fused attention + o_proj, 6 fp16 GEMV (lm_head). */
+ * 8 the pair, 9 the persistent dual form (q/k/v), 4 split attention, 5 fused attention +
+ * o_proj, 6 fp16 GEMV (lm_head). */
 enum { TRACE_CAP = 1 << 18 };
 static void *trace_buf;
 static long trace_calls;
@@ -468,7 +470,7 @@ static int trace_step_begin(llama_cuda *m) {
     (void)m;
     const char *f = getenv("GPTQ_CUDA_TRACE"), *st = getenv("GPTQ_CUDA_TRACE_STEP");
     if (!f || !*f || ++trace_calls != (st && *st ? atol(st) : 200)) return 0;
-    const size_t bytes = 16 + (size_t)TRACE_CAP * 40;
+    const size_t bytes = 16 + (size_t)TRACE_CAP * 56;
     if (!trace_buf && cudaMalloc(&trace_buf, bytes) != cudaSuccess) return 0;
     const unsigned hdr[4] = {0, TRACE_CAP, 0, 0};
     if (cudaMemcpy(trace_buf, hdr, sizeof hdr, cudaMemcpyHostToDevice) != cudaSuccess) return 0;
@@ -482,7 +484,7 @@ static int trace_step_end(llama_cuda *m) {
     unsigned hdr[4];
     if (cu_check(cudaMemcpy(hdr, trace_buf, sizeof hdr, cudaMemcpyDeviceToHost), "trace")) return -1;
     const unsigned n = hdr[0] < TRACE_CAP ? hdr[0] : TRACE_CAP;
-    struct rec { unsigned tag, block, smid, grid; unsigned long long t0, tw, te; } *r = malloc(sizeof *r * (n ? n : 1));
+    struct rec { unsigned tag, block, smid, grid; unsigned long long t0, tw, te, ta, tb; } *r = malloc(sizeof *r * (n ? n : 1));
     if (!r) return gptq_fail("trace: out of memory");
     if (cu_check(cudaMemcpy(r, (char *)trace_buf + 16, sizeof *r * n, cudaMemcpyDeviceToHost), "trace")) {
         free(r);
@@ -498,8 +500,8 @@ static int trace_step_end(llama_cuda *m) {
         return gptq_fail("%s: cannot write the trace", path);
     }
     for (unsigned i = 0; i < n; i++)
-        fprintf(f, "%u %u %u %u %llu %llu %llu\n", r[i].tag, r[i].block, r[i].grid, r[i].smid, r[i].t0 - t0, r[i].tw - t0,
-                r[i].te - t0);
+        fprintf(f, "%u %u %u %u %llu %llu %llu %lld %lld\n", r[i].tag, r[i].block, r[i].grid, r[i].smid, r[i].t0 - t0,
+                r[i].tw - t0, r[i].te - t0, r[i].ta ? (long long)(r[i].ta - t0) : -1LL, r[i].tb ? (long long)(r[i].tb - t0) : -1LL);
     fclose(f);
     free(r);
     fprintf(stderr, "trace: %u blocks of decode step %ld -> %s\n", n, trace_calls, path);
