@@ -413,6 +413,16 @@ static void host_frag(uint16_t *hf, const float *x, const int32_t *perm, int64_t
 /* The persistent form of the fragment-order GEMV (8 warps, `slots` resident blocks assumed so
  * that these small launches take it) against the one-tile-per-block kernel with 8 warps:
  * bit-identical sums (n layers in one launch, outs[k] rows each). */
+/* Whether two device arrays of n floats hold the same bits. */
+static int same_bits(const float *da, const float *db, size_t n) {
+    float *a = xmalloc(sizeof(float) * n), *b = xmalloc(sizeof(float) * n);
+    CU(cudaMemcpy(a, da, sizeof(float) * n, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(b, db, sizeof(float) * n, cudaMemcpyDeviceToHost));
+    const int same = memcmp(a, b, sizeof(float) * n) == 0;
+    free(a), free(b);
+    return same;
+}
+
 static void check_frag_multi(const cuq_layer *const *lp, int n, const int64_t *outs, const uint32_t *xf, int T, int slots,
                              const char *what) {
     const int W = 8;
@@ -444,22 +454,14 @@ static void check_frag_multi(const cuq_layer *const *lp, int n, const int64_t *o
         cuq_frag_set_dual(-1);
         CHECK(cuq_frag_multi_launches() == b0 + 1, "%s: the dual form was not taken", what);
         for (int k = 0; k < n; k++) {
-            const size_t nb = sizeof(float) * (size_t)(T * outs[k]);
-            float *a = xmalloc(nb), *b = xmalloc(nb);
-            CU(cudaMemcpy(a, yc[k], nb, cudaMemcpyDeviceToHost));
-            CU(cudaMemcpy(b, yb[k], nb, cudaMemcpyDeviceToHost));
-            CHECK(memcmp(a, b, nb) == 0, "%s: layer %d T=%d: the dual form %d (%d slots) differs", what, k, T, dual, slots);
-            free(a), free(b);
+            CHECK(same_bits(yc[k], yb[k], (size_t)(T * outs[k])), "%s: layer %d T=%d: the dual form %d (%d slots) differs", what, k,
+                  T, dual, slots);
             cudaFree(yc[k]);
         }
     }
     for (int k = 0; k < n; k++) {
-        const size_t nb = sizeof(float) * (size_t)(T * outs[k]);
-        float *a = xmalloc(nb), *b = xmalloc(nb);
-        CU(cudaMemcpy(a, ya[k], nb, cudaMemcpyDeviceToHost));
-        CU(cudaMemcpy(b, yb[k], nb, cudaMemcpyDeviceToHost));
-        CHECK(memcmp(a, b, nb) == 0, "%s: layer %d T=%d: the persistent form (%d warps, %d slots) differs", what, k, T, W, slots);
-        free(a), free(b);
+        CHECK(same_bits(ya[k], yb[k], (size_t)(T * outs[k])), "%s: layer %d T=%d: the persistent form (%d warps, %d slots) differs",
+              what, k, T, W, slots);
         cudaFree(ya[k]), cudaFree(yb[k]);
     }
 }

@@ -110,6 +110,33 @@ static void compare_model_p(const char *dir, const char *what, int want_frag, in
 
 static void compare_model(const char *dir, const char *what, int want_frag) { compare_model_p(dir, what, want_frag, 24); }
 
+/* A random Llama of 2 layers, 4 query heads on 2 cache heads, `hidden` wide, quantized RTN
+ * 4-bit g128 into tmp/NAME-w4g128 (qd); 1 when it was made. */
+static int random_w4(const char *bin, const char *tmp, const char *name, int hidden, int inter, int seed, char *qd,
+                     size_t qdn) {
+    char cfg[1100], dir[1100], cmd[8192];
+    snprintf(cfg, sizeof cfg, "%s/%s.json", tmp, name);
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+    snprintf(qd, qdn, "%s/%s-w4g128", tmp, name);
+    FILE *f = fopen(cfg, "w");
+    CHECK(f != NULL, "cannot write %s", cfg);
+    if (!f) return 0;
+    fprintf(f,
+            "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": %d, "
+            "\"intermediate_size\": %d, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+            "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
+            "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"}\n",
+            hidden, inter);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "'%s' random-model --shape '%s' --out '%s' --force --seed %d > '%s.log' 2>&1 && "
+             "'%s' quantize --model '%s' --out '%s' --method rtn --bits 4 --group 128 --force >> '%s.log' 2>&1",
+             bin, cfg, dir, seed, dir, bin, dir, qd, dir);
+    const int rc = system(cmd);
+    CHECK(rc == 0, "%s: random-model / quantize failed (see %s.log)", name, dir);
+    return rc == 0;
+}
+
 int main(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
@@ -140,100 +167,57 @@ int main(void) {
     }
     /* a model whose widths are multiples of 128 at 4-bit g128: decode through the
      * fragment-order GEMV (norms and attention writing fragments, the gate/up pair) */
-    {
-        char cfg[1100], dir[1100], qd[1100], cmd[8192];
-        snprintf(cfg, sizeof cfg, "%s/cfg128.json", tmp);
-        snprintf(dir, sizeof dir, "%s/rand128", tmp);
-        snprintf(qd, sizeof qd, "%s/rand128-w4g128", tmp);
-        FILE *f = fopen(cfg, "w");
-        CHECK(f != NULL, "cannot write %s", cfg);
-        if (f) {
-            fputs("{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 256, "
-                  "\"intermediate_size\": 768, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
-                  "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
-                  "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"}\n",
-                  f);
-            fclose(f);
-            snprintf(cmd, sizeof cmd,
-                     "'%s' random-model --shape '%s' --out '%s' --force --seed 3 > '%s.log' 2>&1 && "
-                     "'%s' quantize --model '%s' --out '%s' --method rtn --bits 4 --group 128 --force >> '%s.log' 2>&1",
-                     bin, cfg, dir, dir, bin, dir, qd, dir);
-            int rc = system(cmd);
-            CHECK(rc == 0, "random 256-wide model: random-model / quantize failed (see %s.log)", dir);
-            if (rc == 0) {
-                compare_model(qd, "random 256-wide w4 g128 (fragment-order decode)", 1);
-                compare_model_p(qd, "random 256-wide w4 g128 (fragment-order decode)", 1, 5);
-                {   /* as if the GPU held 4 blocks: every GEMV of more than 4 tiles takes the persistent form */
-                    const long before = cuq_frag_multi_launches();
-                    cuq_frag_set_multi(1, 4);
-                    compare_model(qd, "random 256-wide w4 g128 (persistent fragment-order GEMV)", 1);
-                    cuq_frag_set_multi(-1, 0);
-                    CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
-                }
-                cuq_gemv_set_frag(0);
-                compare_model(qd, "random 256-wide w4 g128 (tensor-core decode)", 0);
-                cuq_gemv_set_frag(1);
-            }
+    char qd[1100];
+    if (random_w4(bin, tmp, "rand128", 256, 768, 3, qd, sizeof qd)) {
+        compare_model(qd, "random 256-wide w4 g128 (fragment-order decode)", 1);
+        compare_model_p(qd, "random 256-wide w4 g128 (fragment-order decode)", 1, 5);
+        {   /* as if the GPU held 4 blocks: every GEMV of more than 4 tiles takes the persistent form */
+            const long before = cuq_frag_multi_launches();
+            cuq_frag_set_multi(1, 4);
+            compare_model(qd, "random 256-wide w4 g128 (persistent fragment-order GEMV)", 1);
+            cuq_frag_set_multi(-1, 0);
+            CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
         }
+        cuq_gemv_set_frag(0);
+        compare_model(qd, "random 256-wide w4 g128 (tensor-core decode)", 0);
+        cuq_gemv_set_frag(1);
     }
     /* head_dim 128 (4 query heads on 2 cache heads): one-token decode fuses attention, o_proj
      * and the residual add (kernels/cuda/attn_o.cu), a cluster of 8 blocks per head */
-    {
-        char cfg[1100], dir[1100], qd[1100], cmd[8192];
-        snprintf(cfg, sizeof cfg, "%s/cfg-hd128.json", tmp);
-        snprintf(dir, sizeof dir, "%s/rand-hd128", tmp);
-        snprintf(qd, sizeof qd, "%s/rand-hd128-w4g128", tmp);
-        FILE *f = fopen(cfg, "w");
-        CHECK(f != NULL, "cannot write %s", cfg);
-        if (f) {
-            fputs("{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 512, "
-                  "\"intermediate_size\": 1024, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
-                  "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
-                  "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"}\n",
-                  f);
-            fclose(f);
-            snprintf(cmd, sizeof cmd,
-                     "'%s' random-model --shape '%s' --out '%s' --force --seed 5 > '%s.log' 2>&1 && "
-                     "'%s' quantize --model '%s' --out '%s' --method rtn --bits 4 --group 128 --force >> '%s.log' 2>&1",
-                     bin, cfg, dir, dir, bin, dir, qd, dir);
-            int rc = system(cmd);
-            CHECK(rc == 0, "random head_dim-128 model: random-model / quantize failed (see %s.log)", dir);
-            if (rc == 0) {
-                want_attn_o = 1, want_fold = 0;
-                compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj)", 1);
-                compare_model_p(qd, "random head_dim-128 w4 g128 (fused attention + o_proj)", 1, 1);
-                setenv("GPTQ_CUDA_FOLD", "1", 1);
-                want_fold = 1;
-                compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, norms folded)", 1);
-                compare_model_p(qd, "random head_dim-128 w4 g128 (fused, norms folded)", 1, 1);
-                compare_model_p(qd, "random head_dim-128 w4 g128 (fused, norms folded)", 1, 5);
-                cuk_attention_o_set(1, 2); /* 2 cache rows per chunk: every block runs several chunks */
-                compare_model(qd, "random head_dim-128 w4 g128 (fused, chunks of 2 rows)", 1);
-                cuk_attention_o_set(-1, 0);
-                {   /* the folded norm in the persistent GEMV form too */
-                    const long before = cuq_frag_multi_launches();
-                    cuq_frag_set_multi(1, 16);
-                    compare_model(qd, "random head_dim-128 w4 g128 (fused, norms folded, persistent GEMVs)", 1);
-                    cuq_frag_set_multi(-1, 0);
-                    CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
-                }
-                unsetenv("GPTQ_CUDA_FOLD");
-                want_fold = -1;
-                cuk_attention_o_set(0, 0);
-                want_attn_o = 0;
-                compare_model(qd, "random head_dim-128 w4 g128 (attention and o_proj apart)", 1);
-                cuk_attention_o_set(-1, 0);
-                want_attn_o = -1;
-                /* a context past 8 chunks of 128 positions keeps attention and o_proj apart */
-                llama_cuda *big = llama_cuda_load(qd, 2048, 1);
-                CHECK(big != NULL, "head_dim-128 model with a 2048-position cache: %s", gptq_last_error());
-                if (big) {
-                    llama_cuda_info info;
-                    llama_cuda_get_info(big, &info);
-                    CHECK(info.frag_decode && !info.attn_o_decode, "2048-position cache: fused attention + o_proj taken");
-                    llama_cuda_free(big);
-                }
-            }
+    if (random_w4(bin, tmp, "rand-hd128", 512, 1024, 5, qd, sizeof qd)) {
+        want_attn_o = 1, want_fold = 0;
+        compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj)", 1);
+        compare_model_p(qd, "random head_dim-128 w4 g128 (fused attention + o_proj)", 1, 1);
+        setenv("GPTQ_CUDA_FOLD", "1", 1);
+        want_fold = 1;
+        compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, norms folded)", 1);
+        compare_model_p(qd, "random head_dim-128 w4 g128 (fused, norms folded)", 1, 1);
+        compare_model_p(qd, "random head_dim-128 w4 g128 (fused, norms folded)", 1, 5);
+        cuk_attention_o_set(1, 2); /* 2 cache rows per chunk: every block runs several chunks */
+        compare_model(qd, "random head_dim-128 w4 g128 (fused, chunks of 2 rows)", 1);
+        cuk_attention_o_set(-1, 0);
+        {   /* the folded norm in the persistent GEMV form too */
+            const long before = cuq_frag_multi_launches();
+            cuq_frag_set_multi(1, 16);
+            compare_model(qd, "random head_dim-128 w4 g128 (fused, norms folded, persistent GEMVs)", 1);
+            cuq_frag_set_multi(-1, 0);
+            CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
+        }
+        unsetenv("GPTQ_CUDA_FOLD");
+        want_fold = -1;
+        cuk_attention_o_set(0, 0);
+        want_attn_o = 0;
+        compare_model(qd, "random head_dim-128 w4 g128 (attention and o_proj apart)", 1);
+        cuk_attention_o_set(-1, 0);
+        want_attn_o = -1;
+        /* a context past 8 chunks of 128 positions keeps attention and o_proj apart */
+        llama_cuda *big = llama_cuda_load(qd, 2048, 1);
+        CHECK(big != NULL, "head_dim-128 model with a 2048-position cache: %s", gptq_last_error());
+        if (big) {
+            llama_cuda_info info;
+            llama_cuda_get_info(big, &info);
+            CHECK(info.frag_decode && !info.attn_o_decode, "2048-position cache: fused attention + o_proj taken");
+            llama_cuda_free(big);
         }
     }
     return check_done();

@@ -84,16 +84,6 @@ __device__ __forceinline__ void red_add4(float *x, const float (&v)[4]) {
     asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(x), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
 // Over the block's 4 warps; every thread gets the result.
 template <bool MAX>
 __device__ __forceinline__ float block4_reduce(float v, float *red) {
@@ -347,15 +337,6 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
                 return -1;
         smem_set = smem;
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)(n_heads * kAoCluster));
-    cfg.blockDim = dim3(kAoThreads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = cu_pdl_on() ? 1 : 0;
-    return cu_check(cudaLaunchKernelEx(&cfg, kern, A), "attention + o_proj");
+    // the cluster shape is the kernel's own (__cluster_dims__)
+    return cu_check(cu_launch(kern, dim3((unsigned)(n_heads * kAoCluster)), dim3(kAoThreads), smem, s, A), "attention + o_proj");
 }

@@ -32,6 +32,18 @@ __device__ __forceinline__ long long cuq_frag_half(long long k, int i, int rb) {
     return 2 * (((k * rb + b) * 4 + t) * 16 + p * 4 + w) + hi;
 }
 
+// Sum (max) over a warp; every lane gets the result.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // Block timeline trace (GPTQ_CUDA_TRACE, llama_cuda.c): while a trace buffer is bound, thread 0
 // of each block of the instrumented decode kernels records its SM, when it started, when its
 // dependency wait returned and when it finished (%globaltimer, ns).  Buffer: a header of
