@@ -42,6 +42,9 @@ constexpr int kAoThreads = 128;  // one thread per head dimension, per position 
 constexpr int kAoHd = 128;       // head_dim this kernel takes
 constexpr int kAoMaxChunk = 128; // cache rows per chunk (at most one per thread)
 constexpr int kAoBlocksPerSM = 3; // resident blocks per SM (below)
+// Cache rows in shared memory are kAoRow words apart (64 used): 16-byte pieces for cp.async,
+// and 4 banks further per row, so that 8 lanes reading 16 bytes of 8 rows hit 32 banks.
+constexpr int kAoRow = 68;
 
 struct AoArgs {
     const float *q, *k_in, *v_in;  // (n_heads·128), (n_kv·128): the projections, unrotated
@@ -103,8 +106,8 @@ __device__ __forceinline__ void load_rows(uint32_t *ks, uint32_t *vs, const __ha
     for (int i = threadIdx.x; i < n16; i += kAoThreads) {
         const int r = i >> 4, piece = i & 15;
         const int64_t off = (int64_t)(a + r) * kvd + kvh * kAoHd + piece * 8;
-        cp_async16(ks + r * 64 + piece * 4, kc + off);
-        cp_async16(vs + r * 64 + piece * 4, vc + off);
+        cp_async16(ks + r * kAoRow + piece * 4, kc + off);
+        cp_async16(vs + r * kAoRow + piece * 4, vc + off);
     }
 }
 
@@ -115,10 +118,11 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     pdl_trigger();
     extern __shared__ __align__(16) unsigned char smem[];
     const int CH = A.chunk;
-    uint32_t *ks = reinterpret_cast<uint32_t *>(smem);                   // (CH, 64) half2 of K rows
-    uint32_t *vs = ks + CH * 64;                                         // (CH, 64) half2 of V rows
-    float *sc = reinterpret_cast<float *>(vs + CH * 64);                 // (CH) weights of the chunk
-    __shared__ float qs[kAoHd], qc[kAoHd / 2], qsn[kAoHd / 2];
+    uint32_t *ks = reinterpret_cast<uint32_t *>(smem);                   // (CH, kAoRow) half2 of K rows
+    uint32_t *vs = ks + CH * kAoRow;                                     // (CH, kAoRow) half2 of V rows
+    float *sc = reinterpret_cast<float *>(vs + CH * kAoRow);             // (CH) weights of the chunk
+    __shared__ __align__(16) float qs[kAoHd];
+    __shared__ float qc[kAoHd / 2], qsn[kAoHd / 2];
     __shared__ float opart[kAoHd], ml[2], red[4];
     __shared__ __align__(16) uint32_t frw[64];  // the head's output as B fragments (token 0, one block of 128)
 
@@ -182,20 +186,24 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
             load_rows(ks, vs, A.kc, A.vc, a, b, pos, kvd, kvh);
             cp_async_commit();
         }
-        if (pos >= a && pos < b && tid < 64) ks[(pos - a) * 64 + tid] = knew, vs[(pos - a) * 64 + tid] = vnew;
+        if (pos >= a && pos < b && tid < 64) ks[(pos - a) * kAoRow + tid] = knew, vs[(pos - a) * kAoRow + tid] = vnew;
         cp_async_wait_all();
         __syncthreads();
         float s = -INFINITY;
-        if (tid < n) {  // score of position a + tid; word (w + tid) % 64 first, so lanes hit different banks
-            const uint32_t *kr = ks + tid * 64;
+        if (tid < n) {  // score of position a + tid: 8 dimensions per step (16 bytes of the row, q broadcast)
+            const uint4 *kr = reinterpret_cast<const uint4 *>(ks + tid * kAoRow);
+            const float4 *q4 = reinterpret_cast<const float4 *>(qs);
             float d0 = 0.f, d1 = 0.f, d2 = 0.f, d3 = 0.f;
-#pragma unroll 8
-            for (int w = 0; w < 64; w += 2) {
-                const int w0 = (w + tid) & 63, w1 = (w + 1 + tid) & 63;
-                const float2 k0 = __half22float2(*reinterpret_cast<const __half2 *>(kr + w0));
-                const float2 k1 = __half22float2(*reinterpret_cast<const __half2 *>(kr + w1));
-                d0 = fmaf(qs[2 * w0], k0.x, d0), d1 = fmaf(qs[2 * w0 + 1], k0.y, d1);
-                d2 = fmaf(qs[2 * w1], k1.x, d2), d3 = fmaf(qs[2 * w1 + 1], k1.y, d3);
+#pragma unroll 4
+            for (int w = 0; w < kAoHd / 8; w++) {
+                const uint4 k = kr[w];
+                const float4 qa = q4[2 * w], qb = q4[2 * w + 1];
+                const float2 k0 = __half22float2(*reinterpret_cast<const __half2 *>(&k.x)),
+                             k1 = __half22float2(*reinterpret_cast<const __half2 *>(&k.y)),
+                             k2 = __half22float2(*reinterpret_cast<const __half2 *>(&k.z)),
+                             k3 = __half22float2(*reinterpret_cast<const __half2 *>(&k.w));
+                d0 = fmaf(qa.x, k0.x, d0), d1 = fmaf(qa.y, k0.y, d1), d2 = fmaf(qa.z, k1.x, d2), d3 = fmaf(qa.w, k1.y, d3);
+                d0 = fmaf(qb.x, k2.x, d0), d1 = fmaf(qb.y, k2.y, d1), d2 = fmaf(qb.z, k3.x, d2), d3 = fmaf(qb.w, k3.y, d3);
             }
             s = ((d0 + d1) + (d2 + d3)) * A.scale;
         }
@@ -210,9 +218,9 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         int j = 0;
         for (; j + 3 < n; j += 4) {
 #pragma unroll
-            for (int u = 0; u < 4; u++) o4[u] = fmaf(sc[j + u], __half2float(vh[(j + u) * 128]), o4[u]);
+            for (int u = 0; u < 4; u++) o4[u] = fmaf(sc[j + u], __half2float(vh[(j + u) * 2 * kAoRow]), o4[u]);
         }
-        for (; j < n; j++) o4[0] = fmaf(sc[j], __half2float(vh[j * 128]), o4[0]);
+        for (; j < n; j++) o4[0] = fmaf(sc[j], __half2float(vh[j * 2 * kAoRow]), o4[0]);
         o = o * resc + ((o4[0] + o4[1]) + (o4[2] + o4[3]));
     }
     opart[tid] = o;
@@ -324,7 +332,7 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
             cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess)
             per_sm = 0;
     }
-    size_t smem = (size_t)ch * 512 + (size_t)kAoMaxChunk * 4;
+    size_t smem = (size_t)ch * kAoRow * 8 + (size_t)kAoMaxChunk * 4;
     const size_t pad = per_sm > 0 ? (size_t)per_sm / (bps + 1) + 1024 : 0;
     if (pad > smem && pad <= 200 * 1024) smem = pad;
     const int tpw = (A.tpb + 3) / 4;
