@@ -150,6 +150,7 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     }
     pdl_wait();
     trace_wait(bt);
+    __syncthreads();  // qc, qsn
 
     const bool writer = h % (A.n_heads / A.n_kv) == 0;  // of this step's cache row
     uint32_t knew = 0, vnew = 0;                          // this step's k, v (dims 2·tid, +1), rotated, fp16
@@ -157,10 +158,9 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         const float *kx = A.k_in + kvh * kAoHd, *vx = A.v_in + kvh * kAoHd;
         float r[2];
 #pragma unroll
-        for (int e2 = 0; e2 < 2; e2++) {  // as rope_kv_kernel: rotate_half pairs (j, j + 64)
+        for (int e2 = 0; e2 < 2; e2++) {  // as rope_kv_kernel: rotate_half pairs (j, j + 64), the query's angles
             const int e = 2 * tid + e2, jj = e < 64 ? e : e - 64;
-            const float a = (float)pos * A.inv_freq[jj];
-            const float cs = cosf(a), sn = sinf(a);
+            const float cs = qc[jj], sn = qsn[jj];
             r[e2] = e < 64 ? kx[e] * cs - kx[e + 64] * sn : kx[e] * cs + kx[e - 64] * sn;
         }
         const __half2 kh = __floats2half2_rn(r[0], r[1]), vh = __floats2half2_rn(vx[2 * tid], vx[2 * tid + 1]);
@@ -230,15 +230,18 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     cluster_arrive();  // the partials are written ...
     cluster_wait();    // ... in every block of the head
     // the head's output: the 8 partials rescaled to the common max, in rank order
-    float mc[kAoCluster], M = -INFINITY;
+    float mc[kAoCluster], lc[kAoCluster], oc[kAoCluster], M = -INFINITY;  // all requested in one round trip
 #pragma unroll
-    for (int r = 0; r < kAoCluster; r++) mc[r] = dsmem_load(&ml[0], (unsigned)r), M = fmaxf(M, mc[r]);
+    for (int r = 0; r < kAoCluster; r++)
+        mc[r] = dsmem_load(&ml[0], (unsigned)r), lc[r] = dsmem_load(&ml[1], (unsigned)r), oc[r] = dsmem_load(&opart[tid], (unsigned)r);
+#pragma unroll
+    for (int r = 0; r < kAoCluster; r++) M = fmaxf(M, mc[r]);
     float L = 0.f, v = 0.f;
 #pragma unroll
     for (int r = 0; r < kAoCluster; r++) {
         const float w = mc[r] > -INFINITY ? expf(mc[r] - M) : 0.f;
-        L = fmaf(w, dsmem_load(&ml[1], (unsigned)r), L);
-        v = fmaf(w, dsmem_load(&opart[tid], (unsigned)r), v);
+        L = fmaf(w, lc[r], L);
+        v = fmaf(w, oc[r], v);
     }
     cluster_arrive();  // done reading the other blocks' shared memory (waited for at the end)
     trace_mark(bt, 1);  // the head's output is merged
