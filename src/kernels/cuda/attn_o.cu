@@ -18,8 +18,8 @@
 //     (no global atomics, no L2 round trip; fixed order, deterministic);
 //   - every block then holds the head's output, makes it the mma's B fragments, multiplies
 //     its tiles of o_proj's block h on the tensor cores (frag_mma.cuh) and adds the 16-row
-//     results into x with atomics (32 heads add into each row: the only order-dependent
-//     rounding of the step; the sums are fp32).
+//     results into x with vector atomics (red.global.add.v4.f32; 32 heads add into each
+//     row: the only order-dependent rounding of the step; the sums are fp32).
 // The RMSNorm after it then has no residual add left (cuk_rmsnorm).  Taken where a block's
 // positions fit one chunk at any step (context <= 1024); the loop over chunks (online
 // softmax) exists for the tests' smaller chunks.
