@@ -20,6 +20,8 @@
 #   model4    the 4-bit model of `model` only, GPTQ_CUDA_TILED and GPTQ_CUDA_MMA_PF 0 / 1
 #   modelf    the 4-bit model of `model` only, GPTQ_CUDA_FRAG=1 / 0 / 1 / 0 (fragment-order GEMV or not)
 #   edge      what a kernel-to-kernel dependency costs (bench/cuda_edge_latency.cu, built there by nvcc)
+#   stream    a chain of 32 dependent 7B-shaped 4-bit GEMVs: the register ring against a producer
+#             warp streaming the codes into shared memory by bulk copies (bench/cuda_stream_gemv.cu)
 #   ab        the 4-bit model of `model` only, with the environment variable named by AB_VAR at
 #             each of AB_VALS (default 1 0 1 0: a switch's effect on decode)
 #   trace     the block timeline of one decode step of that model (GPTQ_CUDA_TRACE), summarized by
@@ -110,6 +112,8 @@ for step in "$@"; do
           tail -1 | tee -a "$OUT/bench-l7b-w4-frag$f.txt"
       done ;;
     edge) nvcc -O3 -arch=sm_90 -o "$D/edge" "$D/tests/cuda_edge_latency.cu" && "$D/edge" | tee "$OUT/edge.txt"
+          rc=$((rc | PIPESTATUS[0])) ;;
+    stream) nvcc -O3 -arch=sm_90 -std=c++17 -o "$D/stream" "$D/tests/cuda_stream_gemv.cu" && "$D/stream" | tee "$OUT/stream.txt"
           rc=$((rc | PIPESTATUS[0])) ;;
     ab) # the 4-bit model only, $AB_VAR = each of $AB_VALS (default 1 0 1 0; after model or alone)
       M=/tmp/gptq-models; mkdir -p $M
