@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <cmath>
 #include <vector>
 
 namespace {
@@ -44,7 +45,7 @@ __device__ __forceinline__ uint32_t lop_h(uint32_t w, uint32_t mask) {
 }
 __device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                         uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
@@ -64,6 +65,44 @@ __device__ __forceinline__ void step(float (&acc)[4], uint4 a, uint4 b, uint32_t
     const float za = 1024.f + (float)(z & 0xFFu), zb = 1024.f + (float)(z >> 8);
     acc[0] = fmaf(sc.x, d[0] - za * xs[0], acc[0]);
     acc[2] = fmaf(sc.y, d[2] - zb * xs[2], acc[2]);
+}
+
+
+__device__ __forceinline__ uint32_t hsub2(uint32_t a, uint32_t b) {
+    uint32_t r;
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+// R steps at one input block (tiles' codes a[r], b[r]), as the library's steps_mma: each A
+// register is code - zero (LOP3 + HSUB2), so no Σx; the R mma chains advance together.
+template <int R>
+__device__ __forceinline__ void steps(float (&acc)[R][4], const uint4 (&a)[R], const uint4 (&b)[R], const uint32_t (&s)[R],
+                                      const uint32_t (&z)[R], const uint32_t (&bx)[4][4]) {
+    float d[R][4];
+    uint32_t za[R], zb[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        d[r][0] = d[r][1] = d[r][2] = d[r][3] = 0.f;
+        const uint32_t ha = __half_as_ushort(__uint2half_rn(1024u + (z[r] & 0xFFu))), hb = __half_as_ushort(__uint2half_rn(1024u + (z[r] >> 8)));
+        za[r] = ha | ha << 16, zb[r] = hb | hb << 16;
+    }
+#pragma unroll
+    for (int m = 0; m < 8; m++) {
+        const int i0 = 2 * m, i1 = 2 * m + 1, w0 = i0 >> 2, p0 = i0 & 3, w1 = i1 >> 2, p1 = i1 & 3;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const uint32_t wa[4] = {a[r].x, a[r].y, a[r].z, a[r].w}, wb[4] = {b[r].x, b[r].y, b[r].z, b[r].w};
+            mma_f16(d[r], hsub2(lop_h(wa[w0] >> (4 * p0), 0x000F000Fu), za[r]), hsub2(lop_h(wb[w0] >> (4 * p0), 0x000F000Fu), zb[r]),
+                    hsub2(lop_h(wa[w1] >> (4 * p1), 0x000F000Fu), za[r]), hsub2(lop_h(wb[w1] >> (4 * p1), 0x000F000Fu), zb[r]),
+                    bx[p0][w0], bx[p1][w1]);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const float2 sc = __half22float2(*reinterpret_cast<const __half2 *>(&s[r]));
+        acc[r][0] = fmaf(sc.x, d[r][0], acc[r][0]);
+        acc[r][2] = fmaf(sc.y, d[r][2], acc[r][2]);
+    }
 }
 
 // B fragments of token 0 for block b (lanes g = 0; zeros elsewhere) and their Σx.
@@ -230,6 +269,205 @@ __global__ void __launch_bounds__((kWarps + 1) * 32) tma_kernel(const Layer L, c
     }
 }
 
+
+// Pure streaming through the copy engine: one producer lane per block bulk-copies chunks of
+// `chunk` bytes (block b takes chunks b, b + G, ...) into a ring of S slots; 8 consumer warps
+// read one 16-byte word per lane of each chunk and release the slot.  How close does a ring
+// of S x chunk bytes per block come to the copy bandwidth, with no dependency anywhere?
+template <int S>
+__global__ void __launch_bounds__((kWarps + 1) * 32) probe_kernel(const uint4 *src, int64_t nchunks_all, int chunk, uint32_t *sink) {
+    extern __shared__ __align__(128) unsigned char sm[];
+    uint64_t *full = reinterpret_cast<uint64_t *>(sm + (size_t)S * chunk), *empty = full + S;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t mine = nchunks_all > blockIdx.x ? (nchunks_all - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < S; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], kWarps);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (warp == kWarps) {
+        if (lane == 0)
+            for (int64_t c = 0; c < mine; c++) {
+                const int s = (int)(c % S);
+                mbar_wait(&empty[s], (uint32_t)(((c / S) & 1) ^ 1));
+                mbar_expect(&full[s], (uint32_t)chunk);
+                bulk_copy(sm + (size_t)s * chunk, reinterpret_cast<const unsigned char *>(src) + (blockIdx.x + c * gridDim.x) * (int64_t)chunk,
+                          (uint32_t)chunk, &full[s]);
+            }
+        return;
+    }
+    uint32_t acc = 0;
+    for (int64_t c = 0; c < mine; c++) {
+        const int s = (int)(c % S);
+        mbar_wait(&full[s], (uint32_t)((c / S) & 1));
+        const uint4 v = reinterpret_cast<const uint4 *>(sm + (size_t)s * chunk)[(warp * 32 + lane) % (chunk / 16)];
+        acc ^= v.x ^ v.w;
+        __syncwarp();
+        if (lane == 0) mbar_arrive(&empty[s]);
+    }
+    if (acc == 0x12345678u) sink[threadIdx.x] = acc;
+}
+
+// tma2: the copy-engine-fed GEMV with the consumers' latency hidden.  One block per SM (a
+// producer warp + kWarps consumer warps) takes a contiguous range of the launch's steps
+// (tile-major, block of 128 inputs minor), at least a tile's worth, so a tile is split between
+// at most two blocks.  Whole tiles with the same range of blocks go in groups of up to R:
+// a consumer warp multiplies the R tiles' steps at one input block with the same B fragments
+// and Σx (R independent mma chains), warp w taking blocks w, w + 8, ... of the range.  The
+// ring's chunk is the group's next 8 blocks (R bulk copies of codes, R of records).  A split
+// tile's two halves go through scratch: each writes its half, the second to arrive (atomic
+// counter) adds part 0 + part 1 in that order and writes y, so results do not depend on who
+// came last.
+struct Group {
+    int tile, nt, blo, bhi;  // tiles tile .. tile + nt - 1, input blocks [blo, bhi)
+};
+// The g-th group of block i's step range [lo, hi); returns false past the end.
+__device__ __forceinline__ bool group_at(int64_t lo, int64_t hi, int rb, int R, int gi, Group &gr) {
+    // the range as: a partial head tile, whole tiles, a partial tail tile
+    const int t0 = (int)(lo / rb), t1 = (int)((hi - 1) / rb);
+    const int head_b = (int)(lo - (int64_t)t0 * rb), tail_b = (int)(hi - (int64_t)t1 * rb);
+    int k = 0;
+    int wt0 = t0, wt1 = t1;  // whole tiles [wt0, wt1]
+    if (t0 == t1) {  // one tile, maybe partial at both ends
+        if (gi != 0) return false;
+        gr = Group{t0, 1, head_b, tail_b};
+        return true;
+    }
+    if (head_b != 0) {
+        if (gi == 0) {
+            gr = Group{t0, 1, head_b, rb};
+            return true;
+        }
+        k = 1, wt0 = t0 + 1;
+    }
+    if (tail_b != rb) wt1 = t1 - 1;
+    const int nwhole = wt1 - wt0 + 1, ngw = (nwhole + R - 1) / R;
+    if (gi - k < ngw) {
+        const int j = gi - k;
+        gr = Group{wt0 + j * R, min(R, nwhole - j * R), 0, rb};
+        return true;
+    }
+    if (tail_b != rb && gi - k == ngw) {
+        gr = Group{t1, 1, 0, tail_b};
+        return true;
+    }
+    return false;
+}
+
+__device__ unsigned long long g_prof[4];  // tma2: consumer wait, consumer work, producer wait (clocks), chunks
+template <int R, int S, bool PROF = false>
+__global__ void __launch_bounds__((kWarps + 1) * 32, 1) tma2_kernel(const Layer L, const uint4 *xf, float *scratch, int *counter) {
+    long long pw = 0, cw = 0, cc = 0;
+    pdl_trigger();
+    extern __shared__ __align__(128) unsigned char sm[];
+    constexpr int kSlot = R * kWarps * (kStepBytes + kMeta);  // codes [R][8][1 KiB], records [R][8][48]
+    uint64_t *full = reinterpret_cast<uint64_t *>(sm + S * kSlot), *empty = full + S;
+    float2(*red)[R][32] = reinterpret_cast<float2(*)[R][32]>(empty + S);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int64_t N = (int64_t)L.tiles * L.rb;
+    const int64_t lo = N * blockIdx.x / gridDim.x, hi = N * (blockIdx.x + 1) / gridDim.x;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < S; s++) mbar_init(&full[s], 1), mbar_init(&empty[s], kWarps);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (lo >= hi) return;
+    if (warp == kWarps) {
+        if (lane == 0) {
+            int c = 0;
+            Group gr;
+            for (int gi = 0; group_at(lo, hi, L.rb, R, gi, gr); gi++)
+                for (int b0 = gr.blo; b0 < gr.bhi; b0 += kWarps, c++) {
+                    const int s = c % S, nb = min(kWarps, gr.bhi - b0);
+                    const long long q0 = PROF ? clock64() : 0;
+                    mbar_wait(&empty[s], ((c / S) & 1) ^ 1);
+                    if (PROF) pw += clock64() - q0;
+                    unsigned char *slot = sm + s * kSlot;
+                    mbar_expect(&full[s], gr.nt * nb * (kStepBytes + kMeta));
+                    for (int r = 0; r < gr.nt; r++) {
+                        const int64_t at = (int64_t)(gr.tile + r) * L.rb + b0;
+                        bulk_copy(slot + r * kWarps * kStepBytes, L.qw + at * 64, nb * kStepBytes, &full[s]);
+                        bulk_copy(slot + R * kWarps * kStepBytes + r * kWarps * kMeta, L.meta + at * kMeta, nb * kMeta, &full[s]);
+                    }
+                }
+            if (PROF) atomicAdd(&g_prof[2], (unsigned long long)pw), atomicAdd(&g_prof[3], (unsigned long long)c);
+        }
+        return;
+    }
+    pdl_wait();
+    int c = 0;
+    Group gr;
+    for (int gi = 0; group_at(lo, hi, L.rb, R, gi, gr); gi++) {
+        float acc[R][4];
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+        for (int b0 = gr.blo; b0 < gr.bhi; b0 += kWarps, c++) {
+            const int s = c % S, b = b0 + warp;
+            uint32_t bx[4][4];
+            float xs[4];
+            if (b < gr.bhi) {
+#pragma unroll
+                for (int p = 0; p < 4; p++) {
+                    const uint4 v = g == 0 ? __ldg(xf + ((int64_t)b * 4 + t) * 4 + p) : make_uint4(0, 0, 0, 0);
+                    bx[p][0] = v.x, bx[p][1] = v.y, bx[p][2] = v.z, bx[p][3] = v.w;
+                }
+            }
+            (void)xs;
+            const long long q0 = PROF ? clock64() : 0;
+            mbar_wait(&full[s], (c / S) & 1);
+            const long long q1 = PROF ? clock64() : 0;
+            if (PROF) cw += q1 - q0;
+            if (b < gr.bhi) {
+                const unsigned char *slot = sm + s * kSlot;
+                uint4 ca[R], cb[R];
+                uint32_t cs[R], cz[R];
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const int rr = r < gr.nt ? r : 0;  // past the group: a real step, the sums unused
+                    const uint4 *code = reinterpret_cast<const uint4 *>(slot + (rr * kWarps + warp) * kStepBytes);
+                    const unsigned char *rec = slot + R * kWarps * kStepBytes + (rr * kWarps + warp) * kMeta;
+                    ca[r] = code[g * 4 + t], cb[r] = code[32 + g * 4 + t];
+                    cs[r] = reinterpret_cast<const uint32_t *>(rec)[g], cz[r] = reinterpret_cast<const uint16_t *>(rec + 32)[g];
+                }
+                steps<R>(acc, ca, cb, cs, cz, bx);
+            }
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&empty[s]);
+            if (PROF) cc += clock64() - q1;
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) red[warp][r][lane] = make_float2(acc[r][0], acc[r][2]);
+        asm volatile("bar.sync 1, %0;" ::"n"(kWarps * 32) : "memory");
+        if (warp < gr.nt) {
+            float2 v = red[0][warp][lane];
+            for (int w = 1; w < kWarps; w++) v.x += red[w][warp][lane].x, v.y += red[w][warp][lane].y;
+            const int tile = gr.tile + warp;
+            if (gr.blo == 0 && gr.bhi == L.rb) {
+                if (t == 0) L.y[tile * 16 + g] = v.x, L.y[tile * 16 + g + 8] = v.y;
+            } else {  // half of a split tile
+                float *sc = scratch + (int64_t)tile * 32;
+                const int part = gr.blo == 0 ? 0 : 1;
+                if (t == 0) sc[part * 16 + g] = v.x, sc[part * 16 + g + 8] = v.y;
+                __threadfence();
+                __syncwarp();
+                int old = 0;
+                if (lane == 0) old = atomicAdd(counter + tile, 1);
+                old = __shfl_sync(0xffffffffu, old, 0);
+                if (old == 1) {
+                    __threadfence();
+                    if (t == 0) {
+                        const float a0 = __ldcg(sc + g), a1 = __ldcg(sc + g + 8), b0v = __ldcg(sc + 16 + g), b1v = __ldcg(sc + 24 + g);
+                        L.y[tile * 16 + g] = a0 + b0v, L.y[tile * 16 + g + 8] = a1 + b1v;
+                    }
+                    if (lane == 0) counter[tile] = 0;
+                }
+            }
+        }
+        asm volatile("bar.sync 1, %0;" ::"n"(kWarps * 32) : "memory");
+    }
+    if (PROF && lane == 0) atomicAdd(&g_prof[0], (unsigned long long)cw), atomicAdd(&g_prof[1], (unsigned long long)cc);
+}
+
 bool ok(cudaError_t e, const char *what) {
     if (e == cudaSuccess) return true;
     fprintf(stderr, "cuda_stream_gemv: %s: %s\n", what, cudaGetErrorString(e));
@@ -264,15 +502,15 @@ __global__ void frag_fill_kernel(uint32_t *xf, int64_t words) {
     }
 }
 
-template <typename K>
-cudaError_t launch(K kernel, int grid, int threads, size_t smem, cudaStream_t s, const Layer &L, const uint4 *xf) {
+template <typename K, typename... A>
+cudaError_t launch(K kernel, int grid, int threads, size_t smem, cudaStream_t s, const A &...args) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)grid), cfg.blockDim = dim3((unsigned)threads), cfg.dynamicSmemBytes = smem, cfg.stream = s;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr, cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, kernel, L, xf);
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 }  // namespace
@@ -393,6 +631,158 @@ int main() {
         const float u = time_us(g2);
         printf("tma at %d block(s) per SM: %.1f us, %.1f%% of copy\n", bps, u, 100.0 * bytes / (u * 1e-6) / 1e9 / copy_gbs);
         cudaGraphExecDestroy(g2);
+    }
+    // the pure streaming probe over the 1 GiB source of the copy probe
+    {
+        void *src = nullptr;
+        uint32_t *sink = nullptr;
+        if (!ok(cudaMalloc(&src, cbytes), "malloc") || !ok(cudaMalloc(&sink, 4096), "malloc")) return 1;
+        fill_kernel<<<1024, 256>>>(reinterpret_cast<uint32_t *>(src), (int64_t)(cbytes / 4), 5u);
+        auto probe = [&](auto kern, int S, int chunk, int bps) {
+            const size_t smem = (size_t)S * chunk + 2 * S * sizeof(uint64_t);
+            if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) return;
+            int per = 0;
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, (kWarps + 1) * 32, smem);
+            if (per < bps) return;
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0), cudaEventCreate(&e1);
+            float best = 1e30f;
+            for (int r = 0; r < 4; r++) {
+                cudaEventRecord(e0, st);
+                kern<<<sms * bps, (kWarps + 1) * 32, smem, st>>>(reinterpret_cast<const uint4 *>(src), (int64_t)(cbytes / chunk), chunk, sink);
+                cudaEventRecord(e1, st);
+                cudaEventSynchronize(e1);
+                float ms = 0.f;
+                cudaEventElapsedTime(&ms, e0, e1);
+                if (r > 0 && ms < best) best = ms;
+            }
+            if (!ok(cudaGetLastError(), "probe")) return;
+            printf("probe S=%2d chunk=%5d (%3zu KB ring) %d per SM: %.0f GB/s read = %.1f%% of copy's bytes\n", S, chunk,
+                   (size_t)S * chunk / 1024, bps, cbytes / (best * 1e-3) / 1e9, 100.0 * cbytes / (best * 1e-3) / 1e9 / copy_gbs);
+        };
+        for (int bps = 1; bps <= 2; bps++) {
+            probe(probe_kernel<4>, 4, 8192, bps);
+            probe(probe_kernel<8>, 8, 8192, bps);
+            probe(probe_kernel<16>, 16, 8192, bps);
+            probe(probe_kernel<4>, 4, 16384, bps);
+            probe(probe_kernel<8>, 8, 16384, bps);
+            probe(probe_kernel<6>, 6, 32768, bps);
+            probe(probe_kernel<16>, 16, 4096, bps);
+            probe(probe_kernel<32>, 32, 2048, bps);
+        }
+        // one launch of each GEMV over a big layer (65536 x 4096): steady state, no chain
+        const int tiles = 4096, rb = 32;
+        uint8_t *meta = nullptr;
+        float *y = nullptr;
+        if (!ok(cudaMalloc(&meta, (size_t)tiles * rb * kMeta), "malloc") || !ok(cudaMalloc(&y, sizeof(float) * tiles * 16), "malloc")) return 1;
+        meta_fill_kernel<<<1024, 256>>>(meta, (int64_t)tiles * rb);
+        const Layer big{reinterpret_cast<const uint4 *>(src), meta, y, tiles, rb};
+        const double bb = (double)tiles * rb * (kStepBytes + kMeta);
+        auto one = [&](bool tma, int bps) {
+            const int grid = tma ? sms * bps : (tiles + kMaxTiles - 1) / kMaxTiles;
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0), cudaEventCreate(&e1);
+            float best = 1e30f;
+            for (int r = 0; r < 4; r++) {
+                cudaEventRecord(e0, st);
+                if (tma) launch(tma_kernel<S>, grid, (kWarps + 1) * 32, tsmem, st, big, reinterpret_cast<const uint4 *>(xf));
+                else launch(ring_kernel, grid, kWarps * 32, 0, st, big, reinterpret_cast<const uint4 *>(xf));
+                cudaEventRecord(e1, st);
+                cudaEventSynchronize(e1);
+                float ms = 0.f;
+                cudaEventElapsedTime(&ms, e0, e1);
+                if (r > 0 && ms < best) best = ms;
+            }
+            printf("one %s launch over %.0f MB (grid %d): %.1f us, %.1f%% of copy\n", tma ? "tma " : "ring", bb / 1e6, grid,
+                   best * 1e3, 100.0 * bb / (best * 1e-3) / 1e9 / copy_gbs);
+        };
+        one(false, 0);
+        for (int bps = 1; bps <= tma_per_sm; bps++) one(true, bps);
+        // where the time goes in tma2 (one launch over the big layer, 1 per SM)
+        auto prof = [&](auto kern, int R, int S2) {
+            const size_t smem = (size_t)S2 * R * kWarps * (kStepBytes + kMeta) + 2 * S2 * sizeof(uint64_t) + (size_t)kWarps * R * 32 * sizeof(float2);
+            cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            float *sc2 = nullptr;
+            int *ct2 = nullptr;
+            cudaMalloc(&sc2, sizeof(float) * 32 * tiles), cudaMalloc(&ct2, sizeof(int) * tiles), cudaMemset(ct2, 0, sizeof(int) * tiles);
+            unsigned long long z[4] = {0, 0, 0, 0}, h[4];
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0), cudaEventCreate(&e1);
+            cudaMemcpyToSymbol(g_prof, z, sizeof z);
+            cudaEventRecord(e0, st);
+            launch(kern, sms, (kWarps + 1) * 32, smem, st, big, reinterpret_cast<const uint4 *>(xf), sc2, ct2);
+            cudaEventRecord(e1, st);
+            cudaEventSynchronize(e1);
+            float ms = 0.f;
+            cudaEventElapsedTime(&ms, e0, e1);
+            cudaMemcpyFromSymbol(h, g_prof, sizeof h);
+            const double chunks = (double)h[3], warps = chunks * kWarps;
+            printf("tma2 R=%d S=%d one launch %.1f us (%.1f%% of copy): per chunk and consumer warp %.0f clocks waiting, %.0f working; "
+                   "producer %.0f clocks waiting per chunk; %.0f chunks\n",
+                   R, S2, ms * 1e3, 100.0 * bb / (ms * 1e-3) / 1e9 / copy_gbs, h[0] / warps, h[1] / warps, h[2] / chunks, chunks);
+            cudaFree(sc2), cudaFree(ct2);
+        };
+        prof(tma2_kernel<1, 6, true>, 1, 6);
+        prof(tma2_kernel<2, 6, true>, 2, 6);
+        prof(tma2_kernel<1, 12, true>, 1, 12);
+        prof(tma2_kernel<4, 3, true>, 4, 3);
+        prof(tma2_kernel<1, 6, false>, 1, 6);
+
+        if (!ok(cudaDeviceSynchronize(), "probes")) return 1;
+    }
+    // tma2 in the chain, against the ring's outputs
+    {
+        float *scratch = nullptr;
+        int *counter = nullptr;
+        if (!ok(cudaMalloc(&scratch, sizeof(float) * 32 * 1376), "malloc") || !ok(cudaMalloc(&counter, sizeof(int) * 1376), "malloc") ||
+            !ok(cudaMemset(counter, 0, sizeof(int) * 1376), "memset"))
+            return 1;
+        auto run2 = [&](auto kern, int R, int S2, int bps, const char *name) {
+            const size_t smem = (size_t)S2 * R * kWarps * (kStepBytes + kMeta) + 2 * S2 * sizeof(uint64_t) + (size_t)kWarps * R * 32 * sizeof(float2);
+            if (!ok(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "smem")) return false;
+            int per = 0;
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, (kWarps + 1) * 32, smem);
+            cudaGraph_t gph;
+            cudaGraphExec_t ge;
+            if (!ok(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), "capture")) return false;
+            for (int i = 0; i < nl; i++) {
+                const Layer &L = tma_l[i];
+                if (!ok(launch(kern, std::min(sms * bps, L.tiles), (kWarps + 1) * 32, smem, st, L, reinterpret_cast<const uint4 *>(xf), scratch, counter), "launch"))
+                    return false;
+            }
+            if (!ok(cudaStreamEndCapture(st, &gph), "capture") || !ok(cudaGraphInstantiate(&ge, gph, 0), "instantiate")) return false;
+            cudaGraphDestroy(gph);
+            for (int i = 0; i < nl; i++) cudaMemset(tma_l[i].y, 0xFF, sizeof(float) * tma_l[i].tiles * 16);
+            if (!ok(cudaGraphLaunch(ge, st), name) || !ok(cudaStreamSynchronize(st), name)) return false;
+            double worst = 0;
+            long same = 0, total = 0;
+            for (int i = 0; i < nl; i++) {
+                const int out = ring_l[i].tiles * 16;
+                std::vector<float> a(out), b(out);
+                cudaMemcpy(a.data(), ring_l[i].y, sizeof(float) * out, cudaMemcpyDeviceToHost);
+                cudaMemcpy(b.data(), tma_l[i].y, sizeof(float) * out, cudaMemcpyDeviceToHost);
+                double num = 0, den = 0;
+                for (int j = 0; j < out; j++) {
+                    num += (double)(a[j] - b[j]) * (a[j] - b[j]), den += (double)a[j] * a[j];
+                    same += memcmp(&a[j], &b[j], 4) == 0, total++;
+                }
+                worst = std::max(worst, std::sqrt(num / (den + 1e-30)));
+            }
+            const float u = time_us(ge);
+            printf("%s (R=%d, S=%d, %zu B smem, %d per SM fit) at %d per SM: %.1f us per chain, %.1f%% of copy; vs ring: %ld of %ld "
+                   "outputs identical, worst rel. error %.2e\n",
+                   name, R, S2, smem, per, bps, u, 100.0 * bytes / (u * 1e-6) / 1e9 / copy_gbs, same, total, worst);
+            cudaGraphExecDestroy(ge);
+            return worst < 1e-4;
+        };
+        bool good = true;
+        good &= run2(tma2_kernel<2, 6>, 2, 6, 1, "tma2");
+        good &= run2(tma2_kernel<4, 3>, 4, 3, 1, "tma2");
+        good &= run2(tma2_kernel<2, 3>, 2, 3, 2, "tma2");
+        good &= run2(tma2_kernel<1, 6>, 1, 6, 2, "tma2");
+        good &= run2(tma2_kernel<4, 6>, 4, 6, 1, "tma2");
+        good &= run2(tma2_kernel<2, 12>, 2, 12, 1, "tma2");
+        if (!good) bad++;
     }
     return bad ? 2 : 0;
 }

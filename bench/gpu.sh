@@ -24,8 +24,10 @@
 #             warp streaming the codes into shared memory by bulk copies (bench/cuda_stream_gemv.cu)
 #   ab        the 4-bit model of `model` only, with the environment variable named by AB_VAR at
 #             each of AB_VALS (default 1 0 1 0: a switch's effect on decode)
+#   abbin     the 4-bit model of `model` only, this build against another (bin/gptq_b, packed with
+#             GPTQ_PACK_B=FILE), alternating a b a b
 #   trace     the block timeline of one decode step of that model (GPTQ_CUDA_TRACE), summarized by
-#             bench/trace_summary.py, once per VAR=VALUE of TRACE_VARS
+#             bench/trace_summary.py, once per VAR=VALUE of TRACE_VARS (BIN=gptq_b: the other build)
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
 #   quant26m  llama-bpe-26m quantized on CPU, GPU and GPU --gpu-fp16 (calib_mix 128 x 512, seed 0;
 #             w4 g128 act-order, w3 g128 sym without act-order), WikiText-2 perplexity of
@@ -124,6 +126,15 @@ for step in "$@"; do
         env "$AB_VAR=$f" "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
           tail -1 | tee -a "$OUT/bench-l7b-w4-$AB_VAR$f.txt"
       done ;;
+    abbin) # the 4-bit model only, this build against bin/gptq_b (GPTQ_PACK_B), alternating A B A B
+      M=/tmp/gptq-models; mkdir -p $M
+      [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
+      [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
+      for f in a b a b; do
+        bin="$D/bin/gptq"; [ $f = a ] || bin="$D/bin/gptq_b"
+        echo "build $f"
+        "$bin" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/bench-l7b-w4-build$f.txt"
+      done ;;
     trace) # block timeline of decode step 200 of the 4-bit model (bench/trace_summary.py), $TRACE_VARS each (default: as is)
       M=/tmp/gptq-models; mkdir -p $M
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
@@ -131,7 +142,8 @@ for step in "$@"; do
       k=0
       for v in ${TRACE_VARS:-NONE=0}; do
         k=$((k + 1)); echo "== trace $k: $v"
-        env "$v" GPTQ_CUDA_TRACE="$OUT/trace$k.txt" "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 \
+        bin="$D/bin/gptq"; case $v in BIN=*) bin="$D/bin/${v#BIN=}"; v=NONE=0 ;; esac  # BIN=gptq_b: the other build
+        env "$v" GPTQ_CUDA_TRACE="$OUT/trace$k.txt" "$bin" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 \
           --reps 1 --json 2>&1 | tail -1 | grep -o '"decode_ms_per_token": [0-9.]*'
         python3 "$D/tests/trace_summary.py" "$OUT/trace$k.txt" | tee "$OUT/trace$k-summary.txt"
       done ;;

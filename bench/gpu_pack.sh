@@ -5,6 +5,7 @@
 # /work/main/.dev/cuda, the folder the device tool carries), with bench/gpu.sh beside it.
 # GPTQ_PACK_MODELS="llama-bpe-26m" adds those ../shared models (the GPU-vs-CPU quantization
 # figures need llama-bpe-26m, ~50 MB of bf16: mind the device tool's 64 MiB carry limit).
+# GPTQ_PACK_B=FILE adds another build of gptq as bin/gptq_b (gpu.sh abbin compares the two).
 # Usage: bash bench/gpu_pack.sh [DEST]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$dest"
 cp build/gptq build/tests/test_cuda_kernels "$stage/bin/"
 cp build/tests/test_cuda_model build/tests/test_cuda_gptq "$stage/bin/"
+# GPTQ_PACK_B=path/to/gptq: a second build as bin/gptq_b, for gpu.sh step abbin (same libraries)
+[ -z "${GPTQ_PACK_B:-}" ] || cp "$GPTQ_PACK_B" "$stage/bin/gptq_b"
 mkdir -p "$stage/shared/models" "$stage/shared/data/wikitext-2-raw" "$stage/shared/data/calib" "$stage/tests"
 cp -r ../shared/models/stories260K "$stage/shared/models/"
 for m in ${GPTQ_PACK_MODELS:-}; do cp -r "../shared/models/$m" "$stage/shared/models/"; done

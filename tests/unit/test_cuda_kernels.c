@@ -393,6 +393,19 @@ static void test_silu(void) {
 /* Max |a - b| / max |b| over n floats. */
 static double max_rel_diff(const float *a, const float *b, int64_t n) { return rel_err(a, b, n); }
 
+/* y (T, out) = x (T, in) times q's weights, scale · (code − zero), summed in double. */
+static void dequant_matmul(const quant_layer *q, const float *x, int T, float *y) {
+    for (int k = 0; k < T; k++)
+        for (int64_t o = 0; o < q->out; o++) {
+            double acc = 0;
+            for (int64_t i = 0; i < q->in; i++) {
+                const int64_t g = q->g_idx[i];
+                acc += (double)q->scales[g * q->out + o] * (q->codes[o * q->in + i] - q->zeros[g * q->out + o]) * x[k * q->in + i];
+            }
+            y[k * q->out + o] = (float)acc;
+        }
+}
+
 /* Fragment order on the host (cuq.h): word (k, b, t, 4p + w) = (x[i], x[i + 64]). */
 static void host_frag(uint16_t *hf, const float *x, const int32_t *perm, int64_t in, int64_t in_pad, int T) {
     const int64_t rb = in_pad / 128;
@@ -473,7 +486,7 @@ static void test_frag(void) {
     enum { NC = sizeof lcs / sizeof lcs[0] };
     cuq_gemv_set_fp32(0);
     cuq_gemv_set_mma(1);
-    double worst = 0, worst_layout = 0;
+    double worst = 0, worst_layout = 0, worst_oracle = 0;
     int checked = 0;
     for (int c = 0; c < NC; c++) {
         quant_layer q;
@@ -483,7 +496,7 @@ static void test_frag(void) {
         cuq_set_tiled(1);
         CHECK(qk_from_quant(&q, &L) == 0 && cuq_upload(&L, &d) == 0, "frag: layer %d: %s", c, gptq_last_error());
         cuq_set_tiled(2);
-        quant_layer_free(&q);
+
         CHECK(cuq_frag_ok(&d), "frag: layer %d is eligible", c);
         const int64_t in = lcs[c].in, out = lcs[c].out;
         static const int Ts[] = {1, 2, 5, 8};
@@ -518,8 +531,18 @@ static void test_frag(void) {
             float *a = xmalloc(nb), *b = xmalloc(nb);
             CU(cudaMemcpy(a, y, nb, cudaMemcpyDeviceToHost));
             CU(cudaMemcpy(b, y2, nb, cudaMemcpyDeviceToHost));
+            /* The frag GEMV multiplies code - zero (exact in fp16) by the fp16 inputs with fp32
+             * sums: the oracle on the same fp16-rounded inputs agrees to fp32 rounding.  The
+             * tensor-core GEMV subtracts (1024 + z) Σx instead, a cancellation of ~1e-5. */
+            float *h16 = xmalloc(sizeof(float) * (size_t)(T * in)), *yo = xmalloc(nb);
+            for (int64_t i = 0; i < T * in; i++) h16[i] = f16_to_f32(f32_to_f16(hx[i]));
+            dequant_matmul(&q, h16, T, yo);
+            const double eo = rel_err(a, yo, T * out);
+            CHECK(eo <= 2e-6, "frag gemv: layer %d T=%d: relative error %.3g from the oracle on fp16 inputs", c, T, eo);
+            if (eo > worst_oracle) worst_oracle = eo;
+            free(h16), free(yo);
             const double e = max_rel_diff(a, b, T * out);
-            CHECK(e <= 1e-5, "frag gemv: layer %d T=%d: relative difference %.3g from the tensor-core GEMV", c, T, e);
+            CHECK(e <= 1e-4, "frag gemv: layer %d T=%d: relative difference %.3g from the tensor-core GEMV", c, T, e);
             if (e > worst) worst = e;
             checked++;
             {   /* the persistent form: 3 and 4 tiles per block */
@@ -532,6 +555,7 @@ static void test_frag(void) {
         }
         cuq_free(&d);
         qk_free(&L);
+        quant_layer_free(&q);
     }
     /* three layers in one launch = one launch each; then the gate/up pair */
     {
@@ -626,7 +650,8 @@ static void test_frag(void) {
         free(hx);
     }
     (void)worst_layout;
-    printf("frag GEMV: %d products, worst normwise difference from the tensor-core GEMV %.3g\n", checked, worst);
+    printf("frag GEMV: %d products, worst normwise error from the oracle on fp16 inputs %.3g, difference from the tensor-core GEMV %.3g\n", checked,
+           worst_oracle, worst);
 }
 
 /* Dense fp16 GEMV (T <= 8) and GEMM against fp64 sums of the same fp16 weights. */

@@ -254,14 +254,15 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     for (int p = 0; p < 4; p++)
 #pragma unroll
         for (int w = 0; w < 4; w++) bx[p][w] = g == 0 ? frw[t * 16 + p * 4 + w] : 0u;
-    float xs[4];
-    sum_x(xs, bx);
+    const int zb[1] = {A.zero_base};
 #pragma unroll
     for (int i = 0; i < TPW; i++) {
         const int tile = t0 + warp + 4 * i;
         if (tile >= t1) break;
-        float acc[4] = {0.f, 0.f, 0.f, 0.f};
-        step_mma(acc, ws[i], bx, xs, A.zero_base);
+        float acc1[1][4] = {{0.f, 0.f, 0.f, 0.f}};
+        const Step st1[1] = {ws[i]};
+        steps_mma<1>(acc1, st1, bx, zb);
+        const float(&acc)[4] = acc1[0];
         // accumulators (row g, token 0) and (row g + 8, token 0) are in lanes t = 0; lanes
         // g = 0 and 4 gather rows g..g+3 and g+8..g+11 and add them with two vector atomics
         float ra[4], rb[4];

@@ -18,9 +18,10 @@ __device__ __forceinline__ uint32_t lop_h(uint32_t w, uint32_t mask) {
     return r;
 }
 
+// Not volatile: independent mma chains may then be interleaved by the compiler.
 __device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                         uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
@@ -42,33 +43,71 @@ __device__ __forceinline__ Step load_step(const uint4 *q, const uint8_t *m, int 
     return st;
 }
 
-// acc += the step's tile times the B fragments bx (pairs p of words w); xs = Σx of the
-// lane's tokens (computed once per step by the caller).
-__device__ __forceinline__ void step_mma(float (&acc)[4], const Step &st, const uint32_t (&bx)[4][4], const float (&xs)[4],
-                                         int zero_base) {
-    const uint32_t wa[4] = {st.a.x, st.a.y, st.a.z, st.a.w}, wb[4] = {st.b.x, st.b.y, st.b.z, st.b.w};
-    float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int m = 0; m < 8; m++) {
-        const int i0 = 2 * m, i1 = 2 * m + 1;
-        const int w0 = i0 >> 2, p0 = i0 & 3, w1 = i1 >> 2, p1 = i1 & 3;
-        mma_f16(d, lop_h(wa[w0] >> (4 * p0), 0x000F000Fu), lop_h(wb[w0] >> (4 * p0), 0x000F000Fu),
-                lop_h(wa[w1] >> (4 * p1), 0x000F000Fu), lop_h(wb[w1] >> (4 * p1), 0x000F000Fu), bx[p0][w0], bx[p1][w1]);
-    }
-    const float2 s = __half22float2(*reinterpret_cast<const __half2 *>(&st.s));
-    const float za = 1024.f + (float)((st.z & 0xFFu) + zero_base), zb = 1024.f + (float)((st.z >> 8) + zero_base);
-    acc[0] = fmaf(s.x, d[0] - za * xs[0], acc[0]);
-    acc[1] = fmaf(s.x, d[1] - za * xs[1], acc[1]);
-    acc[2] = fmaf(s.y, d[2] - zb * xs[2], acc[2]);
-    acc[3] = fmaf(s.y, d[3] - zb * xs[3], acc[3]);
+__device__ __forceinline__ uint32_t hsub2(uint32_t a, uint32_t b) {
+    uint32_t r;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+__device__ __forceinline__ uint32_t hfma2(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t r;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+__device__ __forceinline__ uint32_t half2_of(float v) {
+    const uint32_t h = __half_as_ushort(__float2half_rn(v));
+    return h | h << 16;
 }
 
-__device__ __forceinline__ void sum_x(float (&xs)[4], const uint32_t (&bx)[4][4]) {
-    xs[0] = xs[1] = xs[2] = xs[3] = 0.f;
+// acc[r] += step st[r] times the B fragments bx (pairs p of words w), for r < R: R tiles
+// at the same block of inputs, multiplied with the same fragments.
+// Each A register holds code - zero exactly (small integers in fp16), so the mma give
+// Σ (q - z) x and the scale is applied once per step in fp32; no Σx is needed (it cost
+// eight more mma per step, and the tensor pipe is what bounds a step: docs/PERFORMANCE.md).
+// From a word of codes (nibble p of both halves): p = 0 by LOP3 as 1024 + q, minus
+// 1024 + z; p = 1 by LOP3 in place as 1024 + 16 q, times 1/16 minus 64 + z in one HFMA2;
+// p = 2, 3 the same from the word shifted by 8.  The mma of one tile depend on each other
+// (eight per step), so the R chains advance together; each adds in the same order as one
+// tile alone, so the sums do not depend on R.
+template <int R>
+__device__ __forceinline__ void steps_mma(float (&acc)[R][4], const Step (&st)[R], const uint32_t (&bx)[4][4],
+                                          const int (&zero_base)[R]) {
+    constexpr uint32_t kSixteenth = 0x2C002C00u;  // 1/16 in both halves
+    float d[R][4];
+    uint32_t zl[R][2], zh[R][2];  // rows g, g + 8: 1024 + z (for p = 0, 2) and -(64 + z) (p = 1, 3)
 #pragma unroll
-    for (int m = 0; m < 8; m++) {
-        const int i0 = 2 * m, i1 = 2 * m + 1;
-        mma_f16(xs, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u, bx[i0 & 3][i0 >> 2], bx[i1 & 3][i1 >> 2]);
+    for (int r = 0; r < R; r++) {
+        d[r][0] = d[r][1] = d[r][2] = d[r][3] = 0.f;
+        const float za = (float)((int)(st[r].z & 0xFFu) + zero_base[r]), zb = (float)((int)(st[r].z >> 8) + zero_base[r]);
+        zl[r][0] = half2_of(1024.f + za), zl[r][1] = half2_of(1024.f + zb);
+        zh[r][0] = half2_of(-64.f - za), zh[r][1] = half2_of(-64.f - zb);
+    }
+#pragma unroll
+    for (int w = 0; w < 4; w++) {
+        uint32_t xa[R], xb[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {  // m = 2w: nibbles 0 (k low) and 1 (k high)
+            const uint4 &A = st[r].a, &B = st[r].b;
+            xa[r] = w == 0 ? A.x : w == 1 ? A.y : w == 2 ? A.z : A.w;
+            xb[r] = w == 0 ? B.x : w == 1 ? B.y : w == 2 ? B.z : B.w;
+            mma_f16(d[r], hsub2(lop_h(xa[r], 0x000F000Fu), zl[r][0]), hsub2(lop_h(xb[r], 0x000F000Fu), zl[r][1]),
+                    hfma2(lop_h(xa[r], 0x00F000F0u), kSixteenth, zh[r][0]), hfma2(lop_h(xb[r], 0x00F000F0u), kSixteenth, zh[r][1]),
+                    bx[0][w], bx[1][w]);
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) {  // m = 2w + 1: nibbles 2 and 3
+            const uint32_t ya = xa[r] >> 8, yb = xb[r] >> 8;
+            mma_f16(d[r], hsub2(lop_h(ya, 0x000F000Fu), zl[r][0]), hsub2(lop_h(yb, 0x000F000Fu), zl[r][1]),
+                    hfma2(lop_h(ya, 0x00F000F0u), kSixteenth, zh[r][0]), hfma2(lop_h(yb, 0x00F000F0u), kSixteenth, zh[r][1]),
+                    bx[2][w], bx[3][w]);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const float2 s = __half22float2(*reinterpret_cast<const __half2 *>(&st[r].s));
+        acc[r][0] = fmaf(s.x, d[r][0], acc[r][0]);
+        acc[r][1] = fmaf(s.x, d[r][1], acc[r][1]);
+        acc[r][2] = fmaf(s.y, d[r][2], acc[r][2]);
+        acc[r][3] = fmaf(s.y, d[r][3], acc[r][3]);
     }
 }
 

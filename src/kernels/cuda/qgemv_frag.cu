@@ -154,7 +154,7 @@ __device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, in
 // tile i of part 0 (gate) and of part 1 (up); the result silu(gate) · up goes into hf, the
 // fragment order of an input of `out` features (hf_rb = out / 128 blocks per token).
 template <int D, bool PAIR, int MAXW>
-__global__ void __launch_bounds__(MAXW * 32)
+__global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 : 1)
     qgemv_frag_kernel(const __grid_constant__ FragParts parts, const uint4 *xf, int row_blocks, int ntok,
                       uint32_t *__restrict__ hf) {
     constexpr int R = PAIR ? 2 : 1;
@@ -221,10 +221,10 @@ __global__ void __launch_bounds__(MAXW * 32)
             const int bx1 = b + nw;
 #pragma unroll
             for (int p = 0; p < 4; p++) xn[p] = has_tok && bx1 < row_blocks ? xg[(int64_t)bx1 * 16 + p] : make_uint4(0, 0, 0, 0);
-            float xs[4];
-            sum_x(xs, bx);
+            int zb[R];
 #pragma unroll
-            for (int r = 0; r < R; r++) step_mma(acc[r], cur[r], bx, xs, parts.p[PAIR ? r : pi].zero_base);
+            for (int r = 0; r < R; r++) zb[r] = parts.p[PAIR ? r : pi].zero_base;
+            steps_mma<R>(acc, cur, bx, zb);
         }
     }
 #pragma unroll
@@ -353,10 +353,7 @@ __global__ void __launch_bounds__(NW * 32, MINB)
         for (int p = 0; p < 4; p++) bx[p][0] = xn[p].x, bx[p][1] = xn[p].y, bx[p][2] = xn[p].z, bx[p][3] = xn[p].w;
 #pragma unroll
         for (int p = 0; p < 4; p++) xn[p] = has_tok && kn < nt ? xg[(int64_t)bn * 16 + p] : make_uint4(0, 0, 0, 0);
-        float xs[4];
-        sum_x(xs, bx);
-#pragma unroll
-        for (int r = 0; r < R; r++) step_mma(acc[r], cur[r], bx, xs, zb[r]);
+        steps_mma<R>(acc, cur, bx, zb);
         if (kn != k) {  // this warp is done with unit k
 #pragma unroll
             for (int r = 0; r < R; r++) {
@@ -467,10 +464,11 @@ void frag_settle() {
 }
 
 // Ring depth and warps for a launch of `blocks` thread blocks.  Measured on the H100 (7B
-// decode shapes, docs/PERFORMANCE.md): depth 1 (60 registers; 84 for the pair) beats
-// deeper rings everywhere, as more warps fit; grids of 512 blocks and more (q/k/v: 768,
-// gate/up pairs: 688) are fastest with 8 warps per block (4 blocks per SM), the 256-block
-// grids of o_proj and down_proj with 16 (all their warps resident at once, 2 blocks per SM).
+// decode shapes, docs/PERFORMANCE.md): depth 1 beats deeper rings everywhere, as more warps
+// fit; grids of 512 blocks and more (q/k/v: 768, gate/up pairs: 688) are fastest with 8
+// warps per block (4 blocks per SM), the 256-block grids of o_proj and down_proj with 16
+// (all their warps resident at once, 2 blocks per SM: hence the kernel's cap of 64
+// registers at 16 warps; at 82 the second half of down_proj's blocks ran as a second wave).
 void frag_shape(int blocks, int *depth, int *warps) {
     frag_settle();
     *depth = frag_depth > 0 ? frag_depth : 1;
