@@ -43,6 +43,7 @@ static double rel(const float *a, const float *b, int n) {
 
 static int want_attn_o = -1; /* >= 0: whether one-token decode must take the fused attention + o_proj */
 static int want_fold = -1;   /* >= 0: whether it must fold the norms into the GEMVs */
+static int want_prenorm = -1; /* >= 0: whether it must defer the attention norm (down_proj -> q/k/v) */
 
 /* P-token prefill (P <= 8 takes the decode kernels), then G = 12 decode steps. */
 static void compare_model_p(const char *dir, const char *what, int want_frag, int P) {
@@ -65,6 +66,8 @@ static void compare_model_p(const char *dir, const char *what, int want_frag, in
             CHECK(info.attn_o_decode == want_attn_o, "%s: fused attention + o_proj %s", what, want_attn_o ? "not taken" : "taken");
         if (want_fold >= 0)
             CHECK(info.fold_decode == want_fold, "%s: norm fold %s", what, want_fold ? "not taken" : "taken");
+        if (want_prenorm >= 0)
+            CHECK(info.prenorm_decode == want_prenorm, "%s: deferred norm %s", what, want_prenorm ? "not taken" : "taken");
     }
     llama_state *s = llama_state_new(&cm, P + G, P);
     int ids[64];
@@ -185,9 +188,31 @@ int main(void) {
     /* head_dim 128 (4 query heads on 2 cache heads): one-token decode fuses attention, o_proj
      * and the residual add (kernels/cuda/attn_o.cu), a cluster of 8 blocks per head */
     if (random_w4(bin, tmp, "rand-hd128", 512, 1024, 5, qd, sizeof qd)) {
-        want_attn_o = 1, want_fold = 0;
-        compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj)", 1);
-        compare_model_p(qd, "random head_dim-128 w4 g128 (fused attention + o_proj)", 1, 1);
+        want_attn_o = 1, want_fold = 0, want_prenorm = 1; /* the attention norm deferred by default */
+        compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, deferred norm)", 1);
+        compare_model_p(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, deferred norm)", 1, 1);
+        compare_model_p(qd, "random head_dim-128 w4 g128 (fused, deferred norm after a 5-token prefill)", 1, 5);
+        {   /* the deferred norm through the persistent GEMV forms (q/k/v dual, down_proj) */
+            const long before = cuq_frag_multi_launches();
+            cuq_frag_set_multi(1, 16);
+            compare_model(qd, "random head_dim-128 w4 g128 (fused, deferred norm, persistent GEMVs)", 1);
+            cuq_frag_set_multi(-1, 0);
+            CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
+        }
+        cuq_frag_set_bulk(3); /* the gate/up pair and down_proj in the bulk-copy form too */
+        compare_model(qd, "random head_dim-128 w4 g128 (fused, deferred norm, every GEMV by bulk copies)", 1);
+        cuq_frag_set_bulk(-1);
+        {   /* q/k/v split evenly over the blocks (units cut between two), twice as many as before */
+            cuq_frag_set_dual(3);
+            cuq_frag_set_multi(1, 16);
+            compare_model(qd, "random head_dim-128 w4 g128 (fused, deferred norm, split q/k/v GEMV)", 1);
+            cuq_frag_set_multi(-1, 0);
+            cuq_frag_set_dual(-1);
+        }
+        setenv("GPTQ_CUDA_PRENORM", "0", 1);
+        want_prenorm = 0;
+        compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, norm kernels)", 1);
+        unsetenv("GPTQ_CUDA_PRENORM");
         setenv("GPTQ_CUDA_FOLD", "1", 1);
         want_fold = 1;
         compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, norms folded)", 1);
@@ -204,7 +229,7 @@ int main(void) {
             CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
         }
         unsetenv("GPTQ_CUDA_FOLD");
-        want_fold = -1;
+        want_fold = -1, want_prenorm = -1;
         cuk_attention_o_set(0, 0);
         want_attn_o = 0;
         compare_model(qd, "random head_dim-128 w4 g128 (attention and o_proj apart)", 1);

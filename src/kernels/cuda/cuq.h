@@ -143,6 +143,26 @@ int cuq_gemv_frag_ex(const cuq_layer *const *L, float *const *y, int n, const ui
                      int accumulate, cudaStream_t s);
 int cuq_gemv_swiglu_frag_ex(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf, int T,
                             const cuq_frag_norm *nrm, cudaStream_t s);
+/* The RMSNorm deferred instead (one token; cuq_gemv_frag_opt, zero fields = off):
+ *  rms_ssq   the input fragments are x · w, not normalized: scale the products by
+ *            1 / sqrt(Σ rms_ssq[0 .. rms_n) / in + rms_eps) (every block sums the partials
+ *            in the same order, while its codes stream);
+ *  pre_*     with accumulate, one layer: after y += the products, also write the next
+ *            layer's input from the new y: pre_xf = fp16(y · pre_w) in fragment order and
+ *            pre_ssq[tile] = Σ y² over each 16-row tile (its rms_ssq, rms_n = tiles).
+ * So down_proj hands the next q/k/v its input with no norm kernel between them. */
+typedef struct {
+    const cuq_frag_norm *norm; /* the fold, as cuq_gemv_frag_ex */
+    int accumulate;
+    const float *rms_ssq;
+    int rms_n;
+    float rms_eps;
+    const float *pre_w;
+    uint32_t *pre_xf;
+    float *pre_ssq;
+} cuq_frag_opts;
+int cuq_gemv_frag_opt(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, const cuq_frag_opts *o,
+                      cudaStream_t s);
 /* Whether decode takes the fragment-order GEMV where layers allow: on unless
  * cuq_gemv_set_frag(0), GPTQ_CUDA_FRAG=0, or the fp32 / half2 kernels were chosen
  * (cuq_gemv_set_fp32, cuq_gemv_set_mma, GPTQ_CUDA_GEMV). */
@@ -154,6 +174,14 @@ int cuq_build_meta(cuq_layer *d);
  * (GPTQ_CUDA_FRAG_DEPTH / _WARPS); 0 = the default (depth 1, warps by grid size), values
  * below 0 or above 16 warps leave the setting as it is. */
 void cuq_frag_set(int depth, int warps);
+/* The bulk-copy form of the persistent GEMV for one-token launches (each warp's next steps
+ * copied into shared memory by the copy engine): 1 on (the default), 0 off, -1
+ * GPTQ_CUDA_FRAG_BULK again. */
+void cuq_frag_set_bulk(int on);
+/* Scratch for the split form of multi-layer cuq_gemv_frag (GPTQ_CUDA_FRAG_DUAL=3,
+ * cuq_frag_set_dual(3)) up to `units` = (tiles of the launch + 1) / 2: grown only (a model
+ * load calls it).  -1 + error on allocation failure. */
+int cuq_frag_split_setup(int units);
 /* The persistent form of cuq_gemv_frag / cuq_gemv_swiglu_frag for launches of more than one
  * wave of blocks (several tiles per block, 8 warps, one wave; taken at the default depth and
  * warps only): 1 on (the default), 0 off, -1 GPTQ_CUDA_FRAG_MULTI again.  slots > 0 stands

@@ -49,7 +49,29 @@ struct FragParts {
     int add;                // y += the products instead of y = (not PAIR)
     const float *nx, *nw;   // non-NULL: the input is RMSNorm(nx) · nw (one token), made here (norm_frag_smem)
     float eps;
+    const float *rss;       // non-NULL: products times 1 / sqrt(Σ rss[0 .. rn) · rinv + reps) (deferred norm)
+    int rn;
+    float rinv, reps;
+    const float *pw;        // non-NULL (with add, one token): the next input from the new y, into pxf, pss
+    uint32_t *pxf;
+    float *pss;
 };
+
+// The deferred norm's partial sums: this lane's share, requested right after the
+// dependency wait (they come from L2 while the codes stream), reduced at the end.
+__device__ __forceinline__ float rms_part(const FragParts &parts, int lane) {
+    float v = 0.f;
+    if (parts.rss)
+        for (int j = lane; j < parts.rn; j += 32) v += __ldcg(parts.rss + j);
+    return v;
+}
+
+// 1 / rms from the lanes' shares (all lanes; the butterfly gives every lane the same sum).
+__device__ __forceinline__ float rms_inv(const FragParts &parts, float v) {
+    if (!parts.rss) return 1.f;
+    v = warp_sum(v);
+    return 1.0f / sqrtf(v * parts.rinv + parts.reps);
+}
 
 // The RMSNorm folded into the GEMV (one token): each thread block reads the residual nx
 // (in_pad floats, from L2) and the norm weights nw, reduces Σx² over its threads, and
@@ -124,13 +146,13 @@ __device__ __noinline__ void norm_frag_smem(const FragParts &parts, uint4 *sm, i
 // The block's sums v (the lane's accumulator layout) to y, or silu(gate) · up to hf (PAIR).
 template <bool PAIR>
 __device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, int tile, int lane,
-                                              const float4 (&v)[PAIR ? 2 : 1], int ntok, uint32_t *__restrict__ hf) {
+                                              const float4 (&v)[PAIR ? 2 : 1], int ntok, uint32_t *__restrict__ hf, float inv) {
     constexpr int R = PAIR ? 2 : 1;
     const int g = lane >> 2, t = lane & 3;
     const int out = parts.p[PAIR ? 0 : pi].out, row0 = tile * 16;
     // accumulator (row, token): x = (g, 2t), y = (g, 2t + 1), z = (g + 8, 2t), w = (g + 8, 2t + 1)
     const int rows[2] = {row0 + g, row0 + g + 8}, toks[2] = {2 * t, 2 * t + 1};
-    float val[R][2][2];
+    float val[R][2][2], ss = 0.f;
 #pragma unroll
     for (int r = 0; r < R; r++) val[r][0][0] = v[r].x, val[r][0][1] = v[r].y, val[r][1][0] = v[r].z, val[r][1][1] = v[r].w;
 #pragma unroll
@@ -145,9 +167,18 @@ __device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, in
                 reinterpret_cast<__half *>(hf)[cuq_frag_half(toks[j], rows[i], out >> 7)] = __float2half_rn(h);
             } else {
                 float *dst = parts.p[pi].y + (int64_t)toks[j] * out + rows[i];
-                *dst = parts.add ? *dst + val[0][i][j] : val[0][i][j];
+                const float nv = parts.add ? *dst + val[0][i][j] * inv : val[0][i][j] * inv;
+                *dst = nv;
+                if (parts.pw) {  // one token: the next input's fragment and this tile's Σ y²
+                    reinterpret_cast<__half *>(parts.pxf)[cuq_frag_half(0, rows[i], out >> 7)] = __float2half_rn(nv * parts.pw[rows[i]]);
+                    ss = fmaf(nv, nv, ss);
+                }
             }
         }
+    if (!PAIR && parts.pw) {
+        ss = warp_sum(ss);
+        if (lane == 0) parts.pss[tile] = ss;
+    }
 }
 
 // R = 1: block i is tile i of the parts laid end to end (tile0).  R = 2 (PAIR): block i is
@@ -189,6 +220,7 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
     }
     pdl_wait();
     trace_wait(bt);
+    const float rp = rms_part(parts, lane);  // (every warp may write a tile)
     extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx)
     if (parts.nx) {
         norm_frag_smem(parts, xsm, row_blocks * 128);
@@ -240,7 +272,7 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
             v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
         }
     }
-    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf);
+    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf, rms_inv(parts, rp));
     trace_end(bt, PAIR ? 8 : 2);
 }
 
@@ -321,6 +353,7 @@ __global__ void __launch_bounds__(NW * 32, MINB)
     }
     pdl_wait();
     trace_wait(bt);
+    const float rp = rms_part(parts, lane);  // (every warp may write a tile)
     extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx)
     if (parts.nx) {
         norm_frag_smem(parts, xsm, row_blocks * 128);
@@ -380,21 +413,355 @@ __global__ void __launch_bounds__(NW * 32, MINB)
             v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
         }
     }
+    const float inv = rms_inv(parts, rp);
     if (MODE == 2) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
             int pi, tile;
             unit_tile(warp, r, pi, tile);
             const float4 v1[1] = {v[r]};
-            if (tile >= 0) frag_epilogue<false>(parts, pi, tile, lane, v1, ntok, hf);
+            if (tile >= 0) frag_epilogue<false>(parts, pi, tile, lane, v1, ntok, hf, inv);
         }
     } else {
         int pi, tile;
         locate_tile(parts, PAIR, (int)blockIdx.x + warp * G, pi, tile);
         const float4(&vv)[PAIR ? 2 : 1] = *reinterpret_cast<const float4(*)[PAIR ? 2 : 1]>(&v);
-        frag_epilogue<PAIR>(parts, pi, tile, lane, vv, ntok, hf);
+        frag_epilogue<PAIR>(parts, pi, tile, lane, vv, ntok, hf, inv);
     }
     trace_end(bt, MODE == 1 ? 7 : MODE == 2 ? 9 : 3);
+}
+
+// MODE 2 (q/k/v, two tiles per warp step) with the work split evenly instead of by whole
+// units: the launch's N = units · row_blocks unit-steps (unit-major) are cut into G equal
+// ranges, block i taking [N i / G, N (i + 1) / G).  With whole units, 384 units on 264
+// blocks left 120 blocks two units and 144 one, so half the warps idled while the launch
+// waited on the other half.  A range is at least one unit long and at most two, so it is a
+// run of at most three segments (unit u, blocks [blo, bhi)) and a unit is cut between at
+// most two blocks; warp w takes blocks blo + w, + NW, ... of each segment, running on from
+// one segment into the next.  The two halves of a cut unit meet in `scratch` (each lane's
+// four sums per tile and half): the second block to arrive (per-unit counter, reset by it)
+// adds half 0 + half 1 in that order and writes the outputs, so results do not depend on
+// which block came last.
+constexpr int kSplitSegs = 3;
+
+template <int NW, int MINB>
+__global__ void __launch_bounds__(NW * 32, MINB)
+    qgemv_frag_split_kernel(const __grid_constant__ FragParts parts, const uint4 *xf, int row_blocks, int ntok, int tiles,
+                            float4 *__restrict__ scratch, int *__restrict__ count) {
+    constexpr int R = 2;
+    BlockTrace bt = trace_begin();
+    pdl_trigger();
+    __shared__ float4 red[kSplitSegs][NW][R][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3, rb = row_blocks;
+    const int units = (tiles + 1) / 2;
+    const int64_t N = (int64_t)units * rb;
+    const int64_t lo = N * blockIdx.x / gridDim.x, hi = N * (blockIdx.x + 1) / gridDim.x;
+    const int u0 = (int)(lo / rb), u1 = (int)((hi - 1) / rb), nseg = u1 - u0 + 1;
+    auto seg_lo = [&](int u) { return u == u0 ? (int)(lo - (int64_t)u0 * rb) : 0; };
+    auto seg_hi = [&](int u) { return u == u1 ? (int)(hi - (int64_t)u1 * rb) : rb; };
+    auto tile_of = [&](int u, int r, int &pi, int &tile) {
+        const int ti = u + r * units;
+        if (ti >= tiles) {
+            pi = 0, tile = -1;
+            return;
+        }
+        locate_tile(parts, false, ti, pi, tile);
+    };
+    auto tile_at = [&](int u, const uint4 *(&q)[R], const uint8_t *(&m)[R], int (&zb)[R]) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int pi, tile;
+            tile_of(u, r, pi, tile);
+            if (tile < 0) tile_of(u, 0, pi, tile);  // loads of a real tile, the sums unused
+            const FragPart &P = parts.p[pi];
+            q[r] = P.qw + ((int64_t)tile * rb * 16 + g) * 4 + t;
+            m[r] = P.meta + (int64_t)tile * rb * kMetaBytes;
+            zb[r] = P.zero_base;
+        }
+    };
+    // this warp's first step: the first segment where it has one
+    int u = u0, b = seg_lo(u0) + warp, kz = 0;  // kz: segments whose sums this warp has written
+    while (u <= u1 && b >= seg_hi(u)) u++, b = warp;
+    const uint4 *q[R];
+    const uint8_t *m[R];
+    int zb[R];
+    Step cur[R];
+    if (u <= u1) {
+        tile_at(u, q, m, zb);
+#pragma unroll
+        for (int r = 0; r < R; r++) cur[r] = load_step(q[r], m[r], b, g);
+    }
+    pdl_wait();
+    trace_wait(bt);
+    const float rp = rms_part(parts, lane);
+    const bool has_tok = g < ntok;
+    const uint4 *xg = xf + ((int64_t)g * rb * 4 + t) * 4;  // token g, quarter t; block b at + 16 b
+    uint4 xn[4];
+#pragma unroll
+    for (int p = 0; p < 4; p++) xn[p] = has_tok && u <= u1 ? xg[(int64_t)b * 16 + p] : make_uint4(0, 0, 0, 0);
+    float acc[R][4];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+    while (u <= u1) {
+        int un = u, bn = b + NW;
+        while (un <= u1 && bn >= seg_hi(un)) un++, bn = warp;
+        const uint4 *qn[R];
+        const uint8_t *mn[R];
+        int zbn[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) qn[r] = q[r], mn[r] = m[r], zbn[r] = zb[r];
+        if (un != u && un <= u1) tile_at(un, qn, mn, zbn);
+        Step nxt[R];
+        if (un <= u1) {
+#pragma unroll
+            for (int r = 0; r < R; r++) nxt[r] = load_step(qn[r], mn[r], bn, g);
+        }
+        uint32_t bx[4][4];
+#pragma unroll
+        for (int p = 0; p < 4; p++) bx[p][0] = xn[p].x, bx[p][1] = xn[p].y, bx[p][2] = xn[p].z, bx[p][3] = xn[p].w;
+#pragma unroll
+        for (int p = 0; p < 4; p++) xn[p] = has_tok && un <= u1 ? xg[(int64_t)bn * 16 + p] : make_uint4(0, 0, 0, 0);
+        steps_mma<R>(acc, cur, bx, zb);
+        if (un != u) {  // leaving segment u - u0: its sums (zeros for segments this warp skipped)
+            for (; kz < u - u0; kz++)
+#pragma unroll
+                for (int r = 0; r < R; r++) red[kz][warp][r][lane] = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                red[kz][warp][r][lane] = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+                acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+            }
+            kz++;
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) cur[r] = nxt[r], q[r] = qn[r], m[r] = mn[r], zb[r] = zbn[r];
+        u = un, b = bn;
+    }
+    for (; kz < nseg; kz++)
+#pragma unroll
+        for (int r = 0; r < R; r++) red[kz][warp][r][lane] = make_float4(0.f, 0.f, 0.f, 0.f);
+    __syncthreads();
+    if (warp >= nseg) return;
+    const float inv = rms_inv(parts, rp);
+    const int us = u0 + warp;
+    float4 v[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        v[r] = red[warp][0][r][lane];
+        for (int w = 1; w < NW; w++) {
+            const float4 x = red[warp][w][r][lane];
+            v[r].x += x.x, v[r].y += x.y, v[r].z += x.z, v[r].w += x.w;
+        }
+    }
+    const int slo = seg_lo(us), shi = seg_hi(us);
+    if (slo != 0 || shi != rb) {  // half of a cut unit
+        const int half = slo == 0 ? 0 : 1;
+#pragma unroll
+        for (int r = 0; r < R; r++) scratch[((int64_t)(us * R + r) * 2 + half) * 32 + lane] = v[r];
+        __threadfence();
+        __syncwarp();
+        int old = 0;
+        if (lane == 0) old = atomicAdd(count + us, 1);
+        old = __shfl_sync(0xffffffffu, old, 0);
+        if (old != 1) {
+            trace_end(bt, 13);
+            return;  // the other half writes the outputs
+        }
+        __threadfence();
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const float4 a = __ldcg(scratch + ((int64_t)(us * R + r) * 2) * 32 + lane);
+            const float4 c = __ldcg(scratch + ((int64_t)(us * R + r) * 2 + 1) * 32 + lane);
+            v[r] = make_float4(a.x + c.x, a.y + c.y, a.z + c.z, a.w + c.w);
+        }
+        if (lane == 0) count[us] = 0;  // ready for the next launch
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        int pi, tile;
+        tile_of(us, r, pi, tile);
+        const float4 v1[1] = {v[r]};
+        if (tile >= 0) frag_epilogue<false>(parts, pi, tile, lane, v1, ntok, nullptr, inv);
+    }
+    trace_end(bt, 13);
+}
+
+// The persistent form fed by bulk copies (one token, no fold; GPTQ_CUDA_FRAG_BULK): the
+// same units, warps and sums as qgemv_frag_multi_kernel, but each warp keeps D steps in
+// flight in a ring of shared-memory slots instead of one in registers.  Lane 0 of the warp
+// asks the copy engine (cp.async.bulk) for a step's codes and records (before the
+// dependency wait for the first D steps) and its 256 bytes of B fragments (after it), all
+// completing on the slot's mbarrier; the lanes wait on it, read the slot, and lane 0
+// refills it with the step D further on.  The register ring holds ~32 KB per SM in flight,
+// which at the loaded latency of HBM is ~70% of the copy bandwidth; the bulk copies are
+// not limited by registers.
+template <int R>
+struct BulkSlot {  // one step of R tiles: codes (R, 1 KiB), B fragments of token 0, records (R, 48 B)
+    static constexpr int kCodes = 0, kFrag = R * 1024, kRec = R * 1024 + 256, kBytes = R * 1024 + 256 + R * kMetaBytes;
+};
+
+template <int MODE, int NW, int MAXT, int MINB, int D>
+__global__ void __launch_bounds__(NW * 32, MINB)
+    qgemv_frag_bulk_kernel(const __grid_constant__ FragParts parts, const uint4 *xf, int row_blocks, uint32_t *__restrict__ hf,
+                           int tiles) {
+    constexpr int R = MODE ? 2 : 1;
+    constexpr bool PAIR = MODE == 1;
+    using Slot = BulkSlot<R>;
+    BlockTrace bt = trace_begin();
+    pdl_trigger();
+    __shared__ float4 red[MAXT][NW][R][32];
+    extern __shared__ __align__(128) unsigned char ring_sm[];  // (NW, D) slots, then (NW, D) mbarriers
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int units = MODE == 2 ? (tiles + 1) / 2 : tiles;
+    const int G = (int)gridDim.x, nt = min(MAXT, (units - (int)blockIdx.x + G - 1) / G);
+    const bool active = warp < row_blocks && nt > 0;
+    unsigned char *ring = ring_sm + (size_t)warp * D * Slot::kBytes;
+    unsigned long long *bar = reinterpret_cast<unsigned long long *>(ring_sm + (size_t)NW * D * Slot::kBytes) + warp * D;
+    auto unit_tile = [&](int k, int r, int &pi, int &tile) {
+        const int i = (int)blockIdx.x + k * G;
+        if (MODE == 2) {
+            const int ti = i + r * units;
+            if (ti >= tiles) {
+                pi = 0, tile = -1;
+                return;
+            }
+            locate_tile(parts, false, ti, pi, tile);
+        } else {
+            locate_tile(parts, PAIR, i, pi, tile);
+            if (PAIR) pi = r;
+        }
+    };
+    // lane 0: ask for step (k, b)'s codes and records into slot s (and its B fragments: frag)
+    auto fill = [&](int s, int k, int b, bool frag) {
+        unsigned char *slot = ring + s * Slot::kBytes;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int pi, tile;
+            unit_tile(k, r, pi, tile);
+            if (tile < 0) unit_tile(k, 0, pi, tile);  // a real tile, the sums unused
+            const int64_t at = (int64_t)tile * row_blocks + b;
+            bulk_copy(slot + Slot::kCodes + r * 1024, parts.p[pi].qw + at * 64, 1024, &bar[s]);
+            bulk_copy(slot + Slot::kRec + r * kMetaBytes, parts.p[pi].meta + at * kMetaBytes, kMetaBytes, &bar[s]);
+        }
+        if (frag) bulk_copy(slot + Slot::kFrag, xf + (int64_t)b * 16, 256, &bar[s]);
+    };
+    auto advance = [&](int &k, int &b) {
+        b += NW;
+        if (b >= row_blocks) k++, b = warp;
+    };
+    if (active && lane == 0) {
+        for (int s = 0; s < D; s++) mbar_init(&bar[s], 1);
+        mbar_fence_init();
+    }
+    __syncwarp();
+    // the first D steps' codes and records now (no arrival yet: the phase waits for the fragments)
+    int fk = 0, fb = warp, nfill = 0;
+    for (; active && nfill < D && fk < nt; nfill++) {
+        if (lane == 0) {
+            mbar_expect(&bar[nfill], R * (1024 + kMetaBytes));
+            fill(nfill, fk, fb, false);
+        }
+        advance(fk, fb);
+    }
+    pdl_wait();
+    trace_wait(bt);
+    const float rp = rms_part(parts, lane);
+    if (lane == 0) {  // their fragments
+        int k = 0, b = warp;
+        for (int s = 0; s < nfill; s++) {
+            mbar_arrive_expect(&bar[s], 256);
+            bulk_copy(ring + s * Slot::kBytes + Slot::kFrag, xf + (int64_t)b * 16, 256, &bar[s]);
+            advance(k, b);
+        }
+    }
+    float acc[R][4];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+    int zb[R];
+    auto zero_bases = [&](int k) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int pi, tile;
+            unit_tile(k, r, pi, tile);
+            zb[r] = PAIR ? parts.p[0].zero_base : parts.p[tile < 0 ? 0 : pi].zero_base;
+        }
+    };
+    int k = 0, b = warp;
+    if (active) zero_bases(0);
+    for (int j = 0; active && k < nt; j++) {
+        const int s = j % D;
+        mbar_wait(&bar[s], (unsigned)(j / D) & 1u);
+        const unsigned char *slot = ring + s * Slot::kBytes;
+        Step cur[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const uint4 *code = reinterpret_cast<const uint4 *>(slot + Slot::kCodes + r * 1024);
+            const unsigned char *rec = slot + Slot::kRec + r * kMetaBytes;
+            cur[r].a = code[g * 4 + t], cur[r].b = code[32 + g * 4 + t];
+            cur[r].s = reinterpret_cast<const uint32_t *>(rec)[g], cur[r].z = reinterpret_cast<const uint16_t *>(rec + 32)[g];
+        }
+        uint32_t bx[4][4];
+        const uint4 *fr = reinterpret_cast<const uint4 *>(slot + Slot::kFrag);
+#pragma unroll
+        for (int p = 0; p < 4; p++) {
+            const uint4 v = g == 0 ? fr[t * 4 + p] : make_uint4(0, 0, 0, 0);
+            bx[p][0] = v.x, bx[p][1] = v.y, bx[p][2] = v.z, bx[p][3] = v.w;
+        }
+        __syncwarp();  // every lane has read the slot: refill it with step j + D
+        if (fk < nt) {
+            if (lane == 0) {
+                fence_proxy_async();
+                mbar_arrive_expect(&bar[s], R * (1024 + kMetaBytes) + 256);
+                fill(s, fk, fb, true);
+            }
+            advance(fk, fb);
+        }
+        steps_mma<R>(acc, cur, bx, zb);
+        int kn = k, bn = b + NW;
+        if (bn >= row_blocks) kn = k + 1, bn = warp;
+        if (kn != k) {  // this warp is done with unit k
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                red[k][warp][r][lane] = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+                acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
+            }
+            if (kn < nt) zero_bases(kn);
+        }
+        k = kn, b = bn;
+    }
+    if (!active)
+        for (int kk = 0; kk < nt; kk++)
+#pragma unroll
+            for (int r = 0; r < R; r++) red[kk][warp][r][lane] = make_float4(0.f, 0.f, 0.f, 0.f);
+    __syncthreads();
+    if (warp >= nt) return;
+    float4 v[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        v[r] = red[warp][0][r][lane];
+        for (int w = 1; w < NW; w++) {
+            const float4 u = red[warp][w][r][lane];
+            v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
+        }
+    }
+    const float inv = rms_inv(parts, rp);
+    if (MODE == 2) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int pi, tile;
+            unit_tile(warp, r, pi, tile);
+            const float4 v1[1] = {v[r]};
+            if (tile >= 0) frag_epilogue<false>(parts, pi, tile, lane, v1, 1, hf, inv);
+        }
+    } else {
+        int pi, tile;
+        locate_tile(parts, PAIR, (int)blockIdx.x + warp * G, pi, tile);
+        const float4(&vv)[PAIR ? 2 : 1] = *reinterpret_cast<const float4(*)[PAIR ? 2 : 1]>(&v);
+        frag_epilogue<PAIR>(parts, pi, tile, lane, vv, 1, hf, inv);
+    }
+    trace_end(bt, 10 + MODE);
 }
 
 // xf (T, in_pad) in fragment order = x (or silu(x) · x2), permuted by perm when given.
@@ -488,7 +855,9 @@ int frag_multi = -1;  // GPTQ_CUDA_FRAG_MULTI=0: never the persistent form (defa
 int multi_slots = 0;  // > 0: resident blocks assumed instead of the occupancy's (tests)
 long multi_launches = 0;  // persistent launches so far (tests check that they ran)
 int frag_dual = -1;       // GPTQ_CUDA_FRAG_DUAL: multi-layer launches two tiles per warp step (MODE 2): 1 in
-                          // ceil(units / nt) blocks, 2 (default) on every resident slot, 0 no
+                          // ceil(units / nt) blocks, 2 (default) on every resident slot, 3 on every slot
+                          // with the steps split evenly (qgemv_frag_split_kernel, after
+                          // cuq_frag_split_setup), 0 no
 
 // Resident blocks of `kernel` on the whole GPU at `threads` threads per block (0: unknown).
 template <typename K>
@@ -520,6 +889,60 @@ int launch_multi(const FragParts &parts, int tiles, const uint4 *x4, int row_blo
     return 1;
 }
 
+float4 *split_scratch = nullptr;  // cuq_frag_split_setup: the cut units' halves, (units, 2 tiles, 2 halves, 32 lanes)
+int *split_count = nullptr;       // (units) arrivals, zero between launches
+int split_units = 0;              // units they hold
+
+// The split MODE 2 launch (qgemv_frag_split_kernel) on every resident slot when the scratch
+// holds its units and every range spans one to two units (so at most three segments and two
+// blocks per unit); 1 if launched.
+int launch_split(const FragParts &parts, int tiles, const uint4 *x4, int row_blocks, int T, cudaStream_t s, cudaError_t *err) {
+    constexpr int NW = 8, MINB = 2;
+    static int resident = -1;
+    if (resident < 0) resident = resident_blocks(qgemv_frag_split_kernel<NW, MINB>, NW * 32);
+    const int slots = multi_slots > 0 ? multi_slots : resident;
+    const int units = (tiles + 1) / 2;
+    if (slots <= 0 || units > split_units || parts.nx) return 0;
+    const int64_t N = (int64_t)units * row_blocks;
+    if (N / slots < row_blocks || (N + slots - 1) / slots > 2 * (int64_t)row_blocks) return 0;
+    multi_launches++;
+    *err = cu_launch(qgemv_frag_split_kernel<NW, MINB>, dim3((unsigned)slots), dim3(NW * 32), 0, s, parts, x4, row_blocks, T,
+                     tiles, split_scratch, split_count);
+    return 1;
+}
+
+int frag_bulk = -1;  // GPTQ_CUDA_FRAG_BULK: one-token launches in the bulk-copy form: 1 (default) q/k/v's dual
+                     // form, 2 also the gate/up pair, 3 also single layers, 0 none
+
+// The bulk-copy form (qgemv_frag_bulk_kernel) of a one-token launch without the fold:
+// MODE 2 on every resident slot, MODE 0 / 1 in ceil(units / nt) blocks of nt <= MAXT units;
+// 1 if launched.
+template <int MODE, int NW, int MAXT, int MINB, int D>
+int launch_bulk(const FragParts &parts, int tiles, const uint4 *x4, int row_blocks, int T, uint32_t *hf, cudaStream_t s,
+                cudaError_t *err) {
+    constexpr int R = MODE ? 2 : 1;
+    const size_t smem = (size_t)NW * D * (BulkSlot<R>::kBytes + sizeof(unsigned long long));
+    auto kern = qgemv_frag_bulk_kernel<MODE, NW, MAXT, MINB, D>;
+    static int resident = -1;
+    if (resident < 0) {
+        int dev = 0, sms = 0, per_sm = 0;
+        resident = 0;
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess &&
+            cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, NW * 32, smem) == cudaSuccess)
+            resident = sms * per_sm;
+    }
+    const int slots = multi_slots > 0 ? multi_slots : resident;
+    const int units = MODE == 2 ? (tiles + 1) / 2 : tiles;
+    if (T != 1 || parts.nx || slots <= 0) return 0;
+    const int nt = (units + slots - 1) / slots;
+    if (nt > MAXT) return 0;
+    const int grid = MODE == 2 ? (units < slots ? units : slots) : (units + nt - 1) / nt;
+    multi_launches++;
+    *err = cu_launch(kern, dim3((unsigned)grid), dim3(NW * 32), smem, s, parts, x4, row_blocks, hf, tiles);
+    return 1;
+}
+
 template <bool PAIR>
 cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, int row_blocks, int T, uint32_t *hf,
                         cudaStream_t s) {
@@ -542,6 +965,18 @@ cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, i
             const char *e = getenv("GPTQ_CUDA_FRAG_DUAL");
             frag_dual = e && *e ? atoi(e) : 2;
         }
+        if (frag_bulk < 0) {
+            const char *e = getenv("GPTQ_CUDA_FRAG_BULK");
+            frag_bulk = e && *e ? atoi(e) : 1;
+        }
+        // frag_bulk: 1 q/k/v only (the default), 2 also the gate/up pair, 3 every form
+        if (frag_bulk) {
+            if (!PAIR && frag_dual > 0 && parts.n > 1 && launch_bulk<2, 8, 2, 2, 4>(parts, tiles, x4, row_blocks, T, hf, s, &err))
+                return err;
+            if (PAIR && frag_bulk >= 2 && launch_bulk<1, 8, 4, 2, 4>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
+            if (!PAIR && frag_bulk >= 3 && launch_bulk<0, 8, 4, 3, 4>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
+        }
+        if (!PAIR && frag_dual == 3 && parts.n > 1 && launch_split(parts, tiles, x4, row_blocks, T, s, &err)) return err;
         if (!PAIR && frag_dual > 0 && parts.n > 1 && launch_multi<2, 8, 4, 2>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
         if (launch_multi<PAIR ? 1 : 0, 8, 4, PAIR ? 2 : 3>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
     }
@@ -566,7 +1001,24 @@ extern "C" void cuq_frag_set(int depth, int warps) {
 
 extern "C" long cuq_frag_multi_launches(void) { return multi_launches; }
 
-extern "C" void cuq_frag_set_dual(int mode) { frag_dual = mode < 0 ? -1 : mode > 2 ? 2 : mode; }
+extern "C" void cuq_frag_set_bulk(int on) { frag_bulk = on < 0 ? -1 : on > 3 ? 3 : on; }
+
+extern "C" void cuq_frag_set_dual(int mode) { frag_dual = mode < 0 ? -1 : mode > 3 ? 3 : mode; }
+
+extern "C" int cuq_frag_split_setup(int units) {
+    if (units <= split_units) return 0;
+    // grown, never shrunk or freed: decode graphs captured earlier keep the old pointers
+    float4 *sc = nullptr;
+    int *ct = nullptr;
+    if (cu_check(cudaMalloc((void **)&sc, sizeof(float4) * 32 * 4 * (size_t)units), "allocating split-GEMV scratch") ||
+        cu_check(cudaMalloc((void **)&ct, sizeof(int) * (size_t)units), "allocating split-GEMV counters") ||
+        cu_check(cudaMemset(ct, 0, sizeof(int) * (size_t)units), "clearing split-GEMV counters")) {
+        cudaFree(sc), cudaFree(ct);
+        return -1;
+    }
+    split_scratch = sc, split_count = ct, split_units = units;
+    return 0;
+}
 
 extern "C" void cuq_frag_set_multi(int on, int slots) {
     frag_multi = on < 0 ? -1 : on != 0;
@@ -610,13 +1062,30 @@ extern "C" int cuq_gemv_frag(const cuq_layer *const *L, float *const *y, int n, 
 
 extern "C" int cuq_gemv_frag_ex(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T,
                                 const cuq_frag_norm *nrm, int accumulate, cudaStream_t s) {
+    cuq_frag_opts o;
+    memset(&o, 0, sizeof o);
+    o.norm = nrm, o.accumulate = accumulate;
+    return cuq_gemv_frag_opt(L, y, n, xf, T, &o, s);
+}
+
+extern "C" int cuq_gemv_frag_opt(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T,
+                                 const cuq_frag_opts *o, cudaStream_t s) {
     if (n < 1 || n > kFragParts) return gptq_fail("cuq_gemv_frag: %d layers (1..%d)", n, kFragParts);
     if (T < 1 || T > CUQ_MAX_GEMV_T) return gptq_fail("cuq_gemv_frag: %d tokens (1..%d)", T, CUQ_MAX_GEMV_T);
     FragParts parts;
     memset(&parts, 0, sizeof parts);
     parts.n = n;
-    parts.add = accumulate != 0;
-    if (set_norm(parts, nrm, L[0]->in_pad, T, "cuq_gemv_frag")) return -1;
+    parts.add = o && o->accumulate != 0;
+    if (set_norm(parts, o ? o->norm : NULL, L[0]->in_pad, T, "cuq_gemv_frag")) return -1;
+    if (o && o->rms_ssq) {
+        if (T != 1 || o->rms_n < 1 || o->norm) return gptq_fail("cuq_gemv_frag: the deferred norm takes one token, partial sums, no fold");
+        parts.rss = o->rms_ssq, parts.rn = o->rms_n, parts.rinv = 1.0f / (float)L[0]->in, parts.reps = o->rms_eps;
+    }
+    if (o && o->pre_w) {
+        if (T != 1 || n != 1 || !o->accumulate || !o->pre_xf || !o->pre_ssq || L[0]->out % 128)
+            return gptq_fail("cuq_gemv_frag: the next input is written for one token of one accumulating layer of whole blocks");
+        parts.pw = o->pre_w, parts.pxf = o->pre_xf, parts.pss = o->pre_ssq;
+    }
     int tiles = 0;
     for (int k = 0; k < n; k++) {
         if (!cuq_frag_ok(L[k]) || L[k]->in_pad != L[0]->in_pad)

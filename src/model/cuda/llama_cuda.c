@@ -48,6 +48,9 @@ struct llama_cuda {
     int frag;        /* decode calls take the fragment-order GEMV (every layer qualifies: frag_eligible) */
     int attn_o;      /* one-token decode calls fuse attention, o_proj and the residual add (attn_o_eligible) */
     int fold;        /* ... and fold the RMSNorms into q/k/v and gate/up, down_proj adding into x (fold_eligible) */
+    int prenorm;     /* ... or defer the attention norm: down_proj adds into x and writes the next q/k/v's
+                        input x · w and its Σx² per tile, q/k/v scale by 1 / rms (prenorm_eligible) */
+    float *ssq;      /* (dim / 16) those partial sums */
     uint32_t *xf, *af, *hf; /* their fp16 activations in fragment order (cuq.h), (max decode tokens, ...):
                                the norms' output (dim), attention's (n_heads·hd), SwiGLU's (hidden) */
     uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
@@ -91,6 +94,23 @@ static int fold_eligible(const llama_cuda *m) {
     if (!m->attn_o || !(e && strcmp(e, "1") == 0) || c->dim > 24 * 1024) return 0;
     for (int i = 0; i < c->n_layers; i++)
         if (m->layers[i].lin[LIN_DOWN].bias) return 0;
+    return 1;
+}
+
+/* Whether one-token decode calls defer the attention RMSNorm into the GEMVs around it
+ * (cuq_frag_opts: no norm kernel between down_proj and the next q/k/v): with the fused
+ * attention, no fold, no bias on down_proj or q/k/v (the scale comes before any bias
+ * would), dim a multiple of 128; GPTQ_CUDA_PRENORM=0 turns it off.  The next input goes
+ * to fp16 as x · w before the 1 / rms scale, so residuals beyond fp16's range (|x · w| >
+ * 65504) would overflow where the norm kernel's normalized values do not. */
+static int prenorm_eligible(const llama_cuda *m) {
+    const hf_config *c = &m->cfg;
+    const char *e = getenv("GPTQ_CUDA_PRENORM");
+    if (!m->attn_o || m->fold || (e && strcmp(e, "0") == 0) || c->dim % 128) return 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const cu_layer *L = &m->layers[i];
+        if (L->lin[LIN_DOWN].bias || L->lin[LIN_Q].bias || L->lin[LIN_K].bias || L->lin[LIN_V].bias) return 0;
+    }
     return 1;
 }
 
@@ -278,9 +298,18 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
             !(m->af = dalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(qd, (int)T), "activations")) ||
             !(m->hf = dalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(c->hidden_dim, (int)T), "activations")))
             goto fail;
+        int units = 0; /* the split q/k/v GEMV's scratch (GPTQ_CUDA_FRAG_DUAL=3) */
+        for (int i = 0; i < c->n_layers; i++) {
+            const cu_linear *l = m->layers[i].lin;
+            const int u = (int)((l[LIN_Q].out + l[LIN_K].out + l[LIN_V].out) / 16 + 1) / 2;
+            if (u > units) units = u;
+        }
+        if (cuq_frag_split_setup(units)) goto fail;
     }
     m->attn_o = attn_o_eligible(m);
     m->fold = fold_eligible(m);
+    if ((m->prenorm = prenorm_eligible(m)) && !(m->ssq = dalloc(sizeof(float) * (size_t)(c->dim / 16), "norm partial sums")))
+        goto fail;
     note_memory(m);
     return m;
 fail:
@@ -304,6 +333,7 @@ void llama_cuda_free(llama_cuda *m) {
     cudaFree(m->x), cudaFree(m->xn), cudaFree(m->q), cudaFree(m->k), cudaFree(m->v), cudaFree(m->att), cudaFree(m->hb);
     cudaFree(m->hb2), cudaFree(m->out), cudaFree(m->logits_d), cudaFree(m->xbuf), cudaFree(m->x16), cudaFree(m->w16);
     cudaFree(m->ids_d), cudaFree(m->pos_d), cudaFree(m->att_part), cudaFree(m->xf), cudaFree(m->af), cudaFree(m->hf);
+    cudaFree(m->ssq);
     cudaFreeHost(m->ids_h), cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
     if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
     if (m->blas) cublasDestroy(m->blas);
@@ -416,13 +446,20 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
         if (fr) {
             const cuq_layer *q3[3] = {&qkv[0]->q, &qkv[1]->q, &qkv[2]->q}, *qo = &o->q, *qd = &down->q;
             if (n == 1 && m->attn_o) { /* attention, o_proj and the residual add in one kernel */
-                if (cuq_gemv_frag(q3, qkv_y, 3, xf, n, s) || add_biases(m, qkv, qkv_y, 3, n) ||
+                /* deferred norm: layers after the first take x · w from down_proj, scaled here */
+                cuq_frag_opts qo_opt = {0}, dn_opt = {0};
+                qo_opt.rms_ssq = i > 0 && m->prenorm ? m->ssq : NULL, qo_opt.rms_n = dim / 16, qo_opt.rms_eps = c->norm_eps;
+                dn_opt.accumulate = 1, dn_opt.pre_w = next_norm, dn_opt.pre_xf = xf, dn_opt.pre_ssq = m->ssq;
+                const int pre = m->prenorm && i + 1 < c->n_layers; /* the last layer's norm is the final one */
+                if (cuq_gemv_frag_opt(q3, qkv_y, 3, xf, n, &qo_opt, s) || add_biases(m, qkv, qkv_y, 3, n) ||
                     cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
                                            c->n_kv_heads, hd, s) ||
                     cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
-                    cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s) ||
-                    cuq_gemv_frag(&qd, &m->out, 1, m->hf, n, s) || add_biases(m, &down, &m->out, 1, n) ||
-                    cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, xf, s))
+                    cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s))
+                    return -1;
+                if (pre ? cuq_gemv_frag_opt(&qd, &m->x, 1, m->hf, n, &dn_opt, s)
+                        : cuq_gemv_frag(&qd, &m->out, 1, m->hf, n, s) || add_biases(m, &down, &m->out, 1, n) ||
+                              cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, xf, s))
                     return -1;
                 continue;
             }
@@ -460,7 +497,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
  * thread block: tag block grid smid t0 twait tend ta tb (ns, from the step's first block;
  * ta, tb: marks inside the kernel, -1 where it sets none).
  * Tags: 1 rmsnorm, 2 fragment GEMV, 3 its persistent form, 7 the persistent gate/up pair,
- * 8 the pair, 9 the persistent dual form (q/k/v), 4 split attention, 5 fused attention +
+ * 8 the pair, 9 the persistent dual form (q/k/v), 10-12 the bulk-copy forms of 3, 7, 9, 13 the split dual form, 4 split attention, 5 fused attention +
  * o_proj, 6 fp16 GEMV (lm_head). */
 enum { TRACE_CAP = 1 << 18 };
 static void *trace_buf;
@@ -573,6 +610,7 @@ void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info) {
     info->frag_decode = m->frag;
     info->attn_o_decode = m->attn_o;
     info->fold_decode = m->fold;
+    info->prenorm_decode = m->prenorm;
 }
 
 double llama_cuda_copy_bandwidth(void) {

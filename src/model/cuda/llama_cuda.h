@@ -37,6 +37,7 @@ typedef struct {
     int frag_decode;        /* decode calls run every Linear through the fragment-order GEMV (cuq.h) */
     int attn_o_decode;      /* one-token decode calls fuse attention + o_proj + residual add (model_kernels.h) */
     int fold_decode;        /* ... and fold the RMSNorms into the GEMVs (cuq_gemv_frag_ex) */
+    int prenorm_decode;     /* ... or defer the attention norm into down_proj and q/k/v (cuq_frag_opts) */
 } llama_cuda_info;
 void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info);
 
