@@ -436,8 +436,6 @@ static int same_bits(const float *da, const float *db, size_t n) {
     return same;
 }
 
-static int split_checked; /* launches of check_frag_multi that took the split form */
-static int bulk_checked;  /* one-token launches (the bulk-copy form, against the register ring) */
 static void check_frag_multi(const cuq_layer *const *lp, int n, const int64_t *outs, const uint32_t *xf, int T, int slots,
                              const char *what) {
     const int W = 8;
@@ -454,24 +452,6 @@ static void check_frag_multi(const cuq_layer *const *lp, int n, const int64_t *o
     cuq_frag_set_multi(0, 0);
     cuq_frag_set(1, W);
     CHECK(cuq_gemv_frag(lp, yb, n, xf, T, 0) == 0, "%s: one tile per block: %s", what, gptq_last_error());
-    if (T == 1) { /* one token: the bulk-copy form above; the register ring too */
-        float *yr[3];
-        for (int k = 0; k < n; k++) yr[k] = dmalloc(sizeof(float) * (size_t)(T * outs[k]));
-        cuq_frag_set(0, 0);
-        cuq_frag_set_multi(1, slots);
-        cuq_frag_set_dual(0);
-        cuq_frag_set_bulk(0);
-        CHECK(cuq_gemv_frag(lp, yr, n, xf, T, 0) == 0, "%s: persistent form, register ring: %s", what, gptq_last_error());
-        cuq_frag_set_bulk(3);
-        cuq_frag_set_multi(0, 0);
-        cuq_frag_set(1, W);
-        for (int k = 0; k < n; k++) {
-            CHECK(same_bits(yr[k], yb[k], (size_t)(T * outs[k])), "%s: layer %d: the register-ring form (%d slots) differs", what, k,
-                  slots);
-            cudaFree(yr[k]);
-        }
-        bulk_checked++;
-    }
     cuq_frag_set(0, 0);
     cuq_frag_set_multi(-1, 0);
     cuq_frag_set_dual(-1);
@@ -491,37 +471,6 @@ static void check_frag_multi(const cuq_layer *const *lp, int n, const int64_t *o
                   T, dual, slots);
             cudaFree(yc[k]);
         }
-    }
-    /* the split form (MODE 2 with the steps cut evenly, units shared by two blocks): the
-     * same sums in another order, so to fp32 rounding; run twice, as the cut units' counters
-     * must be back at zero for the next launch */
-    if (n > 1) {
-        int units = (tiles + 1) / 2, rb = (int)(lp[0]->in_pad / 128);
-        const long N = (long)units * rb;
-        const int split = N / slots >= rb && (N + slots - 1) / slots <= 2L * rb;
-        for (int rep = 0; rep < 2; rep++) {
-            float *yc[3];
-            for (int k = 0; k < n; k++) yc[k] = dmalloc(sizeof(float) * (size_t)(T * outs[k]));
-            cuq_frag_set_dual(3);
-            cuq_frag_set_multi(1, slots);
-            const long b0 = cuq_frag_multi_launches();
-            CHECK(cuq_gemv_frag(lp, yc, n, xf, T, 0) == 0, "%s: split form: %s", what, gptq_last_error());
-            cuq_frag_set_multi(-1, 0);
-            cuq_frag_set_dual(-1);
-            CHECK(cuq_frag_multi_launches() == b0 + 1, "%s: no persistent form taken", what);
-            for (int k = 0; k < n; k++) {
-                const size_t nb = sizeof(float) * (size_t)(T * outs[k]);
-                float *a = xmalloc(nb), *b = xmalloc(nb);
-                CU(cudaMemcpy(a, yc[k], nb, cudaMemcpyDeviceToHost));
-                CU(cudaMemcpy(b, yb[k], nb, cudaMemcpyDeviceToHost));
-                const double e = rel_err(a, b, T * outs[k]);
-                CHECK(e <= 2e-6, "%s: layer %d T=%d: the split form (%d slots%s) differs by %.3g", what, k, T, slots,
-                      split ? "" : ", not cut", e);
-                free(a), free(b);
-                cudaFree(yc[k]);
-            }
-        }
-        split_checked += split;
     }
     for (int k = 0; k < n; k++) {
         CHECK(same_bits(ya[k], yb[k], (size_t)(T * outs[k])), "%s: layer %d T=%d: the persistent form (%d warps, %d slots) differs",
@@ -636,7 +585,7 @@ static void test_frag(void) {
             const int64_t outs[3] = {ml[0].out, ml[1].out, ml[2].out};
             check_frag_multi(lp, 3, outs, xf, T, 9, "frag three layers");
             check_frag_multi(lp, 3, outs, xf, T, 7, "frag three layers");
-            check_frag_multi(lp, 3, outs, xf, 1, 9, "frag three layers, token 0"); /* the bulk-copy form */
+            check_frag_multi(lp, 3, outs, xf, 1, 9, "frag three layers, token 0");
             check_frag_multi(lp, 3, outs, xf, 1, 7, "frag three layers, token 0");
         }
         for (int k = 0; k < 3; k++) {
@@ -1135,11 +1084,7 @@ int main(void) {
     test_random_layers();
     test_multi();
     test_silu();
-    CHECK(cuq_frag_split_setup(256) == 0, "split scratch: %s", gptq_last_error());
-    cuq_frag_set_bulk(3); /* every one-token persistent launch in the bulk-copy form (default: q/k/v only) */
     test_frag();
-    CHECK(split_checked > 0, "no launch cut its units (the split form's halves were never merged)");
-    CHECK(bulk_checked > 0, "no one-token persistent launch (the bulk-copy form) was checked");
     test_dense();
     if (getenv("GPTQ_BENCH")) {
         cudaStream_t s;

@@ -199,16 +199,6 @@ int main(void) {
             cuq_frag_set_multi(-1, 0);
             CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
         }
-        cuq_frag_set_bulk(3); /* the gate/up pair and down_proj in the bulk-copy form too */
-        compare_model(qd, "random head_dim-128 w4 g128 (fused, deferred norm, every GEMV by bulk copies)", 1);
-        cuq_frag_set_bulk(-1);
-        {   /* q/k/v split evenly over the blocks (units cut between two), twice as many as before */
-            cuq_frag_set_dual(3);
-            cuq_frag_set_multi(1, 16);
-            compare_model(qd, "random head_dim-128 w4 g128 (fused, deferred norm, split q/k/v GEMV)", 1);
-            cuq_frag_set_multi(-1, 0);
-            cuq_frag_set_dual(-1);
-        }
         setenv("GPTQ_CUDA_PRENORM", "0", 1);
         want_prenorm = 0;
         compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, norm kernels)", 1);

@@ -174,14 +174,6 @@ int cuq_build_meta(cuq_layer *d);
  * (GPTQ_CUDA_FRAG_DEPTH / _WARPS); 0 = the default (depth 1, warps by grid size), values
  * below 0 or above 16 warps leave the setting as it is. */
 void cuq_frag_set(int depth, int warps);
-/* The bulk-copy form of the persistent GEMV for one-token launches (each warp's next steps
- * copied into shared memory by the copy engine): 1 on (the default), 0 off, -1
- * GPTQ_CUDA_FRAG_BULK again. */
-void cuq_frag_set_bulk(int on);
-/* Scratch for the split form of multi-layer cuq_gemv_frag (GPTQ_CUDA_FRAG_DUAL=3,
- * cuq_frag_set_dual(3)) up to `units` = (tiles of the launch + 1) / 2: grown only (a model
- * load calls it).  -1 + error on allocation failure. */
-int cuq_frag_split_setup(int units);
 /* The persistent form of cuq_gemv_frag / cuq_gemv_swiglu_frag for launches of more than one
  * wave of blocks (several tiles per block, 8 warps, one wave; taken at the default depth and
  * warps only): 1 on (the default), 0 off, -1 GPTQ_CUDA_FRAG_MULTI again.  slots > 0 stands

@@ -487,8 +487,6 @@ __device__ __forceinline__ float4 act4(const float *x, const float *x2, int64_t 
     return a;
 }
 
-__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
 // One m16n8k16 step of the tile: 4 words of codes of rows g (wa) and g + 8 (wb), the B
 // fragments bx of the lane's inputs, the block's scale and 1024 + zero point of both rows.
 __device__ __forceinline__ void mma_block(float (&acc)[4], const uint32_t (&wa)[4], const uint32_t (&wb)[4],
@@ -565,17 +563,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     const char *scodes = sp + 16;
     if (TMA) {
         if (threadIdx.x == 0) {
-            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(bar)));
-            asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-            asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(16 * sb * 64)
-                         : "memory");
-            for (int r = 0; r < 16; r++) {
-                const uint4 *src = qw + (int64_t)min(row0 + r, out - 1) * row_blocks * 4;
-                asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
-                                 smem_addr(scodes + r * srow)),
-                             "l"(src), "r"(sb * 64), "r"(smem_addr(bar))
-                             : "memory");
-            }
+            mbar_init(bar, 1);
+            mbar_fence_init();
+            mbar_arrive_expect(bar, 16 * sb * 64);
+            for (int r = 0; r < 16; r++)
+                bulk_copy((void *)(scodes + r * srow), qw + (int64_t)min(row0 + r, out - 1) * row_blocks * 4, sb * 64, bar);
         }
         sp += 16 + 16 * srow;
     }
@@ -641,10 +633,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     };
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     if (TMA) {  // the blocks in shared memory
-        asm volatile(
-            "{\n .reg .pred p;\n WAIT_%=:\n mbarrier.try_wait.parity.shared::cta.b64 p, [%0], 0;\n @!p bra WAIT_%=;\n}\n" ::"r"(
-                smem_addr(bar))
-            : "memory");
+        mbar_wait(bar, 0);
         for (int b = warp; b < sb; b += nwarps) {
             const uint4 va = *reinterpret_cast<const uint4 *>(scodes + g * srow + b * 64 + t * 16),
                         vb = *reinterpret_cast<const uint4 *>(scodes + (g + 8) * srow + b * 64 + t * 16);

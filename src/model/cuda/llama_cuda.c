@@ -298,13 +298,6 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
             !(m->af = dalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(qd, (int)T), "activations")) ||
             !(m->hf = dalloc(sizeof(uint32_t) * (size_t)cuq_frag_words(c->hidden_dim, (int)T), "activations")))
             goto fail;
-        int units = 0; /* the split q/k/v GEMV's scratch (GPTQ_CUDA_FRAG_DUAL=3) */
-        for (int i = 0; i < c->n_layers; i++) {
-            const cu_linear *l = m->layers[i].lin;
-            const int u = (int)((l[LIN_Q].out + l[LIN_K].out + l[LIN_V].out) / 16 + 1) / 2;
-            if (u > units) units = u;
-        }
-        if (cuq_frag_split_setup(units)) goto fail;
     }
     m->attn_o = attn_o_eligible(m);
     m->fold = fold_eligible(m);
@@ -497,7 +490,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
  * thread block: tag block grid smid t0 twait tend ta tb (ns, from the step's first block;
  * ta, tb: marks inside the kernel, -1 where it sets none).
  * Tags: 1 rmsnorm, 2 fragment GEMV, 3 its persistent form, 7 the persistent gate/up pair,
- * 8 the pair, 9 the persistent dual form (q/k/v), 10-12 the bulk-copy forms of 3, 7, 9, 13 the split dual form, 4 split attention, 5 fused attention +
+ * 8 the pair, 9 the persistent dual form (q/k/v), 4 split attention, 5 fused attention +
  * o_proj, 6 fp16 GEMV (lm_head). */
 enum { TRACE_CAP = 1 << 18 };
 static void *trace_buf;
