@@ -138,6 +138,9 @@ int cuq_gemv_swiglu_frag(const cuq_layer *gate, const cuq_layer *up, uint32_t *h
 typedef struct {
     const float *x, *w; /* (in) residual, norm weights */
     float eps;
+    int deferred; /* the fragments are w · x as they are; the sums are scaled by 1 / rms(x)
+                     after the GEMV (gate and up before the SiLU), so no block waits for Σx²
+                     before its first multiply */
 } cuq_frag_norm;
 int cuq_gemv_frag_ex(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, const cuq_frag_norm *nrm,
                      int accumulate, cudaStream_t s);

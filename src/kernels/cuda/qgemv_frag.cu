@@ -49,6 +49,7 @@ struct FragParts {
     int add;                // y += the products instead of y = (not PAIR)
     const float *nx, *nw;   // non-NULL: the input is RMSNorm(nx) · nw (one token), made here (norm_frag_smem)
     float eps;
+    int ndefer;             // with nx: the fragments are nx · nw, the pair's sums scaled by 1 / rms at the end
     const float *rss;       // non-NULL: products times 1 / sqrt(Σ rss[0 .. rn) · rinv + reps) (deferred norm)
     int rn;
     float rinv, reps;
@@ -96,7 +97,10 @@ __device__ __forceinline__ float norm_ss(const float4 &a, const float4 &b) {
     return a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
 }
 
-__device__ __noinline__ void norm_frag_smem(const FragParts &parts, uint4 *sm, int in_pad) {
+// Deferred (parts.ndefer): the fragments are nw · x, written without waiting for the block's
+// Σx², and the thread's share of Σx² is returned (reduced after the main loop, with the
+// scale applied to the sums: norm_defer_inv).  Otherwise returns 0.
+__device__ __noinline__ float norm_frag_smem(const FragParts &parts, uint4 *sm, int in_pad) {
     __shared__ float red[kFragWarps];
     const int units = in_pad >> 3, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const float4 *x4 = reinterpret_cast<const float4 *>(parts.nx), *w4 = reinterpret_cast<const float4 *>(parts.nw);
@@ -121,6 +125,22 @@ __device__ __noinline__ void norm_frag_smem(const FragParts &parts, uint4 *sm, i
             ss += norm_ss(__ldcg(x4 + q), __ldcg(x4 + q + 16));
         }
     }
+    if (parts.ndefer) {
+        if (one) {
+#pragma unroll
+            for (int k = 0; k < kNormUnits; k++) {
+                const int u = threadIdx.x + k * blockDim.x;
+                if (u < units) sm[u] = norm_unit(xa[k], xb[k], wa[k], wb[k], 1.f);
+            }
+        } else {
+            for (int u = threadIdx.x; u < units; u += blockDim.x) {
+                const int q = norm_unit_pos(u) >> 2;
+                sm[u] = norm_unit(__ldcg(x4 + q), __ldcg(x4 + q + 16), __ldg(w4 + q), __ldg(w4 + q + 16), 1.f);
+            }
+        }
+        __syncthreads();
+        return ss;
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     if (lane == 0) red[warp] = ss;
@@ -141,6 +161,15 @@ __device__ __noinline__ void norm_frag_smem(const FragParts &parts, uint4 *sm, i
         }
     }
     __syncthreads();
+    return 0.f;
+}
+
+// The deferred norm's 1 / rms from the warps' shares of Σx² in red (written before the
+// block's last barrier), added in warp order: the same in every block.
+__device__ __forceinline__ float norm_defer_inv(const FragParts &parts, const float *red, int nw, int in_pad) {
+    float ss = 0.f;
+    for (int w = 0; w < nw; w++) ss += red[w];
+    return 1.0f / sqrtf(ss / in_pad + parts.eps);
 }
 
 // The block's sums v (the lane's accumulator layout) to y, or silu(gate) · up to hf (PAIR).
@@ -161,7 +190,7 @@ __device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, in
         for (int j = 0; j < 2; j++) {
             if (toks[j] >= ntok || rows[i] >= out) continue;
             if (PAIR) {
-                const float a = val[0][i][j], u = val[R - 1][i][j];
+                const float a = val[0][i][j] * inv, u = val[R - 1][i][j] * inv;
                 const float h = a / (1.0f + expf(-a)) * u;  // as cuk_silu_mul
                 if (parts.p[0].y) parts.p[0].y[(int64_t)toks[j] * out + rows[i]] = h;
                 reinterpret_cast<__half *>(hf)[cuq_frag_half(toks[j], rows[i], out >> 7)] = __float2half_rn(h);
@@ -222,8 +251,9 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
     trace_wait(bt);
     const float rp = rms_part(parts, lane);  // (every warp may write a tile)
     extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx)
+    float nss = 0.f;  // the deferred norm's share of Σx²
     if (parts.nx) {
-        norm_frag_smem(parts, xsm, row_blocks * 128);
+        nss = norm_frag_smem(parts, xsm, row_blocks * 128);
         xf = xsm;
     }
     const bool has_tok = g < ntok;
@@ -261,6 +291,11 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
     }
 #pragma unroll
     for (int r = 0; r < R; r++) red[warp][r][lane] = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+    __shared__ float red_ss[MAXW];
+    if (parts.ndefer) {
+        const float w = warp_sum(nss);
+        if (lane == 0) red_ss[warp] = w;
+    }
     __syncthreads();
     if (warp != 0) return;
     float4 v[R];
@@ -272,7 +307,8 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
             v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
         }
     }
-    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf, rms_inv(parts, rp));
+    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf,
+                        parts.ndefer ? norm_defer_inv(parts, red_ss, nw, row_blocks * 128) : rms_inv(parts, rp));
     trace_end(bt, PAIR ? 8 : 2);
 }
 
@@ -355,8 +391,9 @@ __global__ void __launch_bounds__(NW * 32, MINB)
     trace_wait(bt);
     const float rp = rms_part(parts, lane);  // (every warp may write a tile)
     extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx)
+    float nss = 0.f;  // the deferred norm's share of Σx²
     if (parts.nx) {
-        norm_frag_smem(parts, xsm, row_blocks * 128);
+        nss = norm_frag_smem(parts, xsm, row_blocks * 128);
         xf = xsm;
     }
     const bool has_tok = g < ntok;
@@ -402,6 +439,11 @@ __global__ void __launch_bounds__(NW * 32, MINB)
         for (int kk = 0; kk < nt; kk++)
 #pragma unroll
             for (int r = 0; r < R; r++) red[kk][warp][r][lane] = make_float4(0.f, 0.f, 0.f, 0.f);
+    __shared__ float red_ss[NW];
+    if (parts.ndefer) {
+        const float w = warp_sum(nss);
+        if (lane == 0) red_ss[warp] = w;
+    }
     __syncthreads();
     if (warp >= nt) return;
     float4 v[R];
@@ -413,7 +455,7 @@ __global__ void __launch_bounds__(NW * 32, MINB)
             v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
         }
     }
-    const float inv = rms_inv(parts, rp);
+    const float inv = parts.ndefer ? norm_defer_inv(parts, red_ss, NW, row_blocks * 128) : rms_inv(parts, rp);
     if (MODE == 2) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
@@ -634,7 +676,7 @@ static int set_norm(FragParts &parts, const cuq_frag_norm *nrm, int64_t in_pad, 
     if (!nrm) return 0;
     if (T != 1 || in_pad * 2 > 48 * 1024 || !nrm->x || !nrm->w)
         return gptq_fail("%s: the RMSNorm fold takes one token and at most %d inputs", what, 24 * 1024);
-    parts.nx = nrm->x, parts.nw = nrm->w, parts.eps = nrm->eps;
+    parts.nx = nrm->x, parts.nw = nrm->w, parts.eps = nrm->eps, parts.ndefer = nrm->deferred != 0;
     return 0;
 }
 

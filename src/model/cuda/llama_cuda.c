@@ -48,8 +48,9 @@ struct llama_cuda {
     int frag;        /* decode calls take the fragment-order GEMV (every layer qualifies: frag_eligible) */
     int attn_o;      /* one-token decode calls fuse attention, o_proj and the residual add (attn_o_eligible) */
     int fold;        /* ... and fold the RMSNorms into q/k/v and gate/up, down_proj adding into x (fold_eligible) */
-    int prenorm;     /* ... or defer the attention norm: down_proj adds into x and writes the next q/k/v's
-                        input x · w and its Σx² per tile, q/k/v scale by 1 / rms (prenorm_eligible) */
+    int prenorm;     /* ... or defer both norms (prenorm_eligible): down_proj adds into x and writes the
+                        next q/k/v's input x · w and its Σx² per tile, q/k/v scale by 1 / rms; gate/up
+                        read x · w from x themselves and scale their sums (cuq_frag_norm.deferred) */
     float *ssq;      /* (dim / 16) those partial sums */
     uint32_t *xf, *af, *hf; /* their fp16 activations in fragment order (cuq.h), (max decode tokens, ...):
                                the norms' output (dim), attention's (n_heads·hd), SwiGLU's (hidden) */
@@ -97,16 +98,17 @@ static int fold_eligible(const llama_cuda *m) {
     return 1;
 }
 
-/* Whether one-token decode calls defer the attention RMSNorm into the GEMVs around it
- * (cuq_frag_opts: no norm kernel between down_proj and the next q/k/v): with the fused
- * attention, no fold, no bias on down_proj or q/k/v (the scale comes before any bias
- * would), dim a multiple of 128; GPTQ_CUDA_PRENORM=0 turns it off.  The next input goes
- * to fp16 as x · w before the 1 / rms scale, so residuals beyond fp16's range (|x · w| >
- * 65504) would overflow where the norm kernel's normalized values do not. */
+/* Whether one-token decode calls defer the RMSNorms into the GEMVs around them, so that
+ * no norm kernel runs: down_proj writes the next q/k/v's input (cuq_frag_opts), gate/up
+ * convert x themselves (cuq_frag_norm.deferred), and both scale their sums by 1 / rms.
+ * With the fused attention, no fold, no bias on down_proj or q/k/v (the scale comes before
+ * any bias would), dim a multiple of 128 and at most 24K; GPTQ_CUDA_PRENORM=0 turns it off.
+ * The inputs go to fp16 as x · w before the 1 / rms scale, so residuals beyond fp16's range
+ * (|x · w| > 65504) would overflow where the norm kernel's normalized values do not. */
 static int prenorm_eligible(const llama_cuda *m) {
     const hf_config *c = &m->cfg;
     const char *e = getenv("GPTQ_CUDA_PRENORM");
-    if (!m->attn_o || m->fold || (e && strcmp(e, "0") == 0) || c->dim % 128) return 0;
+    if (!m->attn_o || m->fold || (e && strcmp(e, "0") == 0) || c->dim % 128 || c->dim > 24 * 1024) return 0;
     for (int i = 0; i < c->n_layers; i++) {
         const cu_layer *L = &m->layers[i];
         if (L->lin[LIN_DOWN].bias || L->lin[LIN_Q].bias || L->lin[LIN_K].bias || L->lin[LIN_V].bias) return 0;
@@ -401,7 +403,7 @@ static int forward_folded(llama_cuda *m) {
         const cu_linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]};
         const cuq_layer *q3[3] = {&qkv[0]->q, &qkv[1]->q, &qkv[2]->q}, *qd = &L->lin[LIN_DOWN].q;
         float *const qkv_y[3] = {m->q, m->k, m->v};
-        const cuq_frag_norm n1 = {m->x, L->attn_norm, c->norm_eps}, n2 = {m->x, L->ffn_norm, c->norm_eps};
+        const cuq_frag_norm n1 = {m->x, L->attn_norm, c->norm_eps, 0}, n2 = {m->x, L->ffn_norm, c->norm_eps, 0};
         if (cuq_gemv_frag_ex(q3, qkv_y, 3, NULL, 1, &n1, 0, s) || add_biases(m, qkv, qkv_y, 3, 1) ||
             cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, &L->lin[LIN_O].q, m->x, m->max_seq,
                                    c->n_heads, c->n_kv_heads, hd, s) ||
@@ -444,11 +446,13 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
                 qo_opt.rms_ssq = i > 0 && m->prenorm ? m->ssq : NULL, qo_opt.rms_n = dim / 16, qo_opt.rms_eps = c->norm_eps;
                 dn_opt.accumulate = 1, dn_opt.pre_w = next_norm, dn_opt.pre_xf = xf, dn_opt.pre_ssq = m->ssq;
                 const int pre = m->prenorm && i + 1 < c->n_layers; /* the last layer's norm is the final one */
+                const cuq_frag_norm ffn = {m->x, L->ffn_norm, c->norm_eps, 1}; /* gate/up read x, scale at the end */
                 if (cuq_gemv_frag_opt(q3, qkv_y, 3, xf, n, &qo_opt, s) || add_biases(m, qkv, qkv_y, 3, n) ||
                     cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
                                            c->n_kv_heads, hd, s) ||
-                    cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
-                    cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s))
+                    (m->prenorm ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
+                                : cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
+                                      cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s)))
                     return -1;
                 if (pre ? cuq_gemv_frag_opt(&qd, &m->x, 1, m->hf, n, &dn_opt, s)
                         : cuq_gemv_frag(&qd, &m->out, 1, m->hf, n, s) || add_biases(m, &down, &m->out, 1, n) ||
