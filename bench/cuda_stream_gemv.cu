@@ -16,7 +16,14 @@
 // Both do the same arithmetic in the same order (the fragment GEMV's step, each warp taking
 // steps w, w + 8, ... of a tile, warp sums added in warp order): their outputs must be
 // bit-identical, which the program checks before timing.  Prints µs per chain and GB/s of
-// weights against a device-to-device copy of 1 GiB (bytes read + written).
+// weights against a device-to-device copy of 1 GiB (bytes read + written).  Then:
+//   probe  bulk copies alone into rings of S slots (consumers only release them): what the
+//          copy engine streams with no arithmetic;
+//   one launch of each GEMV over a 141 MB layer: the steady state without a chain;
+//   tma2   a block per SM with an even share of the steps, R tiles per chunk multiplied with
+//          the same fragments (code - zero in the A registers, as the library's steps_mma),
+//          in the chain (against the ring's outputs: the sums differ in order) and, with
+//          clock counters, where a consumer warp's time goes per chunk.
 // Build and run on the GPU machine: nvcc -O3 -arch=sm_90 -o stream bench/cuda_stream_gemv.cu && ./stream
 // (bench/gpu.sh step `stream`).  Not part of the library.
 #include <cuda_fp16.h>

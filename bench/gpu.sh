@@ -21,7 +21,8 @@
 #   modelf    the 4-bit model of `model` only, GPTQ_CUDA_FRAG=1 / 0 / 1 / 0 (fragment-order GEMV or not)
 #   edge      what a kernel-to-kernel dependency costs (bench/cuda_edge_latency.cu, built there by nvcc)
 #   stream    a chain of 32 dependent 7B-shaped 4-bit GEMVs: the register ring against a producer
-#             warp streaming the codes into shared memory by bulk copies (bench/cuda_stream_gemv.cu)
+#             warp streaming the codes into shared memory by bulk copies, bulk-copy probes, single
+#             launches and clock counters of the consumers (bench/cuda_stream_gemv.cu)
 #   ab        the 4-bit model of `model` only, with the environment variable named by AB_VAR at
 #             each of AB_VALS (default 1 0 1 0: a switch's effect on decode)
 #   abbin     the 4-bit model of `model` only, this build against another (bin/gptq_b, packed with
