@@ -815,6 +815,23 @@ int main() {
         if (!ok(cudaMalloc(&scratch, sizeof(float) * 32 * 1376), "malloc") || !ok(cudaMalloc(&counter, sizeof(int) * 1376), "malloc") ||
             !ok(cudaMemset(counter, 0, sizeof(int) * 1376), "memset"))
             return 1;
+        // the tma outputs against the ring's: worst normwise difference per launch, bit-equal count
+        auto vs_ring = [&](long &same, long &total) {
+            double worst = 0;
+            for (int i = 0; i < nl; i++) {
+                const int out = ring_l[i].tiles * 16;
+                std::vector<float> a(out), b(out);
+                cudaMemcpy(a.data(), ring_l[i].y, sizeof(float) * out, cudaMemcpyDeviceToHost);
+                cudaMemcpy(b.data(), tma_l[i].y, sizeof(float) * out, cudaMemcpyDeviceToHost);
+                double num = 0, den = 0;
+                for (int j = 0; j < out; j++) {
+                    num += (double)(a[j] - b[j]) * (a[j] - b[j]), den += (double)a[j] * a[j];
+                    same += memcmp(&a[j], &b[j], 4) == 0, total++;
+                }
+                worst = std::max(worst, std::sqrt(num / (den + 1e-30)));
+            }
+            return worst;
+        };
         auto run2 = [&](auto kern, int R, int S2, int bps, const char *name) {
             const size_t smem = (size_t)S2 * R * kWarps * (kStepBytes + kMeta) + 2 * S2 * sizeof(uint64_t) + (size_t)kWarps * R * 32 * sizeof(float2);
             if (!ok(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), "smem")) return false;
@@ -832,20 +849,8 @@ int main() {
             cudaGraphDestroy(gph);
             for (int i = 0; i < nl; i++) cudaMemset(tma_l[i].y, 0xFF, sizeof(float) * tma_l[i].tiles * 16);
             if (!ok(cudaGraphLaunch(ge, st), name) || !ok(cudaStreamSynchronize(st), name)) return false;
-            double worst = 0;
             long same = 0, total = 0;
-            for (int i = 0; i < nl; i++) {
-                const int out = ring_l[i].tiles * 16;
-                std::vector<float> a(out), b(out);
-                cudaMemcpy(a.data(), ring_l[i].y, sizeof(float) * out, cudaMemcpyDeviceToHost);
-                cudaMemcpy(b.data(), tma_l[i].y, sizeof(float) * out, cudaMemcpyDeviceToHost);
-                double num = 0, den = 0;
-                for (int j = 0; j < out; j++) {
-                    num += (double)(a[j] - b[j]) * (a[j] - b[j]), den += (double)a[j] * a[j];
-                    same += memcmp(&a[j], &b[j], 4) == 0, total++;
-                }
-                worst = std::max(worst, std::sqrt(num / (den + 1e-30)));
-            }
+            const double worst = vs_ring(same, total);
             const float u = time_us(ge);
             printf("%s (R=%d, S=%d, %zu B smem, %d per SM fit) at %d per SM: %.1f us per chain, %.1f%% of copy; vs ring: %ld of %ld "
                    "outputs identical, worst rel. error %.2e\n",
@@ -889,16 +894,8 @@ int main() {
                 cudaEventElapsedTime(&ms, e0, e1);
                 if (r > 0 && ms < best) best = ms;
             }
-            double worst = 0;
-            for (int i = 0; i < nl; i++) {
-                const int out = ring_l[i].tiles * 16;
-                std::vector<float> a(out), b(out);
-                cudaMemcpy(a.data(), ring_l[i].y, sizeof(float) * out, cudaMemcpyDeviceToHost);
-                cudaMemcpy(b.data(), tma_l[i].y, sizeof(float) * out, cudaMemcpyDeviceToHost);
-                double num = 0, den = 0;
-                for (int j = 0; j < out; j++) num += (double)(a[j] - b[j]) * (a[j] - b[j]), den += (double)a[j] * a[j];
-                worst = std::max(worst, std::sqrt(num / (den + 1e-30)));
-            }
+            long same = 0, total = 0;
+            const double worst = vs_ring(same, total);
             const float u = best * 1000.f;
             printf("tma3 (one persistent launch, R=%d, S=%d, %zu B smem) at %d per SM: %.1f us per chain, %.1f%% of copy; worst rel. "
                    "error vs ring %.2e\n",
