@@ -46,6 +46,19 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Asynchronous copies global -> shared memory (cp.async): the thread goes on at once; its
+// copies have landed after cp_async_wait_all(), and other threads see them after a barrier.
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+
 // Shared-memory barriers and bulk copies (sm_90 TMA without a tensor map): a copy of n
 // bytes (16-byte multiples, 16-byte aligned) from global into shared memory completes its
 // bytes on an mbarrier; a barrier's phase completes when its arrivals are in and the bytes

@@ -138,9 +138,12 @@ int cuq_gemv_swiglu_frag(const cuq_layer *gate, const cuq_layer *up, uint32_t *h
 typedef struct {
     const float *x, *w; /* (in) residual, norm weights */
     float eps;
-    int deferred; /* the fragments are w · x as they are; the sums are scaled by 1 / rms(x)
-                     after the GEMV (gate and up before the SiLU), so no block waits for Σx²
-                     before its first multiply */
+    int deferred; /* the fragments are w · x · *scale; the sums are scaled by 1 / rms(x) /
+                     *scale after the GEMV (gate and up before the SiLU), so no block waits for
+                     Σx² before its first multiply */
+    const float *scale; /* deferred: an estimate of 1 / rms(x) (the previous norm's, from
+                           inv_out or rms_out), keeping the fp16 inputs near 1; NULL: 1 */
+    float *inv_out;     /* deferred, non-NULL: 1 / rms(x) is stored there */
 } cuq_frag_norm;
 int cuq_gemv_frag_ex(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, const cuq_frag_norm *nrm,
                      int accumulate, cudaStream_t s);
@@ -160,9 +163,13 @@ typedef struct {
     const float *rms_ssq;
     int rms_n;
     float rms_eps;
+    const float *rms_scale; /* the input fragments were made times *rms_scale (NULL: 1) */
+    float *rms_out;         /* non-NULL: 1 / rms stored there */
     const float *pre_w;
     uint32_t *pre_xf;
     float *pre_ssq;
+    const float *pre_scale; /* pre_xf = fp16(y · pre_w · *pre_scale) (NULL: 1): an estimate of the
+                               next norm's 1 / rms, so that fp16 holds values near 1 */
 } cuq_frag_opts;
 int cuq_gemv_frag_opt(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, const cuq_frag_opts *o,
                       cudaStream_t s);

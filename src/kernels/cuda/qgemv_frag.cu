@@ -56,22 +56,50 @@ struct FragParts {
     const float *pw;        // non-NULL (with add, one token): the next input from the new y, into pxf, pss
     uint32_t *pxf;
     float *pss;
+    // Deferred norms keep their fp16 inputs near 1: the input fragments were made times *rsc
+    // (NULL: 1), so the products are scaled by (1 / rms) / *rsc; the 1 / rms found goes to
+    // *rout (for the next norm's producer); pxf is made times *psc.
+    const float *rsc, *psc;
+    float *rout;
 };
 
-// The deferred norm's partial sums: this lane's share, requested right after the
-// dependency wait (they come from L2 while the codes stream), reduced at the end.
-__device__ __forceinline__ float rms_part(const FragParts &parts, int lane) {
-    float v = 0.f;
+// The deferred norms' inputs of a block, staged in shared memory after the fold's
+// fragments (frag_smem): [0] the input's scale, [1] the next input's, [4 ..) the partial
+// sums.  Requested by cp.async right after the dependency wait, so no warp waits for them
+// before its first step; in place after cp_async_wait_all() and the block's last barrier.
+__device__ __forceinline__ float *norm_stage(const FragParts &parts, uint4 *sm, int row_blocks) {
+    float *st = reinterpret_cast<float *>(sm) + (parts.nx ? row_blocks * 64 : 0);
+    if (threadIdx.x == 0) {
+        st[0] = st[1] = 1.f;
+        if (parts.rsc) cp_async4(st, parts.rsc);
+        if (parts.psc) cp_async4(st + 1, parts.psc);
+    }
     if (parts.rss)
-        for (int j = lane; j < parts.rn; j += 32) v += __ldcg(parts.rss + j);
-    return v;
+        for (int i = threadIdx.x; i < parts.rn / 4; i += blockDim.x) cp_async16(st + 4 + 4 * i, parts.rss + 4 * i);
+    cp_async_commit();
+    return st;
 }
 
-// 1 / rms from the lanes' shares (all lanes; the butterfly gives every lane the same sum).
-__device__ __forceinline__ float rms_inv(const FragParts &parts, float v) {
+// 1 / rms from the staged partial sums (the whole warp; the butterfly gives every lane the
+// same sum, the same in every block); 1 without them.
+__device__ __forceinline__ float rms_inv(const FragParts &parts, const float *st, int lane) {
     if (!parts.rss) return 1.f;
+    float v = 0.f;
+    for (int j = lane; j < parts.rn; j += 32) v += st[4 + j];
     v = warp_sum(v);
     return 1.0f / sqrtf(v * parts.rinv + parts.reps);
+}
+
+// The scale of a block's sums from the norm's 1 / rms (inv_rms; 1 without a deferred norm):
+// divided by the input's scale; block 0 hands 1 / rms on.
+__device__ __forceinline__ float out_scale(const FragParts &parts, float inv_rms, const float *st, int lane) {
+    if (parts.rout && blockIdx.x == 0 && lane == 0) *parts.rout = inv_rms;
+    return inv_rms / st[0];
+}
+
+// Dynamic shared memory of a launch: the fold's fragments, the deferred norms' stage.
+static inline size_t frag_smem(const FragParts &parts, int row_blocks) {
+    return (parts.nx ? (size_t)row_blocks * 256 : 0) + 16 + (parts.rss ? (size_t)parts.rn * 4 : 0);
 }
 
 // The RMSNorm folded into the GEMV (one token): each thread block reads the residual nx
@@ -97,9 +125,9 @@ __device__ __forceinline__ float norm_ss(const float4 &a, const float4 &b) {
     return a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
 }
 
-// Deferred (parts.ndefer): the fragments are nw · x, written without waiting for the block's
-// Σx², and the thread's share of Σx² is returned (reduced after the main loop, with the
-// scale applied to the sums: norm_defer_inv).  Otherwise returns 0.
+// Deferred (parts.ndefer): the fragments are nw · x (times *parts.rsc), written without
+// waiting for the block's Σx², and the thread's share of Σx² is returned (reduced after the
+// main loop, the scale applied to the sums: norm_defer_inv).  Otherwise returns 0.
 __device__ __noinline__ float norm_frag_smem(const FragParts &parts, uint4 *sm, int in_pad) {
     __shared__ float red[kFragWarps];
     const int units = in_pad >> 3, lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -107,6 +135,7 @@ __device__ __noinline__ float norm_frag_smem(const FragParts &parts, uint4 *sm, 
     const bool one = units <= kNormUnits * (int)blockDim.x;
     float4 xa[kNormUnits], xb[kNormUnits], wa[kNormUnits], wb[kNormUnits];
     float ss = 0.f;
+    const float sc = parts.ndefer && parts.rsc ? __ldcg(parts.rsc) : 1.f;  // requested with x and w
     if (one) {
 #pragma unroll
         for (int k = 0; k < kNormUnits; k++) {
@@ -125,17 +154,17 @@ __device__ __noinline__ float norm_frag_smem(const FragParts &parts, uint4 *sm, 
             ss += norm_ss(__ldcg(x4 + q), __ldcg(x4 + q + 16));
         }
     }
-    if (parts.ndefer) {
+    if (parts.ndefer) {  // x · w times the previous norm's 1 / rms (parts.rsc): near 1 in fp16
         if (one) {
 #pragma unroll
             for (int k = 0; k < kNormUnits; k++) {
                 const int u = threadIdx.x + k * blockDim.x;
-                if (u < units) sm[u] = norm_unit(xa[k], xb[k], wa[k], wb[k], 1.f);
+                if (u < units) sm[u] = norm_unit(xa[k], xb[k], wa[k], wb[k], sc);
             }
         } else {
             for (int u = threadIdx.x; u < units; u += blockDim.x) {
                 const int q = norm_unit_pos(u) >> 2;
-                sm[u] = norm_unit(__ldcg(x4 + q), __ldcg(x4 + q + 16), __ldg(w4 + q), __ldg(w4 + q + 16), 1.f);
+                sm[u] = norm_unit(__ldcg(x4 + q), __ldcg(x4 + q + 16), __ldg(w4 + q), __ldg(w4 + q + 16), sc);
             }
         }
         __syncthreads();
@@ -175,7 +204,8 @@ __device__ __forceinline__ float norm_defer_inv(const FragParts &parts, const fl
 // The block's sums v (the lane's accumulator layout) to y, or silu(gate) · up to hf (PAIR).
 template <bool PAIR>
 __device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, int tile, int lane,
-                                              const float4 (&v)[PAIR ? 2 : 1], int ntok, uint32_t *__restrict__ hf, float inv) {
+                                              const float4 (&v)[PAIR ? 2 : 1], int ntok, uint32_t *__restrict__ hf, float inv,
+                                              float pre = 1.f) {
     constexpr int R = PAIR ? 2 : 1;
     const int g = lane >> 2, t = lane & 3;
     const int out = parts.p[PAIR ? 0 : pi].out, row0 = tile * 16;
@@ -199,7 +229,7 @@ __device__ __forceinline__ void frag_epilogue(const FragParts &parts, int pi, in
                 const float nv = parts.add ? *dst + val[0][i][j] * inv : val[0][i][j] * inv;
                 *dst = nv;
                 if (parts.pw) {  // one token: the next input's fragment and this tile's Σ y²
-                    reinterpret_cast<__half *>(parts.pxf)[cuq_frag_half(0, rows[i], out >> 7)] = __float2half_rn(nv * parts.pw[rows[i]]);
+                    reinterpret_cast<__half *>(parts.pxf)[cuq_frag_half(0, rows[i], out >> 7)] = __float2half_rn(nv * parts.pw[rows[i]] * pre);
                     ss = fmaf(nv, nv, ss);
                 }
             }
@@ -249,8 +279,8 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
     }
     pdl_wait();
     trace_wait(bt);
-    const float rp = rms_part(parts, lane);  // (every warp may write a tile)
-    extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx)
+    extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx), the deferred norms' stage
+    const float *nst = norm_stage(parts, xsm, row_blocks);
     float nss = 0.f;  // the deferred norm's share of Σx²
     if (parts.nx) {
         nss = norm_frag_smem(parts, xsm, row_blocks * 128);
@@ -296,6 +326,7 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
         const float w = warp_sum(nss);
         if (lane == 0) red_ss[warp] = w;
     }
+    cp_async_wait_all();
     __syncthreads();
     if (warp != 0) return;
     float4 v[R];
@@ -307,8 +338,8 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
             v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
         }
     }
-    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf,
-                        parts.ndefer ? norm_defer_inv(parts, red_ss, nw, row_blocks * 128) : rms_inv(parts, rp));
+    const float inv_rms = parts.ndefer ? norm_defer_inv(parts, red_ss, nw, row_blocks * 128) : rms_inv(parts, nst, lane);
+    frag_epilogue<PAIR>(parts, pi, tile, lane, v, ntok, hf, out_scale(parts, inv_rms, nst, lane), nst[1]);
     trace_end(bt, PAIR ? 8 : 2);
 }
 
@@ -389,8 +420,8 @@ __global__ void __launch_bounds__(NW * 32, MINB)
     }
     pdl_wait();
     trace_wait(bt);
-    const float rp = rms_part(parts, lane);  // (every warp may write a tile)
-    extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx)
+    extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx), the deferred norms' stage
+    const float *nst = norm_stage(parts, xsm, row_blocks);
     float nss = 0.f;  // the deferred norm's share of Σx²
     if (parts.nx) {
         nss = norm_frag_smem(parts, xsm, row_blocks * 128);
@@ -444,6 +475,7 @@ __global__ void __launch_bounds__(NW * 32, MINB)
         const float w = warp_sum(nss);
         if (lane == 0) red_ss[warp] = w;
     }
+    cp_async_wait_all();
     __syncthreads();
     if (warp >= nt) return;
     float4 v[R];
@@ -455,20 +487,21 @@ __global__ void __launch_bounds__(NW * 32, MINB)
             v[r].x += u.x, v[r].y += u.y, v[r].z += u.z, v[r].w += u.w;
         }
     }
-    const float inv = parts.ndefer ? norm_defer_inv(parts, red_ss, NW, row_blocks * 128) : rms_inv(parts, rp);
+    const float inv =
+        out_scale(parts, parts.ndefer ? norm_defer_inv(parts, red_ss, NW, row_blocks * 128) : rms_inv(parts, nst, lane), nst, lane);
     if (MODE == 2) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
             int pi, tile;
             unit_tile(warp, r, pi, tile);
             const float4 v1[1] = {v[r]};
-            if (tile >= 0) frag_epilogue<false>(parts, pi, tile, lane, v1, ntok, hf, inv);
+            if (tile >= 0) frag_epilogue<false>(parts, pi, tile, lane, v1, ntok, hf, inv, nst[1]);
         }
     } else {
         int pi, tile;
         locate_tile(parts, PAIR, (int)blockIdx.x + warp * G, pi, tile);
         const float4(&vv)[PAIR ? 2 : 1] = *reinterpret_cast<const float4(*)[PAIR ? 2 : 1]>(&v);
-        frag_epilogue<PAIR>(parts, pi, tile, lane, vv, ntok, hf, inv);
+        frag_epilogue<PAIR>(parts, pi, tile, lane, vv, ntok, hf, inv, nst[1]);
     }
     trace_end(bt, MODE == 1 ? 7 : MODE == 2 ? 9 : 3);
 }
@@ -554,7 +587,7 @@ void frag_shape(int blocks, int *depth, int *warps) {
 template <bool PAIR, int MAXW>
 cudaError_t launch_frag_w(int depth, dim3 grid, dim3 block, cudaStream_t s, const FragParts &parts, const uint4 *x4,
                           int row_blocks, int T, uint32_t *hf) {
-    const size_t sm = parts.nx ? (size_t)row_blocks * 256 : 0;  // the folded norm's fragments
+    const size_t sm = frag_smem(parts, row_blocks);
     if (depth >= 4) return cu_launch(qgemv_frag_kernel<4, PAIR, MAXW>, grid, block, sm, s, parts, x4, row_blocks, T, hf);
     if (depth >= 2) return cu_launch(qgemv_frag_kernel<2, PAIR, MAXW>, grid, block, sm, s, parts, x4, row_blocks, T, hf);
     return cu_launch(qgemv_frag_kernel<1, PAIR, MAXW>, grid, block, sm, s, parts, x4, row_blocks, T, hf);
@@ -592,7 +625,7 @@ int launch_multi(const FragParts &parts, int tiles, const uint4 *x4, int row_blo
     const int grid = MODE == 2 && frag_dual == 2 ? (units < slots ? units : slots) : (units + nt - 1) / nt;
     multi_launches++;
     *err = cu_launch(qgemv_frag_multi_kernel<MODE, NW, MAXT, MINB>, dim3((unsigned)grid), dim3(NW * 32),
-                     parts.nx ? (size_t)row_blocks * 256 : 0, s, parts, x4, row_blocks, T, hf, tiles);
+                     frag_smem(parts, row_blocks), s, parts, x4, row_blocks, T, hf, tiles);
     return 1;
 }
 
@@ -674,9 +707,10 @@ extern "C" int cuk_frag16(uint32_t *xf, const float *x, const float *x2, const i
 // The norm fold's checks and fields (nrm NULL: none).
 static int set_norm(FragParts &parts, const cuq_frag_norm *nrm, int64_t in_pad, int T, const char *what) {
     if (!nrm) return 0;
-    if (T != 1 || in_pad * 2 > 48 * 1024 || !nrm->x || !nrm->w)
-        return gptq_fail("%s: the RMSNorm fold takes one token and at most %d inputs", what, 24 * 1024);
+    if (T != 1 || in_pad * 2 + 16 > 48 * 1024 || !nrm->x || !nrm->w)
+        return gptq_fail("%s: the RMSNorm fold takes one token and at most %d inputs", what, (48 * 1024 - 16) / 2);
     parts.nx = nrm->x, parts.nw = nrm->w, parts.eps = nrm->eps, parts.ndefer = nrm->deferred != 0;
+    if (parts.ndefer) parts.rsc = nrm->scale, parts.rout = nrm->inv_out;
     return 0;
 }
 
@@ -702,13 +736,15 @@ extern "C" int cuq_gemv_frag_opt(const cuq_layer *const *L, float *const *y, int
     parts.add = o && o->accumulate != 0;
     if (set_norm(parts, o ? o->norm : NULL, L[0]->in_pad, T, "cuq_gemv_frag")) return -1;
     if (o && o->rms_ssq) {
-        if (T != 1 || o->rms_n < 1 || o->norm) return gptq_fail("cuq_gemv_frag: the deferred norm takes one token, partial sums, no fold");
+        if (T != 1 || o->rms_n < 1 || o->rms_n % 4 || o->rms_n > 4096 || o->norm)
+            return gptq_fail("cuq_gemv_frag: the deferred norm takes one token, 4..4096 partial sums (a multiple of 4), no fold");
         parts.rss = o->rms_ssq, parts.rn = o->rms_n, parts.rinv = 1.0f / (float)L[0]->in, parts.reps = o->rms_eps;
+        parts.rsc = o->rms_scale, parts.rout = o->rms_out;
     }
     if (o && o->pre_w) {
         if (T != 1 || n != 1 || !o->accumulate || !o->pre_xf || !o->pre_ssq || L[0]->out % 128)
             return gptq_fail("cuq_gemv_frag: the next input is written for one token of one accumulating layer of whole blocks");
-        parts.pw = o->pre_w, parts.pxf = o->pre_xf, parts.pss = o->pre_ssq;
+        parts.pw = o->pre_w, parts.pxf = o->pre_xf, parts.pss = o->pre_ssq, parts.psc = o->pre_scale;
     }
     int tiles = 0;
     for (int k = 0; k < n; k++) {

@@ -52,6 +52,7 @@ struct llama_cuda {
                         next q/k/v's input x · w and its Σx² per tile, q/k/v scale by 1 / rms; gate/up
                         read x · w from x themselves and scale their sums (cuq_frag_norm.deferred) */
     float *ssq;      /* (dim / 16) those partial sums */
+    float *norm_inv; /* (2) the last 1 / rms of each deferred norm (the next one's input scale) */
     uint32_t *xf, *af, *hf; /* their fp16 activations in fragment order (cuq.h), (max decode tokens, ...):
                                the norms' output (dim), attention's (n_heads·hd), SwiGLU's (hidden) */
     uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
@@ -92,7 +93,7 @@ static int frag_eligible(const llama_cuda *m) {
 static int fold_eligible(const llama_cuda *m) {
     const hf_config *c = &m->cfg;
     const char *e = getenv("GPTQ_CUDA_FOLD");
-    if (!m->attn_o || !(e && strcmp(e, "1") == 0) || c->dim > 24 * 1024) return 0;
+    if (!m->attn_o || !(e && strcmp(e, "1") == 0) || c->dim * 2 + 16 > 48 * 1024) return 0;
     for (int i = 0; i < c->n_layers; i++)
         if (m->layers[i].lin[LIN_DOWN].bias) return 0;
     return 1;
@@ -102,13 +103,13 @@ static int fold_eligible(const llama_cuda *m) {
  * no norm kernel runs: down_proj writes the next q/k/v's input (cuq_frag_opts), gate/up
  * convert x themselves (cuq_frag_norm.deferred), and both scale their sums by 1 / rms.
  * With the fused attention, no fold, no bias on down_proj or q/k/v (the scale comes before
- * any bias would), dim a multiple of 128 and at most 24K; GPTQ_CUDA_PRENORM=0 turns it off.
- * The inputs go to fp16 as x · w before the 1 / rms scale, so residuals beyond fp16's range
- * (|x · w| > 65504) would overflow where the norm kernel's normalized values do not. */
+ * any bias would), dim a multiple of 128 below 24K; GPTQ_CUDA_PRENORM=0 turns it off.
+ * The inputs go to fp16 as x · w times the previous norm's 1 / rms, near 1 as the norm
+ * kernel's output would be (forward_device). */
 static int prenorm_eligible(const llama_cuda *m) {
     const hf_config *c = &m->cfg;
     const char *e = getenv("GPTQ_CUDA_PRENORM");
-    if (!m->attn_o || m->fold || (e && strcmp(e, "0") == 0) || c->dim % 128 || c->dim > 24 * 1024) return 0;
+    if (!m->attn_o || m->fold || (e && strcmp(e, "0") == 0) || c->dim % 128 || c->dim * 2 + 16 > 48 * 1024) return 0;
     for (int i = 0; i < c->n_layers; i++) {
         const cu_layer *L = &m->layers[i];
         if (L->lin[LIN_DOWN].bias || L->lin[LIN_Q].bias || L->lin[LIN_K].bias || L->lin[LIN_V].bias) return 0;
@@ -303,7 +304,9 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
     }
     m->attn_o = attn_o_eligible(m);
     m->fold = fold_eligible(m);
-    if ((m->prenorm = prenorm_eligible(m)) && !(m->ssq = dalloc(sizeof(float) * (size_t)(c->dim / 16), "norm partial sums")))
+    if ((m->prenorm = prenorm_eligible(m)) &&
+        (!(m->ssq = dalloc(sizeof(float) * (size_t)(c->dim / 16), "norm partial sums")) ||
+         !(m->norm_inv = dalloc(sizeof(float) * 2, "norm scales"))))
         goto fail;
     note_memory(m);
     return m;
@@ -328,7 +331,7 @@ void llama_cuda_free(llama_cuda *m) {
     cudaFree(m->x), cudaFree(m->xn), cudaFree(m->q), cudaFree(m->k), cudaFree(m->v), cudaFree(m->att), cudaFree(m->hb);
     cudaFree(m->hb2), cudaFree(m->out), cudaFree(m->logits_d), cudaFree(m->xbuf), cudaFree(m->x16), cudaFree(m->w16);
     cudaFree(m->ids_d), cudaFree(m->pos_d), cudaFree(m->att_part), cudaFree(m->xf), cudaFree(m->af), cudaFree(m->hf);
-    cudaFree(m->ssq);
+    cudaFree(m->ssq), cudaFree(m->norm_inv);
     cudaFreeHost(m->ids_h), cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
     if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
     if (m->blas) cublasDestroy(m->blas);
@@ -403,7 +406,7 @@ static int forward_folded(llama_cuda *m) {
         const cu_linear *qkv[3] = {&L->lin[LIN_Q], &L->lin[LIN_K], &L->lin[LIN_V]};
         const cuq_layer *q3[3] = {&qkv[0]->q, &qkv[1]->q, &qkv[2]->q}, *qd = &L->lin[LIN_DOWN].q;
         float *const qkv_y[3] = {m->q, m->k, m->v};
-        const cuq_frag_norm n1 = {m->x, L->attn_norm, c->norm_eps, 0}, n2 = {m->x, L->ffn_norm, c->norm_eps, 0};
+        const cuq_frag_norm n1 = {m->x, L->attn_norm, c->norm_eps, 0, NULL, NULL}, n2 = {m->x, L->ffn_norm, c->norm_eps, 0, NULL, NULL};
         if (cuq_gemv_frag_ex(q3, qkv_y, 3, NULL, 1, &n1, 0, s) || add_biases(m, qkv, qkv_y, 3, 1) ||
             cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, &L->lin[LIN_O].q, m->x, m->max_seq,
                                    c->n_heads, c->n_kv_heads, hd, s) ||
@@ -441,16 +444,24 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
         if (fr) {
             const cuq_layer *q3[3] = {&qkv[0]->q, &qkv[1]->q, &qkv[2]->q}, *qo = &o->q, *qd = &down->q;
             if (n == 1 && m->attn_o) { /* attention, o_proj and the residual add in one kernel */
-                /* deferred norm: layers after the first take x · w from down_proj, scaled here */
+                /* Deferred norms (m->prenorm), layers after the first: q/k/v take x · w from the
+                 * previous down_proj, gate/up read x themselves; both scale their sums by 1 / rms.
+                 * Their fp16 inputs are made times the norm before's 1 / rms, which stays near
+                 * the right one: rms_b (q/k/v's, for gate/up) and rms_a (gate/up's, for down_proj
+                 * and the next q/k/v).  Layer 0 takes the norm kernels (nothing before to ask). */
+                float *rms_a = m->norm_inv, *rms_b = m->norm_inv + 1;
+                const int dfr = m->prenorm && i > 0;
                 cuq_frag_opts qo_opt = {0}, dn_opt = {0};
-                qo_opt.rms_ssq = i > 0 && m->prenorm ? m->ssq : NULL, qo_opt.rms_n = dim / 16, qo_opt.rms_eps = c->norm_eps;
+                qo_opt.rms_ssq = dfr ? m->ssq : NULL, qo_opt.rms_n = dim / 16, qo_opt.rms_eps = c->norm_eps;
+                qo_opt.rms_scale = dfr && i > 1 ? rms_a : NULL, qo_opt.rms_out = dfr ? rms_b : NULL;
                 dn_opt.accumulate = 1, dn_opt.pre_w = next_norm, dn_opt.pre_xf = xf, dn_opt.pre_ssq = m->ssq;
+                dn_opt.pre_scale = dfr ? rms_a : NULL;
                 const int pre = m->prenorm && i + 1 < c->n_layers; /* the last layer's norm is the final one */
-                const cuq_frag_norm ffn = {m->x, L->ffn_norm, c->norm_eps, 1}; /* gate/up read x, scale at the end */
+                const cuq_frag_norm ffn = {m->x, L->ffn_norm, c->norm_eps, 1, rms_b, rms_a};
                 if (cuq_gemv_frag_opt(q3, qkv_y, 3, xf, n, &qo_opt, s) || add_biases(m, qkv, qkv_y, 3, n) ||
                     cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
                                            c->n_kv_heads, hd, s) ||
-                    (m->prenorm ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
+                    (dfr ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
                                 : cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
                                       cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s)))
                     return -1;
