@@ -154,43 +154,33 @@ __device__ __noinline__ float norm_frag_smem(const FragParts &parts, uint4 *sm, 
             ss += norm_ss(__ldcg(x4 + q), __ldcg(x4 + q + 16));
         }
     }
-    if (parts.ndefer) {  // x · w times the previous norm's 1 / rms (parts.rsc): near 1 in fp16
-        if (one) {
+    // deferred: x · w times the previous norm's 1 / rms (parts.rsc), near 1 in fp16, and this
+    // thread's Σx² back to the caller; else normalized now, by the block's Σx²
+    float scale = sc;
+    if (!parts.ndefer) {
+        float tot = ss;
 #pragma unroll
-            for (int k = 0; k < kNormUnits; k++) {
-                const int u = threadIdx.x + k * blockDim.x;
-                if (u < units) sm[u] = norm_unit(xa[k], xb[k], wa[k], wb[k], sc);
-            }
-        } else {
-            for (int u = threadIdx.x; u < units; u += blockDim.x) {
-                const int q = norm_unit_pos(u) >> 2;
-                sm[u] = norm_unit(__ldcg(x4 + q), __ldcg(x4 + q + 16), __ldg(w4 + q), __ldg(w4 + q + 16), sc);
-            }
-        }
+        for (int o = 16; o > 0; o >>= 1) tot += __shfl_xor_sync(0xffffffffu, tot, o);
+        if (lane == 0) red[warp] = tot;
         __syncthreads();
-        return ss;
+        tot = 0.f;
+        for (int w = 0; w < nw; w++) tot += red[w];
+        scale = 1.0f / sqrtf(tot / in_pad + parts.eps);
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if (lane == 0) red[warp] = ss;
-    __syncthreads();
-    ss = 0.f;
-    for (int w = 0; w < nw; w++) ss += red[w];
-    const float inv = 1.0f / sqrtf(ss / in_pad + parts.eps);
     if (one) {
 #pragma unroll
         for (int k = 0; k < kNormUnits; k++) {
             const int u = threadIdx.x + k * blockDim.x;
-            if (u < units) sm[u] = norm_unit(xa[k], xb[k], wa[k], wb[k], inv);
+            if (u < units) sm[u] = norm_unit(xa[k], xb[k], wa[k], wb[k], scale);
         }
     } else {
         for (int u = threadIdx.x; u < units; u += blockDim.x) {
             const int q = norm_unit_pos(u) >> 2;
-            sm[u] = norm_unit(__ldcg(x4 + q), __ldcg(x4 + q + 16), __ldg(w4 + q), __ldg(w4 + q + 16), inv);
+            sm[u] = norm_unit(__ldcg(x4 + q), __ldcg(x4 + q + 16), __ldg(w4 + q), __ldg(w4 + q + 16), scale);
         }
     }
     __syncthreads();
-    return 0.f;
+    return parts.ndefer ? ss : 0.f;
 }
 
 // The deferred norm's 1 / rms from the warps' shares of Σx² in red (written before the
