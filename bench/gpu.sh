@@ -116,6 +116,8 @@ for step in "$@"; do
       done ;;
     edge) nvcc -O3 -arch=sm_90 -o "$D/edge" "$D/tests/cuda_edge_latency.cu" && "$D/edge" | tee "$OUT/edge.txt"
           rc=$((rc | PIPESTATUS[0])) ;;
+    inflight) nvcc -O3 -arch=sm_90 -std=c++17 -o "$D/inflight" "$D/tests/cuda_inflight.cu" && "$D/inflight" | tee "$OUT/inflight.txt"
+          rc=$((rc | PIPESTATUS[0])) ;;
     stream) nvcc -O3 -arch=sm_90 -std=c++17 -o "$D/stream" "$D/tests/cuda_stream_gemv.cu" && "$D/stream" | tee "$OUT/stream.txt"
           rc=$((rc | PIPESTATUS[0])) ;;
     ab) # the 4-bit model only, $AB_VAR = each of $AB_VALS (default 1 0 1 0; after model or alone)
