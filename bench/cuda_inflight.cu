@@ -11,10 +11,16 @@
 // back) by blocks, warps and D; (2) the GEMV's pattern (each block its 32 KB tiles) with and
 // without its 48-byte records in a separate array; (3) records inline after each chunk, and
 // the gate/up pair's two streams; (4) records read by ld.global.cs / .cg; (5) with the mma
-// work, registers against a ring in shared memory; (6) the ring (cp.async, S steps per warp,
-// 16 bytes per lane and copy, the records by three lanes) by blocks, warps and S.
+// work, registers against a ring in shared memory; (6) that ring with the decode GEMV's own
+// step (frag_mma.cuh: both tiles with the same B fragments, scales and zero points applied),
+// the B fragments read at their use or one step ahead as the GEMV does (not yet run: the
+// 7B decode GEMV through such a ring is slower than from registers, this probe's ring is
+// not, and these rows are the next thing to measure); (7) the ring (cp.async, S steps per
+// warp, 16 bytes per lane and copy, the records by three lanes) by blocks, warps and S.
 // Bandwidth is against a copy kernel's (read + write) of the same run.
 #include <cuda_runtime.h>
+
+#include "frag_mma.cuh"  // the decode GEMV's step (src/kernels/cuda; gpu_pack.sh copies it beside this file)
 
 #include <cstdint>
 #include <cstdio>
@@ -145,8 +151,12 @@ template <int N>
 __device__ __forceinline__ void cpa_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 template <int S>
+// variant (with work < 0): 0 the probe's own multiplies per chunk, B fragments read at their
+// use; 1 the decode GEMV's step (frag::steps_mma<2>: both chunks with the same fragments, the
+// records' scales and zero points in the arithmetic), B read at use; 2 the same with the B
+// fragments requested one step ahead into registers, as the GEMV does.
 __global__ void ring_smem_kernel(const uint4 *__restrict__ src, int64_t chunks, int work, uint32_t *sink, const uint8_t *meta,
-                                 int64_t half) {
+                                 int64_t half, int variant) {
     extern __shared__ uint4 ring[];  // (warps, S, 2 chunks, 64 uint4), then records (warps, S, 2, 64 bytes)
     const int lane = threadIdx.x & 31, wib = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int64_t warps = (int64_t)gridDim.x * nw, w = (int64_t)blockIdx.x * nw + wib;
@@ -169,11 +179,38 @@ __global__ void ring_smem_kernel(const uint4 *__restrict__ src, int64_t chunks, 
     for (int s = 0; s < S - 1; s++) issue(s, s);
     uint32_t acc = 0, ms = 0;
     float f = (float)lane, dd[4] = {0.f, 0.f, 0.f, 0.f}, dd2[4] = {0.f, 0.f, 0.f, 0.f};
+    float ga[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    const int g = lane >> 2, t = lane & 3;
+    uint4 xn[4];  // variant 2: the next step's B fragments
+#pragma unroll
+    for (int p = 0; p < 4; p++) xn[p] = g == 0 ? __ldg(g_xb + t * 4 + p) : make_uint4(0, 0, 0, 0);
     for (int64_t j = 0; j < per_warp; j++) {
         issue((int)((j + S - 1) % S), j + S - 1);
         cpa_wait<S - 1>();
         __syncwarp();
         const int slot = (int)(j % S);
+        if (work < 0 && variant > 0) {  // the GEMV's step on the slot's two chunks
+            frag::Step st[2];
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                st[r].a = mine[(slot * 2 + r) * 64 + lane], st[r].b = mine[(slot * 2 + r) * 64 + 32 + lane];
+                st[r].s = recs[(slot * 2 + r) * 16 + g];
+                st[r].z = reinterpret_cast<const uint16_t *>(recs + (slot * 2 + r) * 16)[16 + g];
+            }
+            __syncwarp();
+            uint32_t bx[4][4];
+            uint4 cur[4];
+#pragma unroll
+            for (int p = 0; p < 4; p++) cur[p] = variant == 2 ? xn[p] : g == 0 ? __ldg(g_xb + ((j & 31) * 4 + t) * 4 + p) : make_uint4(0, 0, 0, 0);
+            if (variant == 2)
+#pragma unroll
+                for (int p = 0; p < 4; p++) xn[p] = g == 0 ? __ldg(g_xb + (((j + 1) & 31) * 4 + t) * 4 + p) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+            for (int p = 0; p < 4; p++) bx[p][0] = cur[p].x, bx[p][1] = cur[p].y, bx[p][2] = cur[p].z, bx[p][3] = cur[p].w;
+            const int zb[2] = {0, 0};
+            frag::steps_mma<2>(ga, st, bx, zb);
+            continue;
+        }
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const uint4 a = mine[(slot * 2 + r) * 64 + lane], b = mine[(slot * 2 + r) * 64 + 32 + lane];
@@ -186,24 +223,25 @@ __global__ void ring_smem_kernel(const uint4 *__restrict__ src, int64_t chunks, 
         for (int i = 0; i < work; i++) f = fmaf(f, 1.0000001f, 0.5f);
     }
     if (f == 12345.678f) acc ^= 1u;
-    if (dd[0] + dd[1] + dd[2] + dd[3] + dd2[0] + dd2[1] == 12345.678f) acc ^= 2u;
+    if (dd[0] + dd[1] + dd[2] + dd[3] + dd2[0] + dd2[1] + ga[0][0] + ga[1][2] == 12345.678f) acc ^= 2u;
     acc ^= ms;
     if (acc == 0x9E3779B9u) sink[0] = acc;
 }
 
 template <int S>
-float time_ring(const uint4 *src, int64_t chunks, int blocks, int warps, int work, uint32_t *sink, const uint8_t *meta, int64_t half) {
+float time_ring(const uint4 *src, int64_t chunks, int blocks, int warps, int work, uint32_t *sink, const uint8_t *meta, int64_t half,
+                int variant = 0) {
     const size_t smem = (size_t)warps * S * 2 * (1024 + 64);
     CK(cudaFuncSetAttribute(ring_smem_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
-    ring_smem_kernel<S><<<blocks, warps * 32, smem>>>(src, chunks, work, sink, meta, half);
+    ring_smem_kernel<S><<<blocks, warps * 32, smem>>>(src, chunks, work, sink, meta, half, variant);
     CK(cudaGetLastError());
     float best = 1e30f;
     for (int r = 0; r < 5; r++) {
         CK(cudaEventRecord(a));
-        ring_smem_kernel<S><<<blocks, warps * 32, smem>>>(src, chunks, work, sink, meta, half);
+        ring_smem_kernel<S><<<blocks, warps * 32, smem>>>(src, chunks, work, sink, meta, half, variant);
         CK(cudaEventRecord(b));
         CK(cudaEventSynchronize(b));
         float ms;
@@ -337,6 +375,17 @@ int main() {
         const double gbs = (double)ch * 2 * 1072 / (ms * 1e-3) / 1e9;
         printf("%-14s %-6d %-6d S=%-4d %9.0f %7.1f%%\n", "ring+mma, pair", 2, warps, S, gbs, 100.0 * gbs / copy_gbs);
     }
+    // the ring with the decode GEMV's own step (frag_mma.cuh), B fragments at use / one step ahead
+    for (int variant = 1; variant <= 2; variant++)
+        for (int S = 2; S <= 3; S++) {
+            const int blocks = sms * 2, warps = 8;
+            const int64_t avail = bytes / 1024 / 2, ch = avail / ((int64_t)blocks * 32) * ((int64_t)blocks * 32);
+            float ms = S == 2 ? time_ring<2>(src, ch, blocks, warps, -1, sink, meta, ch, variant)
+                              : time_ring<3>(src, ch, blocks, warps, -1, sink, meta, ch, variant);
+            const double gbs = (double)ch * 2 * 1072 / (ms * 1e-3) / 1e9;
+            printf("%-14s %-6d %-6d S=%-4d %9.0f %7.1f%%\n", variant == 1 ? "ring+step" : "ring+step+pf", 2, warps, S, gbs,
+                   100.0 * gbs / copy_gbs);
+        }
     // the pair with records apart through a shared-memory ring of S steps per warp (cp.async)
     printf("%-14s %-6s %-6s %-3s %-6s %9s %8s\n", "smem ring", "blk/SM", "warps", "S", "work", "GB/s", "% copy");
     static const int cfg4[][3] = {{2, 8, 2}, {2, 8, 3}, {2, 8, 4}, {1, 8, 4}, {2, 4, 4}};

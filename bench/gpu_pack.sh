@@ -22,7 +22,7 @@ cp -r ../shared/models/stories260K "$stage/shared/models/"
 for m in ${GPTQ_PACK_MODELS:-}; do cp -r "../shared/models/$m" "$stage/shared/models/"; done
 cp ../shared/data/wikitext-2-raw/wiki.test.raw "$stage/shared/data/wikitext-2-raw/"
 cp ../shared/data/calib/calib_mix.txt "$stage/shared/data/calib/"
-cp tests/cli/common.bash tests/cli/cuda_device.sh tests/cli/cuda_quantize.sh bench/cuda_edge_latency.cu bench/cuda_stream_gemv.cu bench/cuda_inflight.cu bench/trace_summary.py "$stage/tests/"
+cp tests/cli/common.bash tests/cli/cuda_device.sh tests/cli/cuda_quantize.sh bench/cuda_edge_latency.cu bench/cuda_stream_gemv.cu bench/cuda_inflight.cu src/kernels/cuda/frag_mma.cuh bench/trace_summary.py "$stage/tests/"
 # every non-system library of the binaries (glibc, libm, libgcc_s come from the device)
 for l in $(ldd build/gptq build/tests/test_cuda_kernels | awk '/=> \//{print $3}' | sort -u); do
   case "$(basename "$l")" in libc.so*|libm.so*|libgcc_s.so*|libpthread*|libdl*|librt*|ld-linux*|libcuda.so*|libcublas*|libcusolver*|libcusparse*|libnvJitLink*) ;;
