@@ -228,6 +228,40 @@ __global__ void ring_smem_kernel(const uint4 *__restrict__ src, int64_t chunks, 
     if (acc == 0x9E3779B9u) sink[0] = acc;
 }
 
+// The decode GEMV's own register form (qgemv_frag.cu, ring depth 1): the pair's next step
+// (codes and records of both tiles, frag::load_step) requested into registers before the
+// current one is multiplied (frag::steps_mma<2>), its B fragments one step ahead.
+__global__ void regstep_kernel(const uint4 *__restrict__ src, int64_t chunks, uint32_t *sink, const uint8_t *meta, int64_t half) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5), w = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int64_t per_warp = chunks / warps;
+    auto ld = [&](frag::Step (&st)[2], int64_t j) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const int64_t c = chunk_at(1, j, w, warps) + r * half;
+            st[r] = frag::load_step(src + c * 64 + lane, meta + c * 48, 0, g);
+        }
+    };
+    frag::Step cur[2], nxt[2];
+    if (per_warp > 0) ld(cur, 0);
+    uint4 xn[4];
+#pragma unroll
+    for (int p = 0; p < 4; p++) xn[p] = g == 0 ? __ldg(g_xb + t * 4 + p) : make_uint4(0, 0, 0, 0);
+    float ga[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    const int zb[2] = {0, 0};
+    for (int64_t j = 0; j < per_warp; j++) {
+        if (j + 1 < per_warp) ld(nxt, j + 1);
+        uint32_t bx[4][4];
+#pragma unroll
+        for (int p = 0; p < 4; p++) bx[p][0] = xn[p].x, bx[p][1] = xn[p].y, bx[p][2] = xn[p].z, bx[p][3] = xn[p].w;
+#pragma unroll
+        for (int p = 0; p < 4; p++) xn[p] = g == 0 ? __ldg(g_xb + (((j + 1) & 31) * 4 + t) * 4 + p) : make_uint4(0, 0, 0, 0);
+        frag::steps_mma<2>(ga, cur, bx, zb);
+        cur[0] = nxt[0], cur[1] = nxt[1];
+    }
+    if (ga[0][0] + ga[0][1] + ga[1][2] + ga[1][3] == 12345.678f) sink[0] = 1u;
+}
+
 template <int S>
 float time_ring(const uint4 *src, int64_t chunks, int blocks, int warps, int work, uint32_t *sink, const uint8_t *meta, int64_t half,
                 int variant = 0) {
@@ -274,7 +308,77 @@ float time_stream(const uint4 *src, int64_t chunks, int blocks, int warps, int w
     return best;
 }
 
-int main() {
+// Per launch of n launches captured in one graph (launch(stream, i) issues launch i): the
+// decode GEMVs are short kernels (the gate/up pair: 12 steps per warp), so a kernel's
+// first step and its tail weigh as much as its steady stream.
+template <typename F>
+float time_graph(F launch, int n) {
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaGraph_t gr;
+    cudaGraphExec_t ex;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+    for (int i = 0; i < n; i++) launch(st, i);
+    CK(cudaStreamEndCapture(st, &gr));
+    CK(cudaGraphInstantiate(&ex, gr, 0));
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    CK(cudaGraphLaunch(ex, st));  // warm-up
+    float best = 1e30f;
+    for (int r = 0; r < 5; r++) {
+        CK(cudaEventRecord(a, st));
+        CK(cudaGraphLaunch(ex, st));
+        CK(cudaEventRecord(b, st));
+        CK(cudaEventSynchronize(b));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, a, b));
+        if (ms < best) best = ms;
+    }
+    CK(cudaGraphExecDestroy(ex));
+    CK(cudaGraphDestroy(gr));
+    CK(cudaStreamDestroy(st));
+    return best / n;
+}
+
+// The pair at the 7B decode's size: `blocks` blocks of 8 warps, `steps` steps per warp, each
+// launch on its own 45 MB of the buffer (20 launches: nothing is left in the L2), registers
+// against the ring (variants as ring_smem_kernel).
+void real_size_table(const uint4 *src, const uint8_t *meta, uint32_t *sink, int sms, double copy_gbs) {
+    printf("%-14s %-6s %-6s %-5s %-4s %9s %9s %8s\n", "real size", "blocks", "steps", "S", "var", "us/launch", "GB/s", "% copy");
+    const int n = 20;
+    for (int blocks : {230, 2 * sms, 3 * sms})
+        for (int steps : {8, 10, 12}) {
+            const int warps = 8;
+            const int64_t ch = (int64_t)blocks * warps * steps;  // chunks of one half
+            if (2 * ch * n * 1024 > ((int64_t)1 << 30)) continue;
+            const double bytes = 2.0 * ch * 1072;
+            auto report = [&](const char *name, int S, int var, float ms) {
+                const double gbs = bytes / (ms * 1e-3) / 1e9;
+                printf("%-14s %-6d %-6d %-5d %-4d %9.2f %9.0f %7.1f%%\n", name, blocks, steps, S, var, ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
+            };
+            report("regs+mma", 0, 0, time_graph([&](cudaStream_t st, int i) {
+                       stream_kernel<1><<<blocks, warps * 32, 0, st>>>(src + (int64_t)i * 2 * ch * 64, ch, -1, sink, 1,
+                                                                       meta + (int64_t)i * 2 * ch * 48, 0, ch);
+                   }, n));
+            report("regs+step", 0, 0, time_graph([&](cudaStream_t st, int i) {
+                       regstep_kernel<<<blocks, warps * 32, 0, st>>>(src + (int64_t)i * 2 * ch * 64, ch, sink,
+                                                                     meta + (int64_t)i * 2 * ch * 48, ch);
+                   }, n));
+            for (int S = 2; S <= 3; S++)
+                for (int var = 0; var <= 2; var++) {
+                    const size_t smem = (size_t)warps * S * 2 * (1024 + 64);
+                    auto kern = S == 2 ? ring_smem_kernel<2> : ring_smem_kernel<3>;
+                    CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+                    report("ring", S, var, time_graph([&](cudaStream_t st, int i) {
+                               kern<<<blocks, warps * 32, smem, st>>>(src + (int64_t)i * 2 * ch * 64, ch, -1, sink,
+                                                                      meta + (int64_t)i * 2 * ch * 48, ch, var);
+                           }, n));
+                }
+        }
+}
+
+int main(int argc, char **argv) {
     int dev = 0, sms = 0;
     CK(cudaGetDevice(&dev));
     CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
@@ -300,6 +404,13 @@ int main() {
     }
     const double copy_gbs = 2.0 * bytes / (copy_ms * 1e-3) / 1e9;
     printf("%d SMs; copy %.0f GB/s (read + write); 1 GiB read in 1 KB chunks per warp\n", sms, copy_gbs);
+    uint8_t *meta;
+    CK(cudaMalloc(&meta, chunks * 48));
+    CK(cudaMemset(meta, 0x11, chunks * 48));
+    if (argc > 1 && argv[1][0] == 'r') {  // only the real-size table
+        real_size_table(src, meta, sink, sms, copy_gbs);
+        return 0;
+    }
     printf("%-6s %-6s %-3s %-6s %10s %9s %8s\n", "blk/SM", "warps", "D", "work", "KB/SM", "GB/s", "% copy");
     static const int cfg[][3] = {{2, 8, 1}, {1, 16, 1}, {2, 8, 2}, {3, 8, 1}, {4, 8, 1}, {2, 16, 1}, {2, 8, 4}, {4, 8, 2}, {2, 16, 2}, {4, 16, 2}};
     static const int works[] = {0, 64, 128, 256};
@@ -314,9 +425,6 @@ int main() {
         }
     // the GEMV's pattern: whole tiles of 32 KB per block, with and without its 48-byte records
     // (a separate array read alongside, as cuq_layer.meta); chunks rounded to whole tiles per block
-    uint8_t *meta;
-    CK(cudaMalloc(&meta, chunks * 48));
-    CK(cudaMemset(meta, 0x11, chunks * 48));
     printf("%-8s %-6s %-6s %-3s %-6s %9s %8s\n", "pattern", "blk/SM", "warps", "D", "work", "GB/s", "% copy");
     static const int cfg2[][3] = {{2, 8, 1}, {2, 16, 1}, {4, 8, 1}, {2, 8, 2}};
     for (const auto &c : cfg2)

@@ -116,7 +116,7 @@ for step in "$@"; do
       done ;;
     edge) nvcc -O3 -arch=sm_90 -o "$D/edge" "$D/tests/cuda_edge_latency.cu" && "$D/edge" | tee "$OUT/edge.txt"
           rc=$((rc | PIPESTATUS[0])) ;;
-    inflight) nvcc -O3 -arch=sm_90 -std=c++17 -I "$D/tests" -o "$D/inflight" "$D/tests/cuda_inflight.cu" && "$D/inflight" | tee "$OUT/inflight.txt"
+    inflight) nvcc -O3 -arch=sm_90 -std=c++17 -I "$D/tests" -o "$D/inflight" "$D/tests/cuda_inflight.cu" && "$D/inflight" ${INFLIGHT_ARGS:-} | tee "$OUT/inflight${INFLIGHT_ARGS:-}.txt"
           rc=$((rc | PIPESTATUS[0])) ;;
     stream) nvcc -O3 -arch=sm_90 -std=c++17 -o "$D/stream" "$D/tests/cuda_stream_gemv.cu" && "$D/stream" | tee "$OUT/stream.txt"
           rc=$((rc | PIPESTATUS[0])) ;;

@@ -111,6 +111,68 @@ __device__ __forceinline__ void steps_mma(float (&acc)[R][4], const Step (&st)[R
     }
 }
 
+// One token's sums, fewer instructions: for the fused attention's o_proj, where the step's
+// arithmetic (not a memory stream) is the critical path, measured ~1.5 µs per layer of the
+// 7B decode (docs/PERFORMANCE.md, session 9).  The A registers are LOP3's output alone:
+// 1024 + q for nibbles 0 and 2, 1024 + 16 q for nibbles 1 and 3, in two mma chains by
+// nibble parity (dA, dB; the B fragments regrouped to match), and the zero point comes out
+// with the sums of the B fragments' column 0 over each chain's inputs (sa, sb: the same for
+// every tile, made once by frag_col0_sums):
+//   Σ (q - z) x = dA + dB / 16 - (1024 + z) sa - (64 + z) sb.
+// Only column 0 (token 0: acc[r][0] and acc[r][2] of lanes t = 0) is corrected; the other
+// columns are left as garbage.  The cancellation of the 1024 · Σx terms costs ~10 bits of
+// the fp32 sums (docs: well below the fp16 inputs' rounding), so this is for one token's
+// o_proj, not for the GEMVs, whose sums must not depend on the form.
+template <int R>
+__device__ __forceinline__ void steps_mma_token0(float (&acc)[R][4], const Step (&st)[R], const uint32_t (&bx)[4][4],
+                                                 const int (&zero_base)[R], float sa, float sb) {
+    float dA[R][4], dB[R][4];
+#pragma unroll
+    for (int r = 0; r < R; r++) dA[r][0] = dA[r][1] = dA[r][2] = dA[r][3] = dB[r][0] = dB[r][1] = dB[r][2] = dB[r][3] = 0.f;
+#pragma unroll
+    for (int w = 0; w < 4; w++) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const uint4 &A = st[r].a, &B = st[r].b;
+            const uint32_t xa = w == 0 ? A.x : w == 1 ? A.y : w == 2 ? A.z : A.w;
+            const uint32_t xb = w == 0 ? B.x : w == 1 ? B.y : w == 2 ? B.z : B.w;
+            const uint32_t ya = xa >> 8, yb = xb >> 8;
+            mma_f16(dA[r], lop_h(xa, 0x000F000Fu), lop_h(xb, 0x000F000Fu), lop_h(ya, 0x000F000Fu), lop_h(yb, 0x000F000Fu), bx[0][w],
+                    bx[2][w]);
+            mma_f16(dB[r], lop_h(xa, 0x00F000F0u), lop_h(xb, 0x00F000F0u), lop_h(ya, 0x00F000F0u), lop_h(yb, 0x00F000F0u), bx[1][w],
+                    bx[3][w]);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const float2 s = __half22float2(*reinterpret_cast<const __half2 *>(&st[r].s));
+        const float za = (float)((int)(st[r].z & 0xFFu) + zero_base[r]), zb = (float)((int)(st[r].z >> 8) + zero_base[r]);
+        const float ra = fmaf(dB[r][0], 0.0625f, dA[r][0]) - fmaf(1024.f + za, sa, (64.f + za) * sb);
+        const float rb = fmaf(dB[r][2], 0.0625f, dA[r][2]) - fmaf(1024.f + zb, sa, (64.f + zb) * sb);
+        acc[r][0] = fmaf(s.x, ra, acc[r][0]);
+        acc[r][2] = fmaf(s.y, rb, acc[r][2]);
+    }
+}
+
+// The sums of column 0 of the B fragments (token 0: the words bx[p][w] of lanes g = 0) over
+// nibbles 0 and 2 (*sa) and 1 and 3 (*sb), in every lane of the warp.
+__device__ __forceinline__ void frag_col0_sums(const uint32_t (&bx)[4][4], float *sa, float *sb) {
+    float a = 0.f, b = 0.f;
+#pragma unroll
+    for (int w = 0; w < 4; w++) {
+        const float2 x0 = __half22float2(*reinterpret_cast<const __half2 *>(&bx[0][w])),
+                     x2 = __half22float2(*reinterpret_cast<const __half2 *>(&bx[2][w])),
+                     x1 = __half22float2(*reinterpret_cast<const __half2 *>(&bx[1][w])),
+                     x3 = __half22float2(*reinterpret_cast<const __half2 *>(&bx[3][w]));
+        a += (x0.x + x0.y) + (x2.x + x2.y);
+        b += (x1.x + x1.y) + (x3.x + x3.y);
+    }
+    // lanes g = 0 hold column 0 (quarters t = 0..3): sum over lanes 0..3, then hand it out
+    a += __shfl_xor_sync(0xffffffffu, a, 1), b += __shfl_xor_sync(0xffffffffu, b, 1);
+    a += __shfl_xor_sync(0xffffffffu, a, 2), b += __shfl_xor_sync(0xffffffffu, b, 2);
+    *sa = __shfl_sync(0xffffffffu, a, 0), *sb = __shfl_sync(0xffffffffu, b, 0);
+}
+
 }  // namespace frag
 
 #endif
