@@ -49,6 +49,11 @@ __device__ __forceinline__ int64_t chunk_at(int pattern, int64_t j, int64_t w, i
     return tile * 32 + (threadIdx.x >> 5) + (j - k * per) * nw;
 }
 
+// Programmatic dependent launch, as the decode graph's kernels: the next launch's blocks
+// start (and issue their first loads) while this one drains; they wait before the loop.
+__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
 // work < 0: a GEMV step's multiplies instead of FMAs: the chunk's codes as the A operands of
 // eight dependent m16n8k16 mma (LOP3 to 1024 + code), the B fragments of 128 inputs read
 // from a small vector (L1 / L2, as the decode GEMV's), summed into d.
@@ -175,8 +180,10 @@ __global__ void ring_smem_kernel(const uint4 *__restrict__ src, int64_t chunks, 
         }
         cpa_commit();
     };
+    pdl_trigger();
 #pragma unroll
     for (int s = 0; s < S - 1; s++) issue(s, s);
+    pdl_wait();
     uint32_t acc = 0, ms = 0;
     float f = (float)lane, dd[4] = {0.f, 0.f, 0.f, 0.f}, dd2[4] = {0.f, 0.f, 0.f, 0.f};
     float ga[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -242,8 +249,10 @@ __global__ void regstep_kernel(const uint4 *__restrict__ src, int64_t chunks, ui
             st[r] = frag::load_step(src + c * 64 + lane, meta + c * 48, 0, g);
         }
     };
+    pdl_trigger();
     frag::Step cur[2], nxt[2];
     if (per_warp > 0) ld(cur, 0);
+    pdl_wait();
     uint4 xn[4];
 #pragma unroll
     for (int p = 0; p < 4; p++) xn[p] = g == 0 ? __ldg(g_xb + t * 4 + p) : make_uint4(0, 0, 0, 0);
@@ -341,14 +350,25 @@ float time_graph(F launch, int n) {
     return best / n;
 }
 
+template <typename K, typename... A>
+void launch_pdl(K kern, int blocks, int threads, size_t smem, cudaStream_t st, bool pdl, A... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(threads), cfg.dynamicSmemBytes = smem, cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = pdl ? 1 : 0;
+    CK(cudaLaunchKernelEx(&cfg, kern, args...));
+}
+
 // The pair at the 7B decode's size: `blocks` blocks of 8 warps, `steps` steps per warp, each
 // launch on its own 45 MB of the buffer (20 launches: nothing is left in the L2), registers
 // against the ring (variants as ring_smem_kernel).
 void real_size_table(const uint4 *src, const uint8_t *meta, uint32_t *sink, int sms, double copy_gbs) {
     printf("%-14s %-6s %-6s %-5s %-4s %9s %9s %8s\n", "real size", "blocks", "steps", "S", "var", "us/launch", "GB/s", "% copy");
     const int n = 20;
-    for (int blocks : {230, 2 * sms, 3 * sms})
-        for (int steps : {8, 10, 12}) {
+    for (int blocks : {230, 2 * sms})
+        for (int steps : {10, 12}) {
             const int warps = 8;
             const int64_t ch = (int64_t)blocks * warps * steps;  // chunks of one half
             if (2 * ch * n * 1024 > ((int64_t)1 << 30)) continue;
@@ -357,24 +377,22 @@ void real_size_table(const uint4 *src, const uint8_t *meta, uint32_t *sink, int 
                 const double gbs = bytes / (ms * 1e-3) / 1e9;
                 printf("%-14s %-6d %-6d %-5d %-4d %9.2f %9.0f %7.1f%%\n", name, blocks, steps, S, var, ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
             };
-            report("regs+mma", 0, 0, time_graph([&](cudaStream_t st, int i) {
-                       stream_kernel<1><<<blocks, warps * 32, 0, st>>>(src + (int64_t)i * 2 * ch * 64, ch, -1, sink, 1,
-                                                                       meta + (int64_t)i * 2 * ch * 48, 0, ch);
-                   }, n));
-            report("regs+step", 0, 0, time_graph([&](cudaStream_t st, int i) {
-                       regstep_kernel<<<blocks, warps * 32, 0, st>>>(src + (int64_t)i * 2 * ch * 64, ch, sink,
-                                                                     meta + (int64_t)i * 2 * ch * 48, ch);
-                   }, n));
-            for (int S = 2; S <= 3; S++)
-                for (int var = 0; var <= 2; var++) {
-                    const size_t smem = (size_t)warps * S * 2 * (1024 + 64);
-                    auto kern = S == 2 ? ring_smem_kernel<2> : ring_smem_kernel<3>;
-                    CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-                    report("ring", S, var, time_graph([&](cudaStream_t st, int i) {
-                               kern<<<blocks, warps * 32, smem, st>>>(src + (int64_t)i * 2 * ch * 64, ch, -1, sink,
-                                                                      meta + (int64_t)i * 2 * ch * 48, ch, var);
-                           }, n));
-                }
+            for (int pdl = 0; pdl <= 1; pdl++) {
+                report(pdl ? "regs+step pdl" : "regs+step", 0, 0, time_graph([&](cudaStream_t st, int i) {
+                           launch_pdl(regstep_kernel, blocks, warps * 32, 0, st, pdl, (const uint4 *)(src + (int64_t)i * 2 * ch * 64), ch,
+                                      sink, (const uint8_t *)(meta + (int64_t)i * 2 * ch * 48), ch);
+                       }, n));
+                for (int S = 2; S <= 4; S++)
+                    for (int var = 0; var <= 2; var += 2) {
+                        const size_t smem = (size_t)warps * S * 2 * (1024 + 64);
+                        auto kern = S == 2 ? ring_smem_kernel<2> : S == 3 ? ring_smem_kernel<3> : ring_smem_kernel<4>;
+                        CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+                        report(pdl ? "ring pdl" : "ring", S, var, time_graph([&](cudaStream_t st, int i) {
+                                   launch_pdl(kern, blocks, warps * 32, smem, st, pdl, (const uint4 *)(src + (int64_t)i * 2 * ch * 64), ch,
+                                              -1, sink, (const uint8_t *)(meta + (int64_t)i * 2 * ch * 48), ch, var);
+                               }, n));
+                    }
+            }
         }
 }
 
