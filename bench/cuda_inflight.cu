@@ -1,8 +1,8 @@
 // How many bytes in flight per SM a stream of weight loads needs on this GPU, and in what
-// form (gpu.sh inflight; results in docs/PERFORMANCE.md, session 8). The decode GEMVs keep
-// one step per warp and tile in flight in registers (16 warps x 2 KB = 32 KB per SM for the
-// gate/up pair) and reach ~80% of the copy bandwidth: is that the bytes in flight, the
-// records read beside the codes, or the work per step?
+// form (gpu.sh inflight; results in docs/PERFORMANCE.md, sessions 8 and 9). The decode GEMVs
+// keep one step per warp and tile in flight in registers (16 warps x 2 KB = 32 KB per SM
+// for the gate/up pair) and reach ~80% of the copy bandwidth: is that the bytes in flight,
+// the records read beside the codes, or the work per step?
 //
 // Each warp streams 1 KB chunks (two 16-byte loads per lane, as the GEMV's codes) from a
 // 1 GiB buffer through a register ring of D chunks: it requests chunk c + D, then consumes
@@ -13,11 +13,16 @@
 // the gate/up pair's two streams; (4) records read by ld.global.cs / .cg; (5) with the mma
 // work, registers against a ring in shared memory; (6) that ring with the decode GEMV's own
 // step (frag_mma.cuh: both tiles with the same B fragments, scales and zero points applied),
-// the B fragments read at their use or one step ahead as the GEMV does (not yet run: the
-// 7B decode GEMV through such a ring is slower than from registers, this probe's ring is
-// not, and these rows are the next thing to measure); (7) the ring (cp.async, S steps per
-// warp, 16 bytes per lane and copy, the records by three lanes) by blocks, warps and S.
-// Bandwidth is against a copy kernel's (read + write) of the same run.
+// the B fragments read at their use or one step ahead as the GEMV does; (7) the ring
+// (cp.async, S steps per warp, 16 bytes per lane and copy, the records by three lanes) by
+// blocks, warps and S.  With the argument `r` only (8): the pair at the 7B decode's size
+// (230 blocks x 12 steps per warp, and 264 x 10), short launches back to back in a graph,
+// without and with programmatic dependent launch, the GEMV's own register form
+// (regstep_kernel) against the ring.  What it showed (session 9): the ring beats this copy
+// of the register form by 13-15% at the real size too, yet the real kernels measure the
+// other way round (gpu.sh fbench: registers 17.9 µs per pair launch, faster than this copy
+// of them, the ring 21.8): the probe does not model the kernel closely enough to choose
+// between them.  Bandwidth is against a copy kernel's (read + write) of the same run.
 #include <cuda_runtime.h>
 
 #include "frag_mma.cuh"  // the decode GEMV's step (src/kernels/cuda; gpu_pack.sh copies it beside this file)

@@ -361,7 +361,9 @@ __device__ __forceinline__ void locate_tile(const FragParts &parts, bool pair, i
 // (after the launch's other shared memory, ring_offset bytes in), filled by cp.async S - 1
 // steps ahead: each lane copies its own 2 x 16 bytes of a step's codes, lanes 0-2 the
 // 48-byte record (bench/cuda_inflight.cu: a stream with a GEMV step's multiplies ran at
-// ~72% of the copy bandwidth from registers, ~98% through such a ring).
+// ~72% of the copy bandwidth from registers, ~98% through such a ring).  Off by default:
+// this kernel runs slower through the ring than from registers (7B decode and the pair
+// alone, docs/PERFORMANCE.md sessions 8 and 9).
 constexpr int kRingSlot = 68;  // uint4 per (warp, slot, operand): 64 of codes, 4 for the record
 
 template <int MODE, int NW, int MAXT, int MINB, int S = 0>
