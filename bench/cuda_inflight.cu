@@ -276,42 +276,19 @@ __global__ void regstep_kernel(const uint4 *__restrict__ src, int64_t chunks, ui
     if (ga[0][0] + ga[0][1] + ga[1][2] + ga[1][3] == 12345.678f) sink[0] = 1u;
 }
 
-template <int S>
-float time_ring(const uint4 *src, int64_t chunks, int blocks, int warps, int work, uint32_t *sink, const uint8_t *meta, int64_t half,
-                int variant = 0) {
-    const size_t smem = (size_t)warps * S * 2 * (1024 + 64);
-    CK(cudaFuncSetAttribute(ring_smem_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+// The best of 5 timed runs of run() on stream st (after one untimed run), in ms.
+template <typename F>
+float best_of5(F run, cudaStream_t st = 0) {
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
-    ring_smem_kernel<S><<<blocks, warps * 32, smem>>>(src, chunks, work, sink, meta, half, variant);
+    run();  // warm-up
     CK(cudaGetLastError());
     float best = 1e30f;
     for (int r = 0; r < 5; r++) {
-        CK(cudaEventRecord(a));
-        ring_smem_kernel<S><<<blocks, warps * 32, smem>>>(src, chunks, work, sink, meta, half, variant);
-        CK(cudaEventRecord(b));
-        CK(cudaEventSynchronize(b));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        if (ms < best) best = ms;
-    }
-    return best;
-}
-
-template <int D>
-float time_stream(const uint4 *src, int64_t chunks, int blocks, int warps, int work, uint32_t *sink, int pattern = 0,
-                  const uint8_t *meta = nullptr, int inl = 0, int64_t half = 0) {
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    stream_kernel<D><<<blocks, warps * 32>>>(src, chunks, work, sink, pattern, meta, inl, half);  // warm-up
-    CK(cudaGetLastError());
-    float best = 1e30f;
-    for (int r = 0; r < 5; r++) {
-        CK(cudaEventRecord(a));
-        stream_kernel<D><<<blocks, warps * 32>>>(src, chunks, work, sink, pattern, meta, inl, half);
-        CK(cudaEventRecord(b));
+        CK(cudaEventRecord(a, st));
+        run();
+        CK(cudaEventRecord(b, st));
         CK(cudaEventSynchronize(b));
         float ms;
         CK(cudaEventElapsedTime(&ms, a, b));
@@ -320,6 +297,20 @@ float time_stream(const uint4 *src, int64_t chunks, int blocks, int warps, int w
     CK(cudaEventDestroy(a));
     CK(cudaEventDestroy(b));
     return best;
+}
+
+template <int S>
+float time_ring(const uint4 *src, int64_t chunks, int blocks, int warps, int work, uint32_t *sink, const uint8_t *meta, int64_t half,
+                int variant = 0) {
+    const size_t smem = (size_t)warps * S * 2 * (1024 + 64);
+    CK(cudaFuncSetAttribute(ring_smem_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    return best_of5([&] { ring_smem_kernel<S><<<blocks, warps * 32, smem>>>(src, chunks, work, sink, meta, half, variant); });
+}
+
+template <int D>
+float time_stream(const uint4 *src, int64_t chunks, int blocks, int warps, int work, uint32_t *sink, int pattern = 0,
+                  const uint8_t *meta = nullptr, int inl = 0, int64_t half = 0) {
+    return best_of5([&] { stream_kernel<D><<<blocks, warps * 32>>>(src, chunks, work, sink, pattern, meta, inl, half); });
 }
 
 // Per launch of n launches captured in one graph (launch(stream, i) issues launch i): the
@@ -335,20 +326,7 @@ float time_graph(F launch, int n) {
     for (int i = 0; i < n; i++) launch(st, i);
     CK(cudaStreamEndCapture(st, &gr));
     CK(cudaGraphInstantiate(&ex, gr, 0));
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    CK(cudaGraphLaunch(ex, st));  // warm-up
-    float best = 1e30f;
-    for (int r = 0; r < 5; r++) {
-        CK(cudaEventRecord(a, st));
-        CK(cudaGraphLaunch(ex, st));
-        CK(cudaEventRecord(b, st));
-        CK(cudaEventSynchronize(b));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        if (ms < best) best = ms;
-    }
+    const float best = best_of5([&] { CK(cudaGraphLaunch(ex, st)); }, st);
     CK(cudaGraphExecDestroy(ex));
     CK(cudaGraphDestroy(gr));
     CK(cudaStreamDestroy(st));
@@ -412,19 +390,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&dst, bytes));
     CK(cudaMalloc(&sink, 4));
     CK(cudaMemset(src, 0x5A, bytes));
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    float copy_ms = 1e30f;
-    for (int r = 0; r < 5; r++) {
-        CK(cudaEventRecord(a));
-        copy_kernel<<<sms * 8, 512>>>(dst, src, n16);
-        CK(cudaEventRecord(b));
-        CK(cudaEventSynchronize(b));
-        float ms;
-        CK(cudaEventElapsedTime(&ms, a, b));
-        if (ms < copy_ms) copy_ms = ms;
-    }
+    const float copy_ms = best_of5([&] { copy_kernel<<<sms * 8, 512>>>(dst, src, n16); });
     const double copy_gbs = 2.0 * bytes / (copy_ms * 1e-3) / 1e9;
     printf("%d SMs; copy %.0f GB/s (read + write); 1 GiB read in 1 KB chunks per warp\n", sms, copy_gbs);
     uint8_t *meta;
