@@ -189,16 +189,12 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     }
     if (p0 < p1) load_rows(ks, vs, A.kc, A.vc, p0, min(p1, p0 + CH), pos, kvd, kvh);
     cp_async_commit();
-    // the rotation's angles after the wait: before it, the first use of inv_freq would hold
-    // the block back from its wait while its loads queue behind the q/k/v stream (7B
-    // decode: 1.883-1.889 against 1.887-1.890 ms per token, the attention 10.3 against 10.7 µs)
-    const float freq = tid < kAoHd / 2 ? A.inv_freq[tid] : 0.f;
-    pdl_wait();
-    trace_wait(bt);
     if (tid < kAoHd / 2) {
-        const float a = (float)pos * freq;
+        const float a = (float)pos * A.inv_freq[tid];
         qc[tid] = cosf(a), qsn[tid] = sinf(a);
     }
+    pdl_wait();
+    trace_wait(bt);
     __syncthreads();  // qc, qsn
 
     const bool writer = h % (A.n_heads / A.n_kv) == 0;  // of this step's cache row
