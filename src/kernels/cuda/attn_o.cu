@@ -13,11 +13,13 @@
 //     inputs; 16-row tiles, TPW per warp, into registers): the cache and the o_proj
 //     weights stream while the q/k/v GEMV drains;
 //   - after it, the block scores its positions (a thread per position), softmax and
-//     weighted values over its chunk (online across chunks when the context is long),
+//     weighted values over its chunk (a warp per position in four, a lane per four
+//     dimensions; online across chunks when the context is long),
 //     and the cluster merges the 8 partial results through distributed shared memory
 //     (no global atomics, no L2 round trip; fixed order, deterministic);
 //   - every block then holds the head's output, makes it the mma's B fragments, multiplies
-//     its tiles of o_proj's block h on the tensor cores (frag_mma.cuh) and adds the 16-row
+//     its tiles of o_proj's block h on the tensor cores, four at a time in the one-token
+//     step form (frag::steps_mma_token0: this phase is arithmetic with the DRAM idle) and adds the 16-row
 //     results into x with vector atomics (red.global.add.v4.f32; 32 heads add into each
 //     row: the only order-dependent rounding of the step; the sums are fp32).
 // The RMSNorm after it then has no residual add left (cuk_rmsnorm).  Taken where a block's
