@@ -251,7 +251,7 @@ __global__ void regstep_kernel(const uint4 *__restrict__ src, int64_t chunks, ui
 #pragma unroll
         for (int r = 0; r < 2; r++) {
             const int64_t c = chunk_at(1, j, w, warps) + r * half;
-            st[r] = frag::load_step(src + c * 64 + lane, meta + c * 48, 0, g);
+            st[r] = frag::load_step(src + c * 64 + lane, meta + c * 48, 1, 0, g);
         }
     };
     pdl_trigger();

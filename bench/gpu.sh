@@ -25,8 +25,8 @@
 #             launches and clock counters of the consumers (bench/cuda_stream_gemv.cu)
 #   ab        the 4-bit model of `model` only, with the environment variable named by AB_VAR at
 #             each of AB_VALS (default 1 0 1 0: a switch's effect on decode)
-#   abbin     the 4-bit model of `model` only, this build against another (bin/gptq_b, packed with
-#             GPTQ_PACK_B=FILE), alternating a b a b
+#   abbin     the 4-bit model of `model` only, this build against others (bin/gptq_b, _c, _d, packed
+#             with GPTQ_PACK_B / _C / _D=FILE), alternating a b ... a b ...
 #   trace     the block timeline of one decode step of that model (GPTQ_CUDA_TRACE), summarized by
 #             bench/trace_summary.py, once per VAR=VALUE of TRACE_VARS (BIN=gptq_b: the other build)
 #   gptq      GPU GPTQ against the CPU's (tests/unit/test_cuda_gptq.c)
@@ -133,8 +133,9 @@ for step in "$@"; do
       M=/tmp/gptq-models; mkdir -p $M
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
-      for f in a b a b; do
-        bin="$D/bin/gptq"; [ $f = a ] || bin="$D/bin/gptq_b"
+      builds=a; for f in b c d; do [ -x "$D/bin/gptq_$f" ] && builds="$builds $f"; done
+      for f in $builds $builds; do
+        bin="$D/bin/gptq"; [ $f = a ] || bin="$D/bin/gptq_$f"
         echo "build $f"
         "$bin" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/bench-l7b-w4-build$f.txt"
       done ;;

@@ -16,7 +16,10 @@ mkdir -p "$stage/bin" "$stage/lib" "$dest"
 cp build/gptq build/tests/test_cuda_kernels "$stage/bin/"
 cp build/tests/test_cuda_model build/tests/test_cuda_gptq "$stage/bin/"
 # GPTQ_PACK_B=path/to/gptq: a second build as bin/gptq_b, for gpu.sh step abbin (same libraries)
+# (GPTQ_PACK_C, GPTQ_PACK_D likewise: bin/gptq_c, bin/gptq_d)
 [ -z "${GPTQ_PACK_B:-}" ] || cp "$GPTQ_PACK_B" "$stage/bin/gptq_b"
+[ -z "${GPTQ_PACK_C:-}" ] || cp "$GPTQ_PACK_C" "$stage/bin/gptq_c"
+[ -z "${GPTQ_PACK_D:-}" ] || cp "$GPTQ_PACK_D" "$stage/bin/gptq_d"
 mkdir -p "$stage/shared/models" "$stage/shared/data/wikitext-2-raw" "$stage/shared/data/calib" "$stage/tests"
 cp -r ../shared/models/stories260K "$stage/shared/models/"
 for m in ${GPTQ_PACK_MODELS:-}; do cp -r "../shared/models/$m" "$stage/shared/models/"; done

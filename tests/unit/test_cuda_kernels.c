@@ -472,28 +472,6 @@ static void check_frag_multi(const cuq_layer *const *lp, int n, const int64_t *o
             cudaFree(yc[k]);
         }
     }
-    /* the persistent forms through the shared-memory ring (2 and 3 steps; the dual form too) */
-    for (int ring = 3; ring <= 7; ring += 4) {
-        float *yc[3];
-        for (int k = 0; k < n; k++) yc[k] = dmalloc(sizeof(float) * (size_t)(T * outs[k]));
-        cuq_frag_set_ring(ring);
-        cuq_frag_set_dual(n > 1 ? 2 : 0);
-        cuq_frag_set_multi(1, slots);
-        const long b0 = cuq_frag_ring_launches();
-        CHECK(cuq_gemv_frag(lp, yc, n, xf, T, 0) == 0, "%s: ring form: %s", what, gptq_last_error());
-        const long ran = cuq_frag_ring_launches() - b0;
-        cuq_frag_set_multi(-1, 0);
-        cuq_frag_set_dual(-1);
-        cuq_frag_set_ring(-1);
-        /* taken where the persistent form needs at most 3 tiles per block (the dual form: 4) */
-        const int units = n > 1 ? (tiles + 1) / 2 : tiles, per = (units + slots - 1) / slots;
-        if ((n > 1 && per <= 4) || (n == 1 && tiles > slots && per <= 3)) CHECK(ran == 1, "%s: the ring form was not taken", what);
-        for (int k = 0; k < n; k++) {
-            CHECK(same_bits(yc[k], yb[k], (size_t)(T * outs[k])), "%s: layer %d T=%d: the ring form %d (%d slots) differs", what, k, T,
-                  ring, slots);
-            cudaFree(yc[k]);
-        }
-    }
     for (int k = 0; k < n; k++) {
         CHECK(same_bits(ya[k], yb[k], (size_t)(T * outs[k])), "%s: layer %d T=%d: the persistent form (%d warps, %d slots) differs",
               what, k, T, W, slots);

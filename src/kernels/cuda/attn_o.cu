@@ -56,7 +56,7 @@ struct AoArgs {
     const int *pos0;               // position of the token
     float *x;                      // (out) residual
     const uint4 *qw;               // o_proj codes, tile layout (tiles, row_blocks = n_heads, 16 rows, 4 uint4)
-    const uint8_t *meta;           // (tiles, row_blocks, 48 B)
+    const uint8_t *meta;           // (tiles, meta_tile_bytes(n_heads)) records (frag_mma.cuh)
     int out, tiles, tpb, zero_base;
     int n_heads, n_kv, chunk;
     float scale;
@@ -187,7 +187,8 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         const int tile = t0 + warp + 4 * i;
         ws[i].a = ws[i].b = make_uint4(0, 0, 0, 0), ws[i].s = ws[i].z = 0;  // past t1: multiplied in a group, not added
         if (tile < t1)
-            ws[i] = load_step(A.qw + ((int64_t)tile * A.n_heads * 16 + g) * 4 + t, A.meta + (int64_t)tile * A.n_heads * kMetaBytes, h, g);
+            ws[i] = load_step(A.qw + ((int64_t)tile * A.n_heads * 16 + g) * 4 + t, A.meta + (int64_t)tile * meta_tile_bytes(A.n_heads),
+                              A.n_heads, h, g);
     }
     if (p0 < p1) load_rows(ks, vs, A.kc, A.vc, p0, min(p1, p0 + CH), pos, kvd, kvh);
     cp_async_commit();

@@ -51,9 +51,10 @@ typedef struct {
     uint8_t *zeros;       /* (out, groups) */
     int32_t *chunk_group; /* (nchunks) group of each chunk */
     int32_t *perm;        /* (in_pad) input at each position, -1 = padding; NULL = identity */
-    uint8_t *meta;        /* tiled 4-bit layers whose blocks lie in one group: (tiles, row_blocks, 48 B) the
-                             scales (half2 of rows g, g + 8 for g < 8) and zero-point pairs of each block of a
-                             tile, for cuq_gemv_frag; NULL otherwise */
+    uint8_t *meta;        /* tiled 4-bit layers whose blocks lie in one group: per tile, 48 B per block (8 x 8
+                             blocks at least) of the scales (half2 of rows g, g + 8 for g < 8) and zero-point
+                             pairs, grouped by the GEMV warps' steps (frag_mma.cuh: meta_scale_at), for
+                             cuq_gemv_frag; NULL otherwise */
 } cuq_layer;
 
 /* Copies a host qk layer to the device.  -1 + error on allocation or copy failure.
@@ -197,13 +198,6 @@ long cuq_frag_multi_launches(void);
  * decode on the H100: 2.034 / 2.047 ms per token with 2, 2.060 / 2.059 with 0, 2.067 /
  * 2.068 with 1). */
 void cuq_frag_set_dual(int mode);
-/* The persistent forms' codes and records through a ring of 2 or 3 steps per warp in shared
- * memory, filled by cp.async, instead of a register ring (bits: 1 the pair and one-tile
- * forms, 2 the dual form, 4 three steps); -1 GPTQ_CUDA_FRAG_RING again (default 0: slower in
- * 7B decode on the H100, 2.09-2.13 against 1.91 ms, though a plain stream runs at ~98% of the
- * copy bandwidth that way: docs/PERFORMANCE.md, session 8). */
-void cuq_frag_set_ring(int bits);
-long cuq_frag_ring_launches(void);
 
 /* Binds a block-timeline trace buffer (cu_common.cuh: TraceRec) to the instrumented decode
  * kernels, NULL unbinds (GPTQ_CUDA_TRACE in llama_cuda.c). */

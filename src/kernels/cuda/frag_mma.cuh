@@ -12,6 +12,25 @@ namespace frag {
 
 constexpr int kMetaBytes = 48;  // per (tile, block): 8 half2 scales (rows g, g+8), 8 zero-point byte pairs
 
+// Where a tile's records lie (cuq_layer.meta, built by meta_kernel).  A warp of the GEMVs
+// takes the tile's blocks b = w, w + 8, w + 16, ... (8 warps; 16 take every other of
+// them), so the blocks are grouped by slot w = b % 8, step j = b / 8, and within a slot by
+// row pair g: the scales of rows (g, g + 8) at steps j = 0 .. J - 1 lie side by side (J
+// words), then the zero-point pairs likewise (J half-words).  A lane's first record load
+// of a tile brings its next steps' records into L1 with it (one sector for up to 8
+// steps), where a 48-byte record per block cost each step two more requests to L2 and
+// DRAM: 7B decode 1.82 against 1.89 ms per token with every record an L1 hit
+// (docs/PERFORMANCE.md, session 10).
+__host__ __device__ constexpr int meta_steps(int row_blocks) { return (row_blocks + 7) / 8; }  // J
+__host__ __device__ constexpr int64_t meta_tile_bytes(int row_blocks) { return (int64_t)8 * meta_steps(row_blocks) * kMetaBytes; }
+// Byte offsets in a tile's records of block b's scale word and zero-point pair of row pair g.
+__host__ __device__ constexpr int meta_scale_at(int row_blocks, int b, int g) {
+    return (b & 7) * meta_steps(row_blocks) * kMetaBytes + (g * meta_steps(row_blocks) + (b >> 3)) * 4;
+}
+__host__ __device__ constexpr int meta_zero_at(int row_blocks, int b, int g) {
+    return (b & 7) * meta_steps(row_blocks) * kMetaBytes + 32 * meta_steps(row_blocks) + (g * meta_steps(row_blocks) + (b >> 3)) * 2;
+}
+
 __device__ __forceinline__ uint32_t lop_h(uint32_t w, uint32_t mask) {
     uint32_t r;  // (w & mask) | 0x64006400: 1024 + the masked bits in each half
     asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(mask), "n"(0x64006400u));
@@ -34,12 +53,13 @@ struct Step {
     uint32_t z;  // zero points of rows g (bits 0-7), g + 8 (bits 8-15)
 };
 
-__device__ __forceinline__ Step load_step(const uint4 *q, const uint8_t *m, int b, int g) {
+// q: this lane's codes of the tile's block 0; m: the tile's records (meta_tile_bytes apart).
+__device__ __forceinline__ Step load_step(const uint4 *q, const uint8_t *m, int row_blocks, int b, int g) {
     Step st;
     st.a = __ldcs(q + (int64_t)b * 64);
     st.b = __ldcs(q + (int64_t)b * 64 + 32);
-    st.s = __ldg(reinterpret_cast<const uint32_t *>(m + (int64_t)b * kMetaBytes) + g);
-    st.z = __ldg(reinterpret_cast<const uint16_t *>(m + (int64_t)b * kMetaBytes + 32) + g);
+    st.s = __ldg(reinterpret_cast<const uint32_t *>(m + meta_scale_at(row_blocks, b, g)));
+    st.z = __ldg(reinterpret_cast<const uint16_t *>(m + meta_zero_at(row_blocks, b, g)));
     return st;
 }
 

@@ -7,8 +7,8 @@
 // ncu showed the kernel issue-bound at 15-21 warps per SM, 23-39% of DRAM bandwidth.
 // Here the producer of the activations writes them once, already as the mma's fp16 B
 // fragments (cuk_frag16, or fused into RMSNorm and into the gate/up GEMV below), and the
-// scales and zero points of each 16-row tile's block come with the codes as a 48-byte
-// record (cuq_layer.meta).  Every load of a warp is then a plain register load: no shared
+// scales and zero points of each 16-row tile's block come as a 48-byte record beside the
+// codes (cuq_layer.meta, laid out by step for the warps: frag_mma.cuh).  Every load of a warp is then a plain register load: no shared
 // memory, no barrier before the loop.  Before pdl_wait() a warp requests the codes and
 // records of its first D steps (independent of the previous kernel); after it, each step
 // needs the 64 bytes of B fragments of its block (lanes of tokens < T only; they come from
@@ -39,7 +39,7 @@ constexpr int kFragParts = 3;   // layers in one launch (q/k/v)
 
 struct FragPart {
     const uint4 *qw;     // tiled codes
-    const uint8_t *meta; // (tiles, row_blocks, 48 B)
+    const uint8_t *meta; // (tiles, meta_tile_bytes(row_blocks)) records (frag_mma.cuh)
     float *y;            // (T, out)
     int out, tile0, zero_base;
 };
@@ -256,7 +256,7 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
     for (int r = 0; r < R; r++) {
         const FragPart &P = parts.p[PAIR ? r : pi];
         q[r] = P.qw + ((int64_t)tile * row_blocks * 16 + g) * 4 + t;
-        m[r] = P.meta + (int64_t)tile * row_blocks * kMetaBytes;
+        m[r] = P.meta + (int64_t)tile * meta_tile_bytes(row_blocks);
     }
     // the ring: step j of this warp is block warp + j·nw, slot j % D
     Step ring[D][R];
@@ -265,7 +265,7 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
         const int b = warp + s * nw;
 #pragma unroll
         for (int r = 0; r < R; r++)
-            if (b < row_blocks) ring[s][r] = load_step(q[r], m[r], b, g);
+            if (b < row_blocks) ring[s][r] = load_step(q[r], m[r], row_blocks, b, g);
     }
     pdl_wait();
     trace_wait(bt);
@@ -295,7 +295,7 @@ __global__ void __launch_bounds__(MAXW * 32, MAXW == 16 && D == 1 && !PAIR ? 2 :
             const int bn = b + D * nw;
             if (bn < row_blocks) {
 #pragma unroll
-                for (int r = 0; r < R; r++) ring[s][r] = load_step(q[r], m[r], bn, g);
+                for (int r = 0; r < R; r++) ring[s][r] = load_step(q[r], m[r], row_blocks, bn, g);
             }
             uint32_t bx[4][4];
 #pragma unroll
@@ -357,19 +357,12 @@ __device__ __forceinline__ void locate_tile(const FragParts &parts, bool pair, i
 // up, written as silu(gate) · up.  MODE 2 (dual): unit i is tiles i and i + ceil(tiles / 2)
 // of the parts laid end to end, multiplied with the same B fragments (two steps of codes
 // in flight per warp, as the pair), each written as its own output.
-// S > 0: the codes and records come through a ring of S steps per warp in shared memory
-// (after the launch's other shared memory, ring_offset bytes in), filled by cp.async S - 1
-// steps ahead: each lane copies its own 2 x 16 bytes of a step's codes, lanes 0-2 the
-// 48-byte record (bench/cuda_inflight.cu: a stream with a GEMV step's multiplies ran at
-// ~72% of the copy bandwidth from registers, ~98% through such a ring).  Off by default:
-// this kernel runs slower through the ring than from registers (7B decode and the pair
-// alone, docs/PERFORMANCE.md sessions 8 and 9).
-constexpr int kRingSlot = 68;  // uint4 per (warp, slot, operand): 64 of codes, 4 for the record
-
-template <int MODE, int NW, int MAXT, int MINB, int S = 0>
+// (A shared-memory ring filled by cp.async a few steps ahead, in place of the register
+// ring, was measured slower in decode and removed: docs/PERFORMANCE.md, sessions 8-10.)
+template <int MODE, int NW, int MAXT, int MINB>
 __global__ void __launch_bounds__(NW * 32, MINB)
     qgemv_frag_multi_kernel(const __grid_constant__ FragParts parts, const uint4 *xf, int row_blocks, int ntok,
-                            uint32_t *__restrict__ hf, int tiles, int ring_offset) {
+                            uint32_t *__restrict__ hf, int tiles) {
     constexpr int R = MODE ? 2 : 1;
     constexpr bool PAIR = MODE == 1;
     BlockTrace bt = trace_begin();
@@ -404,7 +397,7 @@ __global__ void __launch_bounds__(NW * 32, MINB)
             if (tile < 0) unit_tile(k, 0, pi, tile);  // loads of a real tile, the sums unused
             const FragPart &P = parts.p[pi];
             q[r] = P.qw + ((int64_t)tile * row_blocks * 16 + g) * 4 + t;
-            m[r] = P.meta + (int64_t)tile * row_blocks * kMetaBytes;
+            m[r] = P.meta + (int64_t)tile * meta_tile_bytes(row_blocks);
             zb[r] = PAIR ? parts.p[0].zero_base : P.zero_base;
         }
     };
@@ -413,42 +406,13 @@ __global__ void __launch_bounds__(NW * 32, MINB)
     int zb[R], k = 0, b = warp;
     tile_at(0, q, m, zb);
     Step cur[R];
-    extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx), the deferred norms' stage; the ring
-    uint4 *ring = xsm + (ring_offset >> 4) + (int64_t)warp * (S > 0 ? S : 1) * R * kRingSlot;
-    // S > 0: the next step to ask for (unit ki, block bi) and its tiles' codes and records
-    int ki = 0, bi = warp;
-    const uint4 *qi[R];
-    const uint8_t *mi[R];
+    if (active) {
 #pragma unroll
-    for (int r = 0; r < R; r++) qi[r] = q[r], mi[r] = m[r];
-    auto issue = [&](int slot) {
-        if (active && ki < nt) {
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                uint4 *d = ring + (slot * R + r) * kRingSlot;
-                const uint4 *src = qi[r] - g * 4 - t + (int64_t)bi * 64;  // the step's 64 uint4
-                cp_async16(d + lane, src + lane);
-                cp_async16(d + 32 + lane, src + 32 + lane);
-                if (lane < 3) cp_async16(d + 64 + lane, mi[r] + (int64_t)bi * kMetaBytes + 16 * lane);
-            }
-        }
-        cp_async_commit();
-        bi += NW;
-        if (bi >= row_blocks) {
-            bi = warp, ki++;
-            int zz[R];
-            if (ki < nt) tile_at(ki, qi, mi, zz);
-        }
-    };
-    if constexpr (S > 0) {
-#pragma unroll
-        for (int s = 0; s < S - 1; s++) issue(s);
-    } else if (active) {
-#pragma unroll
-        for (int r = 0; r < R; r++) cur[r] = load_step(q[r], m[r], b, g);
+        for (int r = 0; r < R; r++) cur[r] = load_step(q[r], m[r], row_blocks, b, g);
     }
     pdl_wait();
     trace_wait(bt);
+    extern __shared__ uint4 xsm[];  // the folded norm's fragments (parts.nx), the deferred norms' stage
     const float *nst = norm_stage(parts, xsm, row_blocks);
     float nss = 0.f;  // the deferred norm's share of Σx²
     if (parts.nx) {
@@ -463,23 +427,7 @@ __global__ void __launch_bounds__(NW * 32, MINB)
     float acc[R][4];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = 0.f;
-    int j = 0;  // S > 0: steps consumed
     while (active && k < nt) {
-        if constexpr (S > 0) {  // ask for step j + S - 1, then take step j from its slot
-            issue((j + S - 1) % S);
-            cp_async_wait<S - 1>();
-            __syncwarp();  // the records were copied by lanes 0-2
-            const uint4 *sl = ring + (j % S) * R * kRingSlot;
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                const uint4 *d = sl + r * kRingSlot;
-                cur[r].a = d[lane], cur[r].b = d[32 + lane];
-                cur[r].s = reinterpret_cast<const uint32_t *>(d + 64)[g];
-                cur[r].z = reinterpret_cast<const uint16_t *>(d + 64)[16 + g];
-            }
-            __syncwarp();  // every lane has its copy before the slot is asked for again
-            j++;
-        }
         int kn = k, bn = b + NW;
         if (bn >= row_blocks) kn = k + 1, bn = warp;
         const uint4 *qn[R];
@@ -489,9 +437,9 @@ __global__ void __launch_bounds__(NW * 32, MINB)
         for (int r = 0; r < R; r++) qn[r] = q[r], mn[r] = m[r], zbn[r] = zb[r];
         if (kn != k && kn < nt) tile_at(kn, qn, mn, zbn);
         Step nxt[R];
-        if (S == 0 && kn < nt) {
+        if (kn < nt) {
 #pragma unroll
-            for (int r = 0; r < R; r++) nxt[r] = load_step(qn[r], mn[r], bn, g);
+            for (int r = 0; r < R; r++) nxt[r] = load_step(qn[r], mn[r], row_blocks, bn, g);
         }
         uint32_t bx[4][4];
 #pragma unroll
@@ -508,7 +456,7 @@ __global__ void __launch_bounds__(NW * 32, MINB)
         }
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            if (S == 0) cur[r] = nxt[r];
+            cur[r] = nxt[r];
             q[r] = qn[r], m[r] = mn[r], zb[r] = zbn[r];
         }
         k = kn, b = bn;
@@ -598,9 +546,9 @@ __global__ void meta_kernel(uint8_t *__restrict__ meta, const __half *__restrict
         const __half sa = ra < out ? scales[(int64_t)ra * groups + grp] : __float2half(0.f);
         const __half sb = rb < out ? scales[(int64_t)rb * groups + grp] : __float2half(0.f);
         const uint8_t za = ra < out ? zeros[(int64_t)ra * groups + grp] : 0, zb = rb < out ? zeros[(int64_t)rb * groups + grp] : 0;
-        uint8_t *rec = meta + tb * kMetaBytes;
-        reinterpret_cast<__half2 *>(rec)[g] = __halves2half2(sa, sb);
-        reinterpret_cast<uint16_t *>(rec + 32)[g] = (uint16_t)(za | (zb << 8));
+        uint8_t *rec = meta + tile * meta_tile_bytes(row_blocks);
+        *reinterpret_cast<__half2 *>(rec + meta_scale_at(row_blocks, (int)b, g)) = __halves2half2(sa, sb);
+        *reinterpret_cast<uint16_t *>(rec + meta_zero_at(row_blocks, (int)b, g)) = (uint16_t)(za | (zb << 8));
     }
 }
 
@@ -643,9 +591,6 @@ cudaError_t launch_frag_w(int depth, dim3 grid, dim3 block, cudaStream_t s, cons
 int frag_multi = -1;  // GPTQ_CUDA_FRAG_MULTI=0: never the persistent form (default 1: where it applies)
 int multi_slots = 0;  // > 0: resident blocks assumed instead of the occupancy's (tests)
 long multi_launches = 0;  // persistent launches so far (tests check that they ran)
-long ring_launches = 0;   // of them through the shared-memory ring
-int frag_ring = -1;       // GPTQ_CUDA_FRAG_RING (default 0): the persistent forms' codes through a shared-memory
-                          // ring: bit 1 the pair / one-tile form, bit 2 the dual form, bit 4 three steps (else two)
 int frag_dual = -1;       // GPTQ_CUDA_FRAG_DUAL: multi-layer launches two tiles per warp step (MODE 2): 1 in
                           // ceil(units / nt) blocks, 2 (default) on every resident slot, 0 no
 
@@ -662,19 +607,12 @@ int resident_blocks(K kernel, int threads, size_t smem = 0) {
 // The persistent launch (qgemv_frag_multi_kernel) when `tiles` one-tile blocks would take
 // more than one wave (MODE 2: always) and nt = ceil(units / resident blocks) <= MAXT; 1 if
 // launched.
-// S > 0: through the shared-memory ring of S steps per warp (its bytes after the others).
-template <int MODE, int NW, int MAXT, int MINB, int S = 0>
+template <int MODE, int NW, int MAXT, int MINB>
 int launch_multi(const FragParts &parts, int tiles, const uint4 *x4, int row_blocks, int T, uint32_t *hf, cudaStream_t s,
                  cudaError_t *err) {
-    auto kern = qgemv_frag_multi_kernel<MODE, NW, MAXT, MINB, S>;
-    const int ring_offset = (int)((frag_smem(parts, row_blocks) + 15) / 16 * 16);
-    const size_t smem = S > 0 ? ring_offset + (size_t)NW * S * (MODE ? 2 : 1) * kRingSlot * 16 : frag_smem(parts, row_blocks);
+    auto kern = qgemv_frag_multi_kernel<MODE, NW, MAXT, MINB>;
+    const size_t smem = frag_smem(parts, row_blocks);
     static int resident = -1;
-    static size_t smem_set = 0;
-    if (S > 0 && smem > smem_set) {  // static + dynamic may pass 48 KB: ask for it
-        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) return 0;
-        smem_set = smem, resident = -1;
-    }
     if (resident < 0) resident = resident_blocks(kern, NW * 32, smem);
     const int slots = multi_slots > 0 ? multi_slots : resident;
     const int units = MODE == 2 ? (tiles + 1) / 2 : tiles;
@@ -683,8 +621,7 @@ int launch_multi(const FragParts &parts, int tiles, const uint4 *x4, int row_blo
     if (nt > MAXT) return 0;
     const int grid = MODE == 2 && frag_dual == 2 ? (units < slots ? units : slots) : (units + nt - 1) / nt;
     multi_launches++;
-    if (S > 0) ring_launches++;
-    *err = cu_launch(kern, dim3((unsigned)grid), dim3(NW * 32), smem, s, parts, x4, row_blocks, T, hf, tiles, ring_offset);
+    *err = cu_launch(kern, dim3((unsigned)grid), dim3(NW * 32), smem, s, parts, x4, row_blocks, T, hf, tiles);
     return 1;
 }
 
@@ -710,19 +647,8 @@ cudaError_t launch_frag(const FragParts &parts, int tiles, const uint32_t *xf, i
             const char *e = getenv("GPTQ_CUDA_FRAG_DUAL");
             frag_dual = e && *e ? atoi(e) : 2;
         }
-        if (frag_ring < 0) {
-            const char *e = getenv("GPTQ_CUDA_FRAG_RING");
-            frag_ring = e && *e ? atoi(e) : 0;
-        }
         constexpr int M = PAIR ? 1 : 0, B = PAIR ? 2 : 3;
         const bool dual = !PAIR && frag_dual > 0 && parts.n > 1;
-        if (frag_ring & 4) {
-            if (dual && (frag_ring & 2) && launch_multi<2, 8, 4, 2, 3>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
-            if (!dual && (frag_ring & 1) && launch_multi<M, 8, 3, B, 3>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
-        } else {
-            if (dual && (frag_ring & 2) && launch_multi<2, 8, 4, 2, 2>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
-            if (!dual && (frag_ring & 1) && launch_multi<M, 8, 3, B, 2>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
-        }
         if (dual && launch_multi<2, 8, 4, 2>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
         if (launch_multi<M, 8, 4, B>(parts, tiles, x4, row_blocks, T, hf, s, &err)) return err;
     }
@@ -749,10 +675,6 @@ extern "C" long cuq_frag_multi_launches(void) { return multi_launches; }
 
 extern "C" void cuq_frag_set_dual(int mode) { frag_dual = mode < 0 ? -1 : mode > 2 ? 2 : mode; }
 
-extern "C" void cuq_frag_set_ring(int bits) { frag_ring = bits < 0 ? -1 : bits & 7; }
-
-extern "C" long cuq_frag_ring_launches(void) { return ring_launches; }
-
 extern "C" void cuq_frag_set_multi(int on, int slots) {
     frag_multi = on < 0 ? -1 : on != 0;
     multi_slots = slots > 0 ? slots : 0;
@@ -760,7 +682,7 @@ extern "C" void cuq_frag_set_multi(int on, int slots) {
 
 extern "C" int cuq_build_meta(cuq_layer *d) {
     const int tiles = (int)((d->out + 15) / 16);
-    const size_t bytes = (size_t)tiles * (size_t)d->row_blocks * kMetaBytes;
+    const size_t bytes = (size_t)tiles * (size_t)meta_tile_bytes((int)d->row_blocks);
     if (cu_check(cudaMalloc((void **)&d->meta, bytes), "allocating tile records")) {
         d->meta = NULL;
         return -1;
