@@ -120,13 +120,13 @@ for step in "$@"; do
           rc=$((rc | PIPESTATUS[0])) ;;
     stream) nvcc -O3 -arch=sm_90 -std=c++17 -o "$D/stream" "$D/tests/cuda_stream_gemv.cu" && "$D/stream" | tee "$OUT/stream.txt"
           rc=$((rc | PIPESTATUS[0])) ;;
-    ab) # the 4-bit model only, $AB_VAR = each of $AB_VALS (default 1 0 1 0; after model or alone)
+    ab) # the 4-bit model only, $AB_VAR = each of $AB_VALS (default 1 0 1 0; after model or alone; AB_BIN=gptq_b: that build)
       M=/tmp/gptq-models; mkdir -p $M
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
       for f in ${AB_VALS:-1 0 1 0}; do
         echo "${AB_VAR:?AB_VAR names the variable}=$f"
-        env "$AB_VAR=$f" "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
+        env "$AB_VAR=$f" "$D/bin/${AB_BIN:-gptq}" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
           tail -1 | tee -a "$OUT/bench-l7b-w4-$AB_VAR$f.txt"
       done ;;
     abbin) # the 4-bit model only, this build against bin/gptq_b (GPTQ_PACK_B), alternating A B A B
@@ -146,7 +146,7 @@ for step in "$@"; do
       k=0
       for v in ${TRACE_VARS:-NONE=0}; do
         k=$((k + 1)); echo "== trace $k: $v"
-        bin="$D/bin/gptq"; case $v in BIN=*) bin="$D/bin/${v#BIN=}"; v=NONE=0 ;; esac  # BIN=gptq_b: the other build
+        bin="$D/bin/${TRACE_BIN:-gptq}"; case $v in BIN=*) bin="$D/bin/${v#BIN=}"; v=NONE=0 ;; esac  # BIN=gptq_b: the other build
         env "$v" GPTQ_CUDA_TRACE="$OUT/trace$k.txt" "$bin" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 \
           --reps 1 --json 2>&1 | tail -1 | grep -o '"decode_ms_per_token": [0-9.]*'
         python3 "$D/tests/trace_summary.py" "$OUT/trace$k.txt" | tee "$OUT/trace$k-summary.txt"

@@ -62,27 +62,6 @@ struct AoArgs {
     float scale;
 };
 
-__device__ __forceinline__ unsigned cluster_rank() {
-    unsigned r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-    return r;
-}
-__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
-__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
-// A float in block `rank`'s shared memory at the address of `p` in this block's.
-__device__ __forceinline__ float dsmem_load(const float *p, unsigned rank) {
-    unsigned local = (unsigned)__cvta_generic_to_shared(p), remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
-    float v;
-    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
-    return v;
-}
-
-// x[0..3] += v[0..3] as one vector reduction at L2 (sm_90; x 16-byte aligned).
-__device__ __forceinline__ void red_add4(float *x, const float (&v)[4]) {
-    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(x), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");
-}
-
 // Over the block's 4 warps; every thread gets the result.
 template <bool MAX>
 __device__ __forceinline__ float block4_reduce(float v, float *red) {

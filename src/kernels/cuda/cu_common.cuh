@@ -141,6 +141,31 @@ void trace_bind_model(void *buf);
 void trace_bind_frag(void *buf);
 void trace_bind_attn_o(void *buf);
 void trace_bind_dense(void *buf);
+void trace_bind_ffn(void *buf);
+
+// Thread block clusters (sm_90): this block's rank, the cluster barrier in two halves
+// (writes before arrive are seen by every block of the cluster after its wait), a float of
+// another block's shared memory.
+__device__ __forceinline__ unsigned cluster_rank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
+// A float in block `rank`'s shared memory at the address of `p` in this block's.
+__device__ __forceinline__ float dsmem_load(const float *p, unsigned rank) {
+    unsigned local = (unsigned)__cvta_generic_to_shared(p), remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    float v;
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+    return v;
+}
+
+// x[0..3] += v[0..3] as one vector reduction at L2 (sm_90; x 16-byte aligned).
+__device__ __forceinline__ void red_add4(float *x, const float (&v)[4]) {
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(x), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");
+}
 
 // Programmatic dependent launch (sm_90).  A kernel launched by cu_launch may start while
 // the kernel before it in the stream still runs: it first does what depends on nothing

@@ -193,6 +193,25 @@ __device__ __forceinline__ void frag_col0_sums(const uint32_t (&bx)[4][4], float
     *sa = __shfl_sync(0xffffffffu, a, 0), *sb = __shfl_sync(0xffffffffu, b, 0);
 }
 
+// The activations of a fold (an RMSNorm made by the GEMV's own blocks, qgemv_frag.cu):
+// unit u of 8 inputs (4 fragment words of token 0) holds inputs norm_unit_pos(u) + 0..3
+// and the same + 64; norm_unit makes its words from x (a, b) and the weights (wa, wb)
+// times inv; norm_ss is the unit's share of Σx².
+__device__ __forceinline__ int norm_unit_pos(int u) {
+    return 128 * (u >> 4) + 32 * ((u & 3) >> 1) + 16 * (u & 1) + 4 * ((u >> 2) & 3);
+}
+
+__device__ __forceinline__ uint4 norm_unit(const float4 &a, const float4 &b, const float4 &wa, const float4 &wb, float inv) {
+    const __half2 h0 = __floats2half2_rn(wa.x * (a.x * inv), wb.x * (b.x * inv)), h1 = __floats2half2_rn(wa.y * (a.y * inv), wb.y * (b.y * inv));
+    const __half2 h2 = __floats2half2_rn(wa.z * (a.z * inv), wb.z * (b.z * inv)), h3 = __floats2half2_rn(wa.w * (a.w * inv), wb.w * (b.w * inv));
+    return make_uint4(*reinterpret_cast<const uint32_t *>(&h0), *reinterpret_cast<const uint32_t *>(&h1),
+                      *reinterpret_cast<const uint32_t *>(&h2), *reinterpret_cast<const uint32_t *>(&h3));
+}
+
+__device__ __forceinline__ float norm_ss(const float4 &a, const float4 &b) {
+    return a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
+}
+
 }  // namespace frag
 
 #endif

@@ -110,21 +110,6 @@ static inline size_t frag_smem(const FragParts &parts, int row_blocks) {
 // warps) one round trip to L2 (x and w requested together, kept in registers), else two.
 constexpr int kNormUnits = 2;
 
-__device__ __forceinline__ int norm_unit_pos(int u) {
-    return 128 * (u >> 4) + 32 * ((u & 3) >> 1) + 16 * (u & 1) + 4 * ((u >> 2) & 3);
-}
-
-__device__ __forceinline__ uint4 norm_unit(const float4 &a, const float4 &b, const float4 &wa, const float4 &wb, float inv) {
-    const __half2 h0 = __floats2half2_rn(wa.x * (a.x * inv), wb.x * (b.x * inv)), h1 = __floats2half2_rn(wa.y * (a.y * inv), wb.y * (b.y * inv));
-    const __half2 h2 = __floats2half2_rn(wa.z * (a.z * inv), wb.z * (b.z * inv)), h3 = __floats2half2_rn(wa.w * (a.w * inv), wb.w * (b.w * inv));
-    return make_uint4(*reinterpret_cast<const uint32_t *>(&h0), *reinterpret_cast<const uint32_t *>(&h1),
-                      *reinterpret_cast<const uint32_t *>(&h2), *reinterpret_cast<const uint32_t *>(&h3));
-}
-
-__device__ __forceinline__ float norm_ss(const float4 &a, const float4 &b) {
-    return a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
-}
-
 // Deferred (parts.ndefer): the fragments are nw · x (times *parts.rsc), written without
 // waiting for the block's Σx², and the thread's share of Σx² is returned (reduced after the
 // main loop, the scale applied to the sums: norm_defer_inv).  Otherwise returns 0.
