@@ -44,7 +44,6 @@ static double rel(const float *a, const float *b, int n) {
 static int want_attn_o = -1; /* >= 0: whether one-token decode must take the fused attention + o_proj */
 static int want_fold = -1;   /* >= 0: whether it must fold the norms into the GEMVs */
 static int want_prenorm = -1; /* >= 0: whether it must defer the attention norm (down_proj -> q/k/v) */
-static int want_ffn = -1;     /* >= 0: whether it must take the feed-forward block in one kernel */
 
 /* P-token prefill (P <= 8 takes the decode kernels), then G = 12 decode steps. */
 static void compare_model_p(const char *dir, const char *what, int want_frag, int P) {
@@ -69,8 +68,6 @@ static void compare_model_p(const char *dir, const char *what, int want_frag, in
             CHECK(info.fold_decode == want_fold, "%s: norm fold %s", what, want_fold ? "not taken" : "taken");
         if (want_prenorm >= 0)
             CHECK(info.prenorm_decode == want_prenorm, "%s: deferred norm %s", what, want_prenorm ? "not taken" : "taken");
-        if (want_ffn >= 0)
-            CHECK(info.ffn_fused_decode == want_ffn, "%s: fused feed-forward %s", what, want_ffn ? "not taken" : "taken");
     }
     llama_state *s = llama_state_new(&cm, P + G, P);
     int ids[64];
@@ -116,9 +113,9 @@ static void compare_model_p(const char *dir, const char *what, int want_frag, in
 
 static void compare_model(const char *dir, const char *what, int want_frag) { compare_model_p(dir, what, want_frag, 24); }
 
-/* A random Llama of `layers` layers, 4 query heads on 2 cache heads, `hidden` wide,
- * quantized RTN 4-bit g128 into tmp/NAME-w4g128 (qd); 1 when it was made. */
-static int random_w4(const char *bin, const char *tmp, const char *name, int hidden, int inter, int layers, int seed, char *qd,
+/* A random Llama of 2 layers, 4 query heads on 2 cache heads, `hidden` wide, quantized RTN
+ * 4-bit g128 into tmp/NAME-w4g128 (qd); 1 when it was made. */
+static int random_w4(const char *bin, const char *tmp, const char *name, int hidden, int inter, int seed, char *qd,
                      size_t qdn) {
     char cfg[1100], dir[1100], cmd[8192];
     snprintf(cfg, sizeof cfg, "%s/%s.json", tmp, name);
@@ -130,9 +127,9 @@ static int random_w4(const char *bin, const char *tmp, const char *name, int hid
     fprintf(f,
             "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": %d, "
             "\"intermediate_size\": %d, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
-            "\"num_hidden_layers\": %d, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
+            "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
             "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"}\n",
-            hidden, inter, layers);
+            hidden, inter);
     fclose(f);
     snprintf(cmd, sizeof cmd,
              "'%s' random-model --shape '%s' --out '%s' --force --seed %d > '%s.log' 2>&1 && "
@@ -174,7 +171,7 @@ int main(void) {
     /* a model whose widths are multiples of 128 at 4-bit g128: decode through the
      * fragment-order GEMV (norms and attention writing fragments, the gate/up pair) */
     char qd[1100];
-    if (random_w4(bin, tmp, "rand128", 256, 768, 2, 3, qd, sizeof qd)) {
+    if (random_w4(bin, tmp, "rand128", 256, 768, 3, qd, sizeof qd)) {
         compare_model(qd, "random 256-wide w4 g128 (fragment-order decode)", 1);
         compare_model_p(qd, "random 256-wide w4 g128 (fragment-order decode)", 1, 5);
         {   /* as if the GPU held 4 blocks: every GEMV of more than 4 tiles takes the persistent form */
@@ -190,11 +187,9 @@ int main(void) {
     }
     /* head_dim 128 (4 query heads on 2 cache heads): one-token decode fuses attention, o_proj
      * and the residual add (kernels/cuda/attn_o.cu), a cluster of 8 blocks per head */
-    if (random_w4(bin, tmp, "rand-hd128", 512, 1024, 3, 5, qd, sizeof qd)) {
-        /* the attention norm deferred by default, the feed-forward of layers 1 and 2 in one
-         * kernel each (kernels/cuda/ffn_fused.cu), layer 2's q/k/v normalizing x itself */
-        want_attn_o = 1, want_fold = 0, want_prenorm = 1, want_ffn = 1;
-        compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, deferred norm, fused feed-forward)", 1);
+    if (random_w4(bin, tmp, "rand-hd128", 512, 1024, 5, qd, sizeof qd)) {
+        want_attn_o = 1, want_fold = 0, want_prenorm = 1; /* the attention norm deferred by default */
+        compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, deferred norm)", 1);
         compare_model_p(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, deferred norm)", 1, 1);
         compare_model_p(qd, "random head_dim-128 w4 g128 (fused, deferred norm after a 5-token prefill)", 1, 5);
         {   /* the deferred norm through the persistent GEMV forms (q/k/v dual, down_proj) */
@@ -204,18 +199,6 @@ int main(void) {
             cuq_frag_set_multi(-1, 0);
             CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
         }
-        cuk_ffn_fused_set(0);
-        want_ffn = 0;
-        compare_model(qd, "random head_dim-128 w4 g128 (fused, deferred norm, feed-forward apart)", 1);
-        {
-            const long before = cuq_frag_multi_launches();
-            cuq_frag_set_multi(1, 16);
-            compare_model(qd, "random head_dim-128 w4 g128 (deferred norm, feed-forward apart, persistent GEMVs)", 1);
-            cuq_frag_set_multi(-1, 0);
-            CHECK(cuq_frag_multi_launches() > before, "the persistent GEMV form was not taken");
-        }
-        cuk_ffn_fused_set(-1);
-        want_ffn = -1;
         setenv("GPTQ_CUDA_PRENORM", "0", 1);
         want_prenorm = 0;
         compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, norm kernels)", 1);

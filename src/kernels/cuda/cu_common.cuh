@@ -141,7 +141,6 @@ void trace_bind_model(void *buf);
 void trace_bind_frag(void *buf);
 void trace_bind_attn_o(void *buf);
 void trace_bind_dense(void *buf);
-void trace_bind_ffn(void *buf);
 
 // Thread block clusters (sm_90): this block's rank, the cluster barrier in two halves
 // (writes before arrive are seen by every block of the cluster after its wait), a float of

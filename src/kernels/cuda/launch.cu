@@ -20,5 +20,5 @@ bool cu_pdl_on() {
 extern "C" void cuk_set_pdl(int on) { pdl = on != 0; }
 
 extern "C" void cuk_trace_bind(void *buf) {
-    trace_bind_model(buf), trace_bind_frag(buf), trace_bind_attn_o(buf), trace_bind_dense(buf), trace_bind_ffn(buf);
+    trace_bind_model(buf), trace_bind_frag(buf), trace_bind_attn_o(buf), trace_bind_dense(buf);
 }

@@ -52,18 +52,6 @@ int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd);
  * into x are atomic (32 heads per row).  cuk_attention_o_ok: whether it applies (a context
  * of max_seq <= 1024, and GPTQ_CUDA_ATT_O=0 / cuk_attention_o_set(0, 0) have not turned it
  * off); chunk > 0 sets the cache rows a block takes at a time (tests), 0 = by max_seq. */
-/* The feed-forward block of one-token decode in one kernel (ffn_fused.cu): x += down(silu(gate(n))
- * · up(n)) for n = RMSNorm(x) · nw, deferred: the fragments are made times *rsc (an
- * estimate of 1 / rms, NULL: 1), 1 / rms goes to *rout (non-NULL).  scratch: device memory
- * of cuk_ffn_fused_scratch(hidden) bytes, zeroed before the first call (the kernel leaves
- * its counters zero).  _ok: whether the layers (tiled 4-bit, no act-order, widths multiples
- * of 128) and the GPU (every block resident at once) allow it, and GPTQ_CUDA_FFN_FUSED is
- * not 0 (cuk_ffn_fused_set: 1 on, 0 off, -1 the variable again). */
-int cuk_ffn_fused_ok(const cuq_layer *gate, const cuq_layer *up, const cuq_layer *down);
-size_t cuk_ffn_fused_scratch(int64_t hidden);
-int cuk_ffn_fused_decode(const cuq_layer *gate, const cuq_layer *up, const cuq_layer *down, float *x, const float *nw, float eps,
-                         const float *rsc, float *rout, void *scratch, cudaStream_t s);
-void cuk_ffn_fused_set(int on);
 int cuk_attention_o_ok(const cuq_layer *o, int n_heads, int n_kv, int hd, int max_seq);
 int cuk_attention_o_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
                            const int *pos0, const cuq_layer *o, float *x, int max_seq, int n_heads, int n_kv, int hd,

@@ -53,9 +53,6 @@ struct llama_cuda {
                         read x · w from x themselves and scale their sums (cuq_frag_norm.deferred) */
     float *ssq;      /* (dim / 16) those partial sums */
     float *norm_inv; /* (2) the last 1 / rms of each deferred norm (the next one's input scale) */
-    int ffn_fused;   /* prenorm decode: layers after the first take the feed-forward block in one
-                        kernel (cuk_ffn_fused_decode), the next q/k/v normalizing x itself */
-    void *ffn_scratch; /* its counters (zero between launches) and partial sums */
     uint32_t *xf, *af, *hf; /* their fp16 activations in fragment order (cuq.h), (max decode tokens, ...):
                                the norms' output (dim), attention's (n_heads·hd), SwiGLU's (hidden) */
     uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
@@ -116,17 +113,6 @@ static int prenorm_eligible(const llama_cuda *m) {
     for (int i = 0; i < c->n_layers; i++) {
         const cu_layer *L = &m->layers[i];
         if (L->lin[LIN_DOWN].bias || L->lin[LIN_Q].bias || L->lin[LIN_K].bias || L->lin[LIN_V].bias) return 0;
-    }
-    return 1;
-}
-
-/* Whether prenorm decode can take the feed-forward block of every layer after the first in
- * one kernel (cuk_ffn_fused_ok; no biases). */
-static int ffn_fused_eligible(const llama_cuda *m) {
-    for (int i = 1; i < m->cfg.n_layers; i++) {
-        const cu_layer *L = &m->layers[i];
-        const cu_linear *g = &L->lin[LIN_GATE], *u = &L->lin[LIN_UP], *d = &L->lin[LIN_DOWN];
-        if (g->bias || u->bias || d->bias || !cuk_ffn_fused_ok(&g->q, &u->q, &d->q)) return 0;
     }
     return 1;
 }
@@ -322,10 +308,6 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
         (!(m->ssq = dalloc(sizeof(float) * (size_t)(c->dim / 16), "norm partial sums")) ||
          !(m->norm_inv = dalloc(sizeof(float) * 2, "norm scales"))))
         goto fail;
-    if (m->prenorm && (m->ffn_fused = ffn_fused_eligible(m)) &&
-        (!(m->ffn_scratch = dalloc(cuk_ffn_fused_scratch(c->hidden_dim), "feed-forward scratch")) ||
-         cu_check(cudaMemset(m->ffn_scratch, 0, cuk_ffn_fused_scratch(c->hidden_dim)), "feed-forward scratch")))
-        goto fail;
     note_memory(m);
     return m;
 fail:
@@ -349,7 +331,7 @@ void llama_cuda_free(llama_cuda *m) {
     cudaFree(m->x), cudaFree(m->xn), cudaFree(m->q), cudaFree(m->k), cudaFree(m->v), cudaFree(m->att), cudaFree(m->hb);
     cudaFree(m->hb2), cudaFree(m->out), cudaFree(m->logits_d), cudaFree(m->xbuf), cudaFree(m->x16), cudaFree(m->w16);
     cudaFree(m->ids_d), cudaFree(m->pos_d), cudaFree(m->att_part), cudaFree(m->xf), cudaFree(m->af), cudaFree(m->hf);
-    cudaFree(m->ssq), cudaFree(m->norm_inv), cudaFree(m->ffn_scratch);
+    cudaFree(m->ssq), cudaFree(m->norm_inv);
     cudaFreeHost(m->ids_h), cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
     if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
     if (m->blas) cublasDestroy(m->blas);
@@ -476,24 +458,10 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
                 dn_opt.pre_scale = dfr ? rms_a : NULL;
                 const int pre = m->prenorm && i + 1 < c->n_layers; /* the last layer's norm is the final one */
                 const cuq_frag_norm ffn = {m->x, L->ffn_norm, c->norm_eps, 1, rms_b, rms_a};
-                /* the fused feed-forward (m->ffn_fused, layers after the first) leaves x alone, so
-                 * the next q/k/v normalizes it itself, deferred like gate/up */
-                const int fuse = m->ffn_fused && dfr, after_fused = m->ffn_fused && i > 1;
-                const cuq_frag_norm att = {m->x, L->attn_norm, c->norm_eps, 1, rms_a, rms_b};
-                if ((after_fused ? cuq_gemv_frag_ex(q3, qkv_y, 3, NULL, n, &att, 0, s)
-                                 : cuq_gemv_frag_opt(q3, qkv_y, 3, xf, n, &qo_opt, s)) ||
-                    add_biases(m, qkv, qkv_y, 3, n) ||
+                if (cuq_gemv_frag_opt(q3, qkv_y, 3, xf, n, &qo_opt, s) || add_biases(m, qkv, qkv_y, 3, n) ||
                     cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
-                                           c->n_kv_heads, hd, s))
-                    return -1;
-                if (fuse) {
-                    if (cuk_ffn_fused_decode(&gu[0]->q, &gu[1]->q, &down->q, m->x, L->ffn_norm, c->norm_eps, rms_b, rms_a,
-                                             m->ffn_scratch, s) ||
-                        (!pre && cuk_rmsnorm(m->xn, m->x, m->final_norm, n, dim, c->norm_eps, NULL, s)))
-                        return -1;
-                    continue;
-                }
-                if ((dfr ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
+                                           c->n_kv_heads, hd, s) ||
+                    (dfr ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
                                 : cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
                                       cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s)))
                     return -1;
@@ -651,7 +619,6 @@ void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info) {
     info->attn_o_decode = m->attn_o;
     info->fold_decode = m->fold;
     info->prenorm_decode = m->prenorm;
-    info->ffn_fused_decode = m->ffn_fused;
 }
 
 double llama_cuda_copy_bandwidth(void) {

@@ -38,7 +38,6 @@ typedef struct {
     int attn_o_decode;      /* one-token decode calls fuse attention + o_proj + residual add (model_kernels.h) */
     int fold_decode;        /* ... and fold the RMSNorms into the GEMVs (cuq_gemv_frag_ex) */
     int prenorm_decode;     /* ... or defer the attention norm into down_proj and q/k/v (cuq_frag_opts) */
-    int ffn_fused_decode;   /* ... and the feed-forward block of layers after the first in one kernel */
 } llama_cuda_info;
 void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info);
 
