@@ -14,7 +14,7 @@ import collections
 import sys
 
 NAMES = {1: "rmsnorm", 2: "gemv", 3: "gemv-persistent", 4: "attention", 5: "attn+o_proj", 6: "fp16-gemv",
-         7: "gate/up-persistent", 8: "gate/up", 9: "gemv-dual"}
+         7: "gate/up-persistent", 8: "gate/up", 9: "gemv-dual", 11: "attn-prefetch"}
 
 
 def main():

@@ -192,6 +192,9 @@ int main(void) {
         compare_model(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, deferred norm)", 1);
         compare_model_p(qd, "random head_dim-128 w4 g128 (fused attention + o_proj, deferred norm)", 1, 1);
         compare_model_p(qd, "random head_dim-128 w4 g128 (fused, deferred norm after a 5-token prefill)", 1, 5);
+        cuk_attention_o_set_prefetch(0); /* without the blocks that prefetch the next gate/up */
+        compare_model(qd, "random head_dim-128 w4 g128 (fused, deferred norm, no gate/up prefetch)", 1);
+        cuk_attention_o_set_prefetch(-1);
         {   /* the deferred norm through the persistent GEMV forms (q/k/v dual, down_proj) */
             const long before = cuq_frag_multi_launches();
             cuq_frag_set_multi(1, 16);

@@ -60,7 +60,42 @@ struct AoArgs {
     int out, tiles, tpb, zero_base;
     int n_heads, n_kv, chunk;
     float scale;
+    // The blocks past the heads' (kAoPfBlocks, when pf_tiles > 0) ask the next GEMV's codes
+    // into L2 while the heads compute: bytes [pf_from, pf_to) of tiles [0, pf_tiles) of two
+    // layers (a tile pf_stride bytes), pf_delay ns after the dependency wait.
+    const char *pf[2];
+    int64_t pf_stride;
+    int pf_tiles, pf_from, pf_to, pf_delay;
 };
+
+// The prefetching blocks (l2_prefetch_next).  Why blocks of their own: the DRAM idles while
+// the heads score, merge and multiply o_proj (~6 µs per layer of the 7B decode), and the
+// gate/up pair after them starts with one step of codes in flight per warp.  Prefetches
+// issued by the heads' own blocks held back their o_proj and atomics behind the requests in
+// the SM's memory pipeline (as much lost as gained); bulk prefetches keep a block resident
+// until they complete, which held the next launch back.  Per-thread prefetch.global.L2 from
+// 32 blocks that do nothing else, after the heads' cache rows have mostly landed, took the
+// 7B decode from 1.883 to 1.845 ms per token (docs/PERFORMANCE.md, session 10).
+constexpr int kAoPfBlocks = 32;     // 4 clusters
+constexpr int kAoPfDelayNs = 1500;  // after the wait: the heads' own late loads first (1000-2000 measured alike)
+
+__device__ __noinline__ void l2_prefetch_next(const AoArgs &A, BlockTrace &bt) {
+    pdl_wait();
+    trace_wait(bt);
+    const unsigned long long t0 = gtimer();
+    while (gtimer() - t0 < (unsigned long long)A.pf_delay) {
+    }
+    const int first = A.n_heads * kAoCluster, nb = (int)gridDim.x - first;
+    const int me = ((int)blockIdx.x - first) * blockDim.x + threadIdx.x, nt = nb * blockDim.x;
+    const int lines = (A.pf_to - A.pf_from) >> 7;
+    const int64_t total = (int64_t)2 * A.pf_tiles * lines;
+    for (int64_t i = me; i < total; i += nt) {  // 128-byte lines, the tiles of both layers interleaved
+        const int64_t piece = i / lines, line = i - piece * lines;
+        const char *a = A.pf[piece & 1] + (piece >> 1) * A.pf_stride + A.pf_from + line * 128;
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+    }
+    trace_end(bt, 11, (unsigned)nb);
+}
 
 // Over the block's 4 warps; every thread gets the result.
 template <bool MAX>
@@ -140,6 +175,10 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     attn_o_kernel(const __grid_constant__ AoArgs A) {
     BlockTrace bt = trace_begin();
     pdl_trigger();
+    if ((int)blockIdx.x >= A.n_heads * kAoCluster) {  // a prefetching block (clusters of their own)
+        l2_prefetch_next(A, bt);
+        return;
+    }
     extern __shared__ __align__(16) unsigned char smem[];
     const int CH = A.chunk;
     uint32_t *ks = reinterpret_cast<uint32_t *>(smem);                   // (CH, kAoRow) half2 of K rows
@@ -291,15 +330,18 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         for (int w = 0; w < 4; w++) bx[p][w] = g == 0 ? frw[t * 16 + p * 4 + w] : 0u;
     o_proj_tiles<TPW < kAoGroup ? TPW : kAoGroup, TPW>(A, ws, bx, t0, t1, warp, lane);
     cluster_wait();  // no block leaves while another may still read its partials
-    trace_end(bt, 5);
+    trace_end(bt, 5, (unsigned)(A.n_heads * kAoCluster));
 }
 
 int ao_mode = -1;  // GPTQ_CUDA_ATT_O=0: off (default on where it applies)
+int ao_prefetch = -1;  // GPTQ_CUDA_ATT_PF=0: no L2 prefetch of the next gate/up (default on)
 int ao_chunk = 0;  // > 0: cache rows per chunk (tests), else by max_seq
 
 }  // namespace
 
 CU_TRACE_BINDER(trace_bind_attn_o)
+
+extern "C" void cuk_attention_o_set_prefetch(int on) { ao_prefetch = on < 0 ? -1 : on != 0; }
 
 extern "C" void cuk_attention_o_set(int on, int chunk) {
     ao_mode = on < 0 ? -1 : on != 0;
@@ -317,7 +359,8 @@ extern "C" int cuk_attention_o_ok(const cuq_layer *o, int n_heads, int n_kv, int
 
 extern "C" int cuk_attention_o_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
                                       const float *inv_freq, const int *pos0, const cuq_layer *o, float *x, int max_seq,
-                                      int n_heads, int n_kv, int hd, cudaStream_t s) {
+                                      int n_heads, int n_kv, int hd, const cuq_layer *next_gate, const cuq_layer *next_up,
+                                      cudaStream_t s) {
     if (!cuk_attention_o_ok(o, n_heads, n_kv, hd, max_seq))
         return gptq_fail("attention + o_proj: not for this layer (head_dim %d, o_proj %lld x %lld, context %d)", hd,
                          (long long)o->out, (long long)o->in, max_seq);
@@ -331,6 +374,24 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
     // one chunk holds a block's positions at any step (max_seq <= 8 chunks); tests ask for less
     const int ch = ao_chunk > 0 ? ao_chunk : (max_seq + kAoCluster - 1) / kAoCluster;
     A.chunk = ch, A.scale = 1.0f / sqrtf((float)hd);
+    // the next gate/up pair's codes into L2 by blocks of their own: steps 1-3 (blocks 8-31)
+    // of its blocks' first tiles, step 0 being what those blocks ask for before their wait
+    int pf_blocks = 0;
+    A.pf_tiles = 0;
+    if (ao_prefetch < 0) {
+        const char *e = getenv("GPTQ_CUDA_ATT_PF");
+        ao_prefetch = !(e && strcmp(e, "0") == 0);
+    }
+    if (ao_prefetch && next_gate && next_up && cuq_frag_ok(next_gate) && cuq_frag_ok(next_up) &&
+        next_gate->row_blocks == next_up->row_blocks) {
+        const int rb = (int)next_gate->row_blocks;
+        A.pf[0] = reinterpret_cast<const char *>(next_gate->qw), A.pf[1] = reinterpret_cast<const char *>(next_up->qw);
+        A.pf_stride = (int64_t)rb * 1024;
+        A.pf_tiles = cuq_swiglu_frag_grid(next_gate, 1);
+        A.pf_from = rb > 8 ? 8 * 1024 : 0, A.pf_to = (rb < 32 ? rb : 32) * 1024;  // small layers: whole tiles
+        A.pf_delay = kAoPfDelayNs;
+        pf_blocks = kAoPfBlocks;
+    }
     // At most kAoBlocksPerSM blocks per SM (shared memory padded so that one more does not
     // fit; GPTQ_CUDA_AO_BPS overrides): on the H100, 7B decode at 3 per SM took 2.047 /
     // 2.049 ms per token, at 4 (the registers' limit) 2.082 / 2.085, at 2 2.238 / 2.238.
@@ -357,5 +418,6 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
         smem_set = smem;
     }
     // the cluster shape is the kernel's own (__cluster_dims__)
-    return cu_check(cu_launch(kern, dim3((unsigned)(n_heads * kAoCluster)), dim3(kAoThreads), smem, s, A), "attention + o_proj");
+    return cu_check(cu_launch(kern, dim3((unsigned)(n_heads * kAoCluster + pf_blocks)), dim3(kAoThreads), smem, s, A),
+                    "attention + o_proj");
 }

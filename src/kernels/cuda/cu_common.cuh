@@ -121,7 +121,8 @@ __device__ __forceinline__ void trace_wait(BlockTrace &b) {
 __device__ __forceinline__ void trace_mark(BlockTrace &b, int which) {
     if (b.on) (which ? b.tb : b.ta) = gtimer();
 }
-__device__ __forceinline__ void trace_end(const BlockTrace &b, unsigned tag) {
+// grid > 0: the blocks of this kind in the launch (a launch of two kinds of blocks).
+__device__ __forceinline__ void trace_end(const BlockTrace &b, unsigned tag, unsigned grid = 0) {
     if (!b.on) return;
     const unsigned i = atomicAdd(g_trace, 1u);
     if (i >= g_trace[1]) return;
@@ -129,7 +130,7 @@ __device__ __forceinline__ void trace_end(const BlockTrace &b, unsigned tag) {
     asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
     TraceRec *r = reinterpret_cast<TraceRec *>(g_trace + 4) + i;
     r->tag = tag, r->block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z), r->smid = smid;
-    r->grid = gridDim.x * gridDim.y * gridDim.z;
+    r->grid = grid ? grid : gridDim.x * gridDim.y * gridDim.z;
     r->t0 = b.t0, r->tw = b.tw, r->te = gtimer(), r->ta = b.ta, r->tb = b.tb;
 }
 #define CU_TRACE_BINDER(name)                                                                                  \

@@ -148,6 +148,9 @@ typedef struct {
 } cuq_frag_norm;
 int cuq_gemv_frag_ex(const cuq_layer *const *L, float *const *y, int n, const uint32_t *xf, int T, const cuq_frag_norm *nrm,
                      int accumulate, cudaStream_t s);
+/* The thread blocks of one-token cuq_gemv_swiglu_frag_ex (folded: with a norm fold) on this
+ * GPU; block i's first tile is tile i (the persistent form's later units follow by the grid). */
+int cuq_swiglu_frag_grid(const cuq_layer *gate, int folded);
 int cuq_gemv_swiglu_frag_ex(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf, int T,
                             const cuq_frag_norm *nrm, cudaStream_t s);
 /* The RMSNorm deferred instead (one token; cuq_gemv_frag_opt, zero fields = off):

@@ -51,12 +51,17 @@ int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd);
  * fragment-order GEMV takes, without permutation, n_heads blocks of 128 inputs.  The adds
  * into x are atomic (32 heads per row).  cuk_attention_o_ok: whether it applies (a context
  * of max_seq <= 1024, and GPTQ_CUDA_ATT_O=0 / cuk_attention_o_set(0, 0) have not turned it
- * off); chunk > 0 sets the cache rows a block takes at a time (tests), 0 = by max_seq. */
+ * off); chunk > 0 sets the cache rows a block takes at a time (tests), 0 = by max_seq.
+ * next_gate, next_up (may be NULL): the gate/up pair that follows (cuq_gemv_swiglu_frag_ex
+ * with its norm folded); 32 more blocks then ask the first codes of its blocks into L2
+ * while the heads compute (off: GPTQ_CUDA_ATT_PF=0 / cuk_attention_o_set_prefetch(0); 1
+ * on, -1 the variable again). */
 int cuk_attention_o_ok(const cuq_layer *o, int n_heads, int n_kv, int hd, int max_seq);
 int cuk_attention_o_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
                            const int *pos0, const cuq_layer *o, float *x, int max_seq, int n_heads, int n_kv, int hd,
-                           cudaStream_t s);
+                           const cuq_layer *next_gate, const cuq_layer *next_up, cudaStream_t s);
 void cuk_attention_o_set(int on, int chunk);
+void cuk_attention_o_set_prefetch(int on);
 /* g = silu(g) · u, n elements. */
 int cuk_silu_mul(float *g, const float *u, int64_t n, cudaStream_t s);
 /* x += y, n elements. */

@@ -739,6 +739,30 @@ extern "C" int cuq_gemv_frag_opt(const cuq_layer *const *L, float *const *y, int
     return cu_check(launch_frag<false>(parts, tiles, xf, (int)L[0]->row_blocks, T, nullptr, s), "quantized GEMV (fragments)");
 }
 
+extern "C" int cuq_swiglu_frag_grid(const cuq_layer *gate, int folded) {
+    const int tiles = (int)((gate->out + 15) / 16), rb = (int)gate->row_blocks;
+    int depth, warps;
+    frag_shape(tiles, &depth, &warps);
+    if (frag_multi < 0) {  // as launch_frag
+        const char *e = getenv("GPTQ_CUDA_FRAG_MULTI"), *sl = getenv("GPTQ_CUDA_FRAG_SLOTS");
+        frag_multi = e && *e ? atoi(e) : 1;
+        if (sl && atoi(sl) > 0) multi_slots = atoi(sl);
+    }
+    if (frag_multi && depth == 1 && frag_warps <= 0) {  // as launch_multi<1, 8, 4, 2>
+        FragParts parts;
+        memset(&parts, 0, sizeof parts);
+        static const float marker = 0.f;  // only whether there is a fold counts (frag_smem)
+        parts.nx = folded ? &marker : nullptr;
+        const int slots = multi_slots > 0 ? multi_slots
+                                          : resident_blocks(qgemv_frag_multi_kernel<1, 8, 4, 2>, 8 * 32, frag_smem(parts, rb));
+        if (slots > 0 && tiles > slots) {
+            const int nt = (tiles + slots - 1) / slots;
+            if (nt <= 4) return (tiles + nt - 1) / nt;
+        }
+    }
+    return tiles;
+}
+
 extern "C" int cuq_gemv_swiglu_frag(const cuq_layer *gate, const cuq_layer *up, uint32_t *hf, float *h, const uint32_t *xf,
                                     int T, cudaStream_t s) {
     return cuq_gemv_swiglu_frag_ex(gate, up, hf, h, xf, T, NULL, s);

@@ -409,7 +409,7 @@ static int forward_folded(llama_cuda *m) {
         const cuq_frag_norm n1 = {m->x, L->attn_norm, c->norm_eps, 0, NULL, NULL}, n2 = {m->x, L->ffn_norm, c->norm_eps, 0, NULL, NULL};
         if (cuq_gemv_frag_ex(q3, qkv_y, 3, NULL, 1, &n1, 0, s) || add_biases(m, qkv, qkv_y, 3, 1) ||
             cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, &L->lin[LIN_O].q, m->x, m->max_seq,
-                                   c->n_heads, c->n_kv_heads, hd, s) ||
+                                   c->n_heads, c->n_kv_heads, hd, &L->lin[LIN_GATE].q, &L->lin[LIN_UP].q, s) ||
             cuq_gemv_swiglu_frag_ex(&L->lin[LIN_GATE].q, &L->lin[LIN_UP].q, m->hf, NULL, NULL, 1, &n2, s) ||
             cuq_gemv_frag_ex(&qd, &m->x, 1, m->hf, 1, NULL, 1, s))
             return -1;
@@ -460,7 +460,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
                 const cuq_frag_norm ffn = {m->x, L->ffn_norm, c->norm_eps, 1, rms_b, rms_a};
                 if (cuq_gemv_frag_opt(q3, qkv_y, 3, xf, n, &qo_opt, s) || add_biases(m, qkv, qkv_y, 3, n) ||
                     cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
-                                           c->n_kv_heads, hd, s) ||
+                                           c->n_kv_heads, hd, dfr ? &gu[0]->q : NULL, dfr ? &gu[1]->q : NULL, s) ||
                     (dfr ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
                                 : cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
                                       cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s)))
