@@ -387,10 +387,20 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
         const int rb = (int)next_gate->row_blocks;
         A.pf[0] = reinterpret_cast<const char *>(next_gate->qw), A.pf[1] = reinterpret_cast<const char *>(next_up->qw);
         A.pf_stride = (int64_t)rb * 1024;
-        A.pf_tiles = cuq_swiglu_frag_grid(next_gate, 1);
+        // GPTQ_CUDA_ATT_PF_BLOCKS / _UNITS / _DELAY override the blocks, the first units
+        // taken (1: each pair block's first tile) and the delay (benchmarks)
+        static int blocks = -1, units = 1, delay = kAoPfDelayNs;
+        if (blocks < 0) {
+            const char *e;
+            blocks = (e = getenv("GPTQ_CUDA_ATT_PF_BLOCKS")) && atoi(e) > 0 ? atoi(e) / kAoCluster * kAoCluster : kAoPfBlocks;
+            if ((e = getenv("GPTQ_CUDA_ATT_PF_UNITS")) && atoi(e) > 0) units = atoi(e);
+            if ((e = getenv("GPTQ_CUDA_ATT_PF_DELAY")) && atoi(e) >= 0) delay = atoi(e);
+        }
+        const int grid = cuq_swiglu_frag_grid(next_gate, 1), tiles = (int)((next_gate->out + 15) / 16);
+        A.pf_tiles = units * grid < tiles ? units * grid : tiles;
         A.pf_from = rb > 8 ? 8 * 1024 : 0, A.pf_to = (rb < 32 ? rb : 32) * 1024;  // small layers: whole tiles
-        A.pf_delay = kAoPfDelayNs;
-        pf_blocks = kAoPfBlocks;
+        A.pf_delay = delay;
+        pf_blocks = blocks;
     }
     // At most kAoBlocksPerSM blocks per SM (shared memory padded so that one more does not
     // fit; GPTQ_CUDA_AO_BPS overrides): on the H100, 7B decode at 3 per SM took 2.047 /
