@@ -21,7 +21,10 @@
 //     its tiles of o_proj's block h on the tensor cores, four at a time in the one-token
 //     step form (frag::steps_mma_token0: this phase is arithmetic with the DRAM idle) and adds the 16-row
 //     results into x with vector atomics (red.global.add.v4.f32; 32 heads add into each
-//     row: the only order-dependent rounding of the step; the sums are fp32).
+//     row: the only order-dependent rounding of the step; the sums are fp32);
+//   - given the gate/up pair that follows, kAoPfBlocks more blocks (clusters of their own)
+//     ask its blocks' first codes into L2 meanwhile, while the DRAM would idle
+//     (l2_prefetch_next).
 // The RMSNorm after it then has no residual add left (cuk_rmsnorm).  Taken where a block's
 // positions fit one chunk at any step (context <= 1024); the loop over chunks (online
 // softmax) exists for the tests' smaller chunks.
@@ -74,8 +77,8 @@ struct AoArgs {
 // issued by the heads' own blocks held back their o_proj and atomics behind the requests in
 // the SM's memory pipeline (as much lost as gained); bulk prefetches keep a block resident
 // until they complete, which held the next launch back.  Per-thread prefetch.global.L2 from
-// 32 blocks that do nothing else, after the heads' cache rows have mostly landed, took the
-// 7B decode from 1.883 to 1.845 ms per token (docs/PERFORMANCE.md, session 10).
+// 32 blocks that do nothing else, after the heads' cache rows have mostly landed: 7B decode
+// 1.851 / 1.840 against 1.867 / 1.873 ms per token (docs/PERFORMANCE.md, session 10).
 constexpr int kAoPfBlocks = 32;     // 4 clusters
 constexpr int kAoPfDelayNs = 1500;  // after the wait: the heads' own late loads first (1000-2000 measured alike)
 
