@@ -17,6 +17,8 @@
 #   model     a random Llama-2-7B-shape model, RTN 4-bit g128, gptq bench on cuda (fp16 and 4-bit);
 #             GPTQ_CUDA_PDL=0 in the environment measures without programmatic dependent launch,
 #             GPTQ_CUDA_TILED=1 with the codes in the 16-row tile layout
+#             (PROMPT=N, here and in ab, abbin, trace: an N-token prompt instead of 512)
+#   ctx       decode against context length: 4-bit at prompts CTX_PROMPTS (1 128 512 1024), fp16 at CTX_F16_PROMPTS (1 512)
 #   model4    the 4-bit model of `model` only, GPTQ_CUDA_TILED and GPTQ_CUDA_MMA_PF 0 / 1
 #   modelf    the 4-bit model of `model` only, GPTQ_CUDA_FRAG=1 / 0 / 1 / 0 (fragment-order GEMV or not)
 #   edge      what a kernel-to-kernel dependency costs (bench/cuda_edge_latency.cu, built there by nvcc)
@@ -93,8 +95,20 @@ for step in "$@"; do
       [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
       for m in l7b-w4 l7b; do
-        "$D/bin/gptq" bench --device cuda --model $M/$m --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
+        "$D/bin/gptq" bench --device cuda --model $M/$m --prompt-len ${PROMPT:-512} --gen 128 --reps 3 --json 2>&1 |
           tee "$OUT/bench-$m${GPTQ_CUDA_PDL:+-pdl$GPTQ_CUDA_PDL}${GPTQ_CUDA_TILED:+-tiled$GPTQ_CUDA_TILED}.txt"
+      done ;;
+    ctx) # decode against context: the 4-bit model at prompts of CTX_PROMPTS (default 1 128 512 1024), fp16 at 1 and 512
+      M=/tmp/gptq-models; mkdir -p $M
+      [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
+      [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
+      for p in ${CTX_PROMPTS:-1 128 512 1024}; do
+        echo "l7b-w4 prompt $p"
+        "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len $p --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/ctx-l7b-w4.txt"
+      done
+      for p in ${CTX_F16_PROMPTS:-1 512}; do
+        echo "l7b prompt $p"
+        "$D/bin/gptq" bench --device cuda --model $M/l7b --prompt-len $p --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/ctx-l7b.txt"
       done ;;
     model4) # the 4-bit model only, codes in the qk layout and in the 16-row tile layout (after model or alone)
       M=/tmp/gptq-models; mkdir -p $M
@@ -102,7 +116,7 @@ for step in "$@"; do
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
       for cfg in 0:0 1:1 0:1 1:0 0:0 1:1; do
         echo "GPTQ_CUDA_TILED=${cfg%:*} GPTQ_CUDA_MMA_PF=${cfg#*:}"
-        GPTQ_CUDA_TILED=${cfg%:*} GPTQ_CUDA_MMA_PF=${cfg#*:} "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 \
+        GPTQ_CUDA_TILED=${cfg%:*} GPTQ_CUDA_MMA_PF=${cfg#*:} "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len ${PROMPT:-512} \
           --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/bench-l7b-w4-tiled${cfg%:*}-pf${cfg#*:}.txt"
       done ;;
     modelf) # the 4-bit model only, with and without the fragment-order GEMV (after model or alone)
@@ -111,7 +125,7 @@ for step in "$@"; do
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
       for f in 1 0 1 0; do
         echo "GPTQ_CUDA_FRAG=$f"
-        GPTQ_CUDA_FRAG=$f "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
+        GPTQ_CUDA_FRAG=$f "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len ${PROMPT:-512} --gen 128 --reps 3 --json 2>&1 |
           tail -1 | tee -a "$OUT/bench-l7b-w4-frag$f.txt"
       done ;;
     edge) nvcc -O3 -arch=sm_90 -o "$D/edge" "$D/tests/cuda_edge_latency.cu" && "$D/edge" | tee "$OUT/edge.txt"
@@ -126,7 +140,7 @@ for step in "$@"; do
       [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
       for f in ${AB_VALS:-1 0 1 0}; do
         echo "${AB_VAR:?AB_VAR names the variable}=$f"
-        env "$AB_VAR=$f" "$D/bin/${AB_BIN:-gptq}" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 |
+        env "$AB_VAR=$f" "$D/bin/${AB_BIN:-gptq}" bench --device cuda --model $M/l7b-w4 --prompt-len ${PROMPT:-512} --gen 128 --reps 3 --json 2>&1 |
           tail -1 | tee -a "$OUT/bench-l7b-w4-$AB_VAR$f.txt"
       done ;;
     abbin) # the 4-bit model only, this build against bin/gptq_b (GPTQ_PACK_B), alternating A B A B
@@ -137,7 +151,7 @@ for step in "$@"; do
       for f in $builds $builds; do
         bin="$D/bin/gptq"; [ $f = a ] || bin="$D/bin/gptq_$f"
         echo "build $f"
-        "$bin" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/bench-l7b-w4-build$f.txt"
+        "$bin" bench --device cuda --model $M/l7b-w4 --prompt-len ${PROMPT:-512} --gen 128 --reps 3 --json 2>&1 | tail -1 | tee -a "$OUT/bench-l7b-w4-build$f.txt"
       done ;;
     trace) # block timeline of decode step 200 of the 4-bit model (bench/trace_summary.py), $TRACE_VARS each (default: as is)
       M=/tmp/gptq-models; mkdir -p $M
@@ -147,7 +161,7 @@ for step in "$@"; do
       for v in ${TRACE_VARS:-NONE=0}; do
         k=$((k + 1)); echo "== trace $k: $v"
         bin="$D/bin/${TRACE_BIN:-gptq}"; case $v in BIN=*) bin="$D/bin/${v#BIN=}"; v=NONE=0 ;; esac  # BIN=gptq_b: the other build
-        env "$v" GPTQ_CUDA_TRACE="$OUT/trace$k.txt" "$bin" bench --device cuda --model $M/l7b-w4 --prompt-len 512 --gen 128 \
+        env "$v" GPTQ_CUDA_TRACE="$OUT/trace$k.txt" "$bin" bench --device cuda --model $M/l7b-w4 --prompt-len ${PROMPT:-512} --gen 128 \
           --reps 1 --json 2>&1 | tail -1 | grep -o '"decode_ms_per_token": [0-9.]*'
         python3 "$D/tests/trace_summary.py" "$OUT/trace$k.txt" | tee "$OUT/trace$k-summary.txt"
       done ;;

@@ -69,7 +69,19 @@ struct AoArgs {
     const char *pf[2];
     int64_t pf_stride;
     int pf_tiles, pf_from, pf_to, pf_delay;
+    int marks;  // which points the trace's two marks record (ao_mark; GPTQ_CUDA_AO_MARKS, benchmarks)
 };
+
+// The trace's marks at points of the head's chain: 1 q and k rotated, 2 the block's partial
+// written, 3 the cluster's partials visible, 4 the head's output merged, 5 o_proj's B
+// fragments made, 6 o_proj's sums added.  Mode 0 (default) marks 2 and 4, 1 marks 1 and 3,
+// 2 marks 5 and 6.
+__device__ __forceinline__ void ao_mark(BlockTrace &bt, const AoArgs &A, int point) {
+    constexpr int first[3] = {2, 1, 5}, second[3] = {4, 3, 6};
+    const int m = A.marks >= 0 && A.marks < 3 ? A.marks : 0;
+    if (point == first[m]) trace_mark(bt, 0);
+    if (point == second[m]) trace_mark(bt, 1);
+}
 
 // The prefetching blocks (l2_prefetch_next).  Why blocks of their own: the DRAM idles while
 // the heads score, merge and multiply o_proj (~6 µs per layer of the 7B decode), and the
@@ -126,18 +138,22 @@ __device__ __forceinline__ void load_rows(uint32_t *ks, uint32_t *vs, const __ha
 
 // x += the warp's o_proj tiles (t0 + warp + 4 i, i < TPW, those below t1) times the B
 // fragments bx (token 0), RG tiles at a time: their mma chains advance together, in the
-// step form of fewer instructions (steps_mma_token0); then the sums go out by shuffles and
-// vector atomics.  This phase is arithmetic on few warps while the DRAM idles: one tile's
-// chain at a time in the GEMV's exact form took ~3 µs per layer of the 7B decode.
+// step form of fewer instructions (steps_mma_token0).  The sums of token 0 (lanes t = 0)
+// go to the warp's rows of shared memory ob (TPW · 16 floats), then each lane adds four
+// rows into x with one vector atomic.  This phase is arithmetic on few warps while the
+// DRAM idles: one tile's chain at a time in the GEMV's exact form took ~3 µs per layer of
+// the 7B decode; gathering the rows by shuffles (8 per tile) and adding them from two lanes
+// per tile took 2.5 µs of warp 0's time against 1.6 this way (decode 1.4% faster,
+// docs/PERFORMANCE.md, session 11).
 template <int RG, int TPW>
 __device__ __forceinline__ void o_proj_tiles(const AoArgs &A, const Step (&ws)[TPW], const uint32_t (&bx)[4][4], int t0, int t1,
-                                             int warp, int lane) {
+                                             int warp, int lane, float *ob) {
     const int g = lane >> 2, t = lane & 3;
     float sa, sb;
     frag_col0_sums(bx, &sa, &sb);
 #pragma unroll
     for (int i0 = 0; i0 < TPW; i0 += RG) {
-        if (t0 + warp + 4 * i0 >= t1) break;
+        if (t0 + warp + 4 * i0 >= t1) break;  // and every later tile: their rows of ob are not read
         float acc[RG][4];
         Step st[RG];
         int zb[RG];
@@ -148,28 +164,19 @@ __device__ __forceinline__ void o_proj_tiles(const AoArgs &A, const Step (&ws)[T
         }
         steps_mma_token0<RG>(acc, st, bx, zb, sa, sb);
 #pragma unroll
-        for (int r = 0; r < RG; r++) {
-            const int tile = t0 + warp + 4 * (i0 + r);
-            // accumulators (row g, token 0) and (row g + 8, token 0) are in lanes t = 0; lanes
-            // g = 0 and 4 gather rows g..g+3 and g+8..g+11 and add them with two vector atomics
-            float ra[4], rb[4];
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                ra[u] = __shfl_sync(0xffffffffu, acc[r][0], lane + 4 * u);
-                rb[u] = __shfl_sync(0xffffffffu, acc[r][2], lane + 4 * u);
-            }
-            const int row = tile * 16 + g;
-            if (tile < t1 && t == 0 && (g & 3) == 0) {
-                if (row + 3 < A.out) red_add4(A.x + row, ra);
-                else
-                    for (int u = 0; u < 4; u++)
-                        if (row + u < A.out) atomicAdd(A.x + row + u, ra[u]);
-                if (row + 11 < A.out) red_add4(A.x + row + 8, rb);
-                else
-                    for (int u = 0; u < 4; u++)
-                        if (row + 8 + u < A.out) atomicAdd(A.x + row + 8 + u, rb[u]);
-            }
-        }
+        for (int r = 0; r < RG; r++)  // rows g and g + 8 of tile i0 + r
+            if (t == 0) ob[(i0 + r) * 16 + g] = acc[r][0], ob[(i0 + r) * 16 + g + 8] = acc[r][2];
+    }
+    __syncwarp();
+    for (int j = lane; j < TPW * 4; j += 32) {  // rows 4 (j % 4) .. + 3 of the warp's tile j / 4
+        const int tile = t0 + warp + 4 * (j >> 2), row = tile * 16 + 4 * (j & 3);
+        if (tile >= t1) continue;
+        const float4 v4 = reinterpret_cast<const float4 *>(ob)[j];
+        const float v[4] = {v4.x, v4.y, v4.z, v4.w};
+        if (row + 3 < A.out) red_add4(A.x + row, v);
+        else
+            for (int u = 0; u < 4; u++)
+                if (row + u < A.out) atomicAdd(A.x + row + u, v[u]);
     }
 }
 
@@ -234,10 +241,6 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         }
         const __half2 kh = __floats2half2_rn(r[0], r[1]), vh = __floats2half2_rn(vx[2 * tid], vx[2 * tid + 1]);
         knew = *reinterpret_cast<const uint32_t *>(&kh), vnew = *reinterpret_cast<const uint32_t *>(&vh);
-        if (writer) {
-            reinterpret_cast<uint32_t *>(A.kc + (int64_t)pos * kvd + kvh * kAoHd)[tid] = knew;
-            reinterpret_cast<uint32_t *>(A.vc + (int64_t)pos * kvd + kvh * kAoHd)[tid] = vnew;
-        }
     }
     if (tid < kAoHd / 2) {  // the query, rotated
         const float *qv = A.q + h * kAoHd;
@@ -245,6 +248,7 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         qs[tid] = x0 * qc[tid] - x1 * qsn[tid];
         qs[tid + 64] = x1 * qc[tid] + x0 * qsn[tid];
     }
+    ao_mark(bt, A, 1);
 
     // the block's positions, chunk by chunk, with a running max and sum
     float m = -INFINITY, l = 0.f, o = 0.f;  // o: dimension tid
@@ -303,9 +307,10 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     opart[tid] = o;
     if (tid == 0) ml[0] = m, ml[1] = l;
     __syncthreads();
-    trace_mark(bt, 0);  // the block's partial is written
+    ao_mark(bt, A, 2);  // the block's partial is written
     cluster_arrive();  // the partials are written ...
     cluster_wait();    // ... in every block of the head
+    ao_mark(bt, A, 3);
     // the head's output: the 8 partials rescaled to the common max, in rank order
     float mc[kAoCluster], lc[kAoCluster], oc[kAoCluster], M = -INFINITY;  // all requested in one round trip
 #pragma unroll
@@ -320,8 +325,16 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         L = fmaf(w, lc[r], L);
         v = fmaf(w, oc[r], v);
     }
-    cluster_arrive();  // done reading the other blocks' shared memory (waited for at the end)
-    trace_mark(bt, 1);  // the head's output is merged
+    // done reading the other blocks' shared memory (waited for at the end); relaxed: this
+    // publishes nothing, so it need not wait for the block's writes to be performed
+    cluster_arrive_relaxed();
+    // this step's cache row, written only now: before the first cluster barrier its release
+    // would wait for these global stores (both changes: decode 0.9% faster, session 11)
+    if (writer && p0 <= pos && pos < p1 && tid < 64) {
+        reinterpret_cast<uint32_t *>(A.kc + (int64_t)pos * kvd + kvh * kAoHd)[tid] = knew;
+        reinterpret_cast<uint32_t *>(A.vc + (int64_t)pos * kvd + kvh * kAoHd)[tid] = vnew;
+    }
+    ao_mark(bt, A, 4);  // the head's output is merged
     reinterpret_cast<__half *>(frw)[cuq_frag_half(0, tid, 1)] = __float2half_rn(v / L);
     __syncthreads();
 
@@ -331,7 +344,10 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     for (int p = 0; p < 4; p++)
 #pragma unroll
         for (int w = 0; w < 4; w++) bx[p][w] = g == 0 ? frw[t * 16 + p * 4 + w] : 0u;
-    o_proj_tiles<TPW < kAoGroup ? TPW : kAoGroup, TPW>(A, ws, bx, t0, t1, warp, lane);
+    ao_mark(bt, A, 5);
+    __shared__ __align__(16) float obuf[4][TPW * 16];  // each warp's o_proj sums (o_proj_tiles)
+    o_proj_tiles<TPW < kAoGroup ? TPW : kAoGroup, TPW>(A, ws, bx, t0, t1, warp, lane, obuf[warp]);
+    ao_mark(bt, A, 6);
     cluster_wait();  // no block leaves while another may still read its partials
     trace_end(bt, 5, (unsigned)(A.n_heads * kAoCluster));
 }
@@ -377,6 +393,12 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
     // one chunk holds a block's positions at any step (max_seq <= 8 chunks); tests ask for less
     const int ch = ao_chunk > 0 ? ao_chunk : (max_seq + kAoCluster - 1) / kAoCluster;
     A.chunk = ch, A.scale = 1.0f / sqrtf((float)hd);
+    static int marks = -1;
+    if (marks < 0) {
+        const char *e = getenv("GPTQ_CUDA_AO_MARKS");
+        marks = e && *e ? atoi(e) : 0;
+    }
+    A.marks = marks;
     // the next gate/up pair's codes into L2 by blocks of their own: steps 1-3 (blocks 8-31)
     // of its blocks' first tiles, step 0 being what those blocks ask for before their wait
     int pf_blocks = 0;

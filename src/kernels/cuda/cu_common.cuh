@@ -152,6 +152,9 @@ __device__ __forceinline__ unsigned cluster_rank() {
     return r;
 }
 __device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory"); }
+// Arrival that publishes nothing (the block is only done reading others' shared memory):
+// no wait for this thread's earlier writes to be performed.
+__device__ __forceinline__ void cluster_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory"); }
 __device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory"); }
 // A float in block `rank`'s shared memory at the address of `p` in this block's.
 __device__ __forceinline__ float dsmem_load(const float *p, unsigned rank) {
