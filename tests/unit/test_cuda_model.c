@@ -6,6 +6,7 @@
  * same greedy token nearly everywhere.  Skips (77) without CUDA, a GPU or ../shared. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 
@@ -70,7 +71,14 @@ static void compare_model_p(const char *dir, const char *what, int want_frag, in
             CHECK(info.prenorm_decode == want_prenorm, "%s: deferred norm %s", what, want_prenorm ? "not taken" : "taken");
     }
     llama_state *s = llama_state_new(&cm, P + G, P);
-    int ids[64];
+    int *ids = malloc(sizeof(int) * (size_t)(P + G));
+    CHECK(ids != NULL, "%s: out of memory", what);
+    if (!ids) {
+        llama_state_free(s);
+        llama_cuda_free(gm);
+        llama_free(&cm);
+        return;
+    }
     uint64_t r = 12345;
     for (int i = 0; i < P + G; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
@@ -79,12 +87,12 @@ static void compare_model_p(const char *dir, const char *what, int want_frag, in
     const float *lc = llama_forward(&cm, s, ids, P, 0, 1);
     const float *lg = llama_cuda_forward(gm, ids, P, 0, 1);
     CHECK(lg != NULL, "%s: GPU prefill: %s", what, gptq_last_error());
-    double worst = 0;
+    double worst = 0, worst_pre = 0;  /* decode steps, prefill positions */
     int agree = 0, total = 0;
     if (lg) {
         for (int t = 0; t < P; t++) {
             double e = rel(lg + (size_t)t * V, lc + (size_t)t * V, V);
-            if (e > worst) worst = e;
+            if (e > worst_pre) worst_pre = e;
             agree += argmax(lg + (size_t)t * V, V) == argmax(lc + (size_t)t * V, V);
             total++;
         }
@@ -99,19 +107,74 @@ static void compare_model_p(const char *dir, const char *what, int want_frag, in
             total++;
         }
     }
-    printf("%s, %d-token prefill: worst normwise logit error %.3g, greedy tokens agree %d/%d\n", what, P, worst, agree, total);
-    CHECK(worst <= 2e-2, "%s: logits differ from the CPU's by %.3g", what, worst);
+    printf("%s, %d-token prefill: worst normwise logit error %.3g (prefill) %.3g (decode), greedy tokens agree %d/%d\n", what, P,
+           worst_pre, worst, agree, total);
+    CHECK(worst_pre <= 2e-2, "%s: prefill logits differ from the CPU's by %.3g", what, worst_pre);
+    CHECK(worst <= 2e-2, "%s: decode logits differ from the CPU's by %.3g", what, worst);
     CHECK(agree >= total - 2, "%s: greedy tokens agree only %d/%d", what, agree, total);
     /* bad calls fail cleanly */
     int bad = V;
     CHECK(llama_cuda_forward(gm, &bad, 1, 0, 0) == NULL, "%s: token id outside the vocabulary accepted", what);
     CHECK(llama_cuda_forward(gm, ids, 1, P + G, 0) == NULL, "%s: position past the context accepted", what);
+    free(ids);
     llama_state_free(s);
     llama_cuda_free(gm);
     llama_free(&cm);
 }
 
 static void compare_model(const char *dir, const char *what, int want_frag) { compare_model_p(dir, what, want_frag, 24); }
+
+/* The decode logits of G steps after a P-token prompt with the fused attention + o_proj
+ * (attn_o = 1) or apart (0), into out (G, V); 0 when done. */
+static int gpu_decode_logits(const char *dir, int P, int G, int attn_o, float *out, int V) {
+    cuk_attention_o_set(attn_o, 0);
+    llama_cuda *gm = llama_cuda_load(dir, P + G, P);
+    int ok = gm != NULL;
+    if (gm) {
+        llama_cuda_info info;
+        llama_cuda_get_info(gm, &info);
+        CHECK(info.attn_o_decode == attn_o, "%d-token prompt: fused attention + o_proj %s", P, attn_o ? "not taken" : "taken");
+    }
+    int *ids = malloc(sizeof(int) * (size_t)(P + G));
+    ok = ok && ids != NULL;
+    uint64_t r = 777;
+    for (int i = 0; ok && i < P + G; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int)((r >> 33) % (uint64_t)V);
+    }
+    ok = ok && llama_cuda_forward(gm, ids, P, 0, 0) != NULL;
+    for (int i = 0; ok && i < G; i++) {
+        const float *lg = llama_cuda_forward(gm, &ids[P + i], 1, P + i, 0);
+        ok = lg != NULL;
+        if (ok) memcpy(out + (size_t)i * V, lg, sizeof(float) * (size_t)V);
+    }
+    CHECK(ok, "%d-token prompt, attention + o_proj %s: %s", P, attn_o ? "fused" : "apart", gptq_last_error());
+    free(ids);
+    llama_cuda_free(gm);
+    cuk_attention_o_set(-1, 0);
+    return ok ? 0 : -1;
+}
+
+/* Past a context of 1024 the fused kernel's blocks loop over chunks of 128 cache rows: its
+ * decode logits against those of attention and o_proj apart (the same fp16 cache, the
+ * same GEMVs), which must agree far closer than either does with the CPU's. */
+static void compare_fused_apart(const char *dir, int P, int V) {
+    const int G = 8;
+    float *a = malloc(sizeof(float) * (size_t)G * V), *b = malloc(sizeof(float) * (size_t)G * V);
+    CHECK(a && b, "out of memory");
+    if (a && b && gpu_decode_logits(dir, P, G, 1, a, V) == 0 && gpu_decode_logits(dir, P, G, 0, b, V) == 0) {
+        double worst = 0;
+        for (int i = 0; i < G; i++) {
+            const double e = rel(a + (size_t)i * V, b + (size_t)i * V, V);
+            if (e > worst) worst = e;
+        }
+        printf("%d-token prompt: decode logits of the fused attention + o_proj against apart: worst normwise difference %.3g\n", P,
+               worst);
+        CHECK(worst <= 2e-3, "%d-token prompt: fused attention + o_proj differs from apart by %.3g", P, worst);
+    }
+    free(a);
+    free(b);
+}
 
 /* A random Llama of 2 layers, 4 query heads on 2 cache heads, `hidden` wide, quantized RTN
  * 4-bit g128 into tmp/NAME-w4g128 (qd); 1 when it was made. */
@@ -228,15 +291,9 @@ int main(void) {
         compare_model(qd, "random head_dim-128 w4 g128 (attention and o_proj apart)", 1);
         cuk_attention_o_set(-1, 0);
         want_attn_o = -1;
-        /* a context past 8 chunks of 128 positions keeps attention and o_proj apart */
-        llama_cuda *big = llama_cuda_load(qd, 2048, 1);
-        CHECK(big != NULL, "head_dim-128 model with a 2048-position cache: %s", gptq_last_error());
-        if (big) {
-            llama_cuda_info info;
-            llama_cuda_get_info(big, &info);
-            CHECK(info.frag_decode && !info.attn_o_decode, "2048-position cache: fused attention + o_proj taken");
-            llama_cuda_free(big);
-        }
+        /* a context past 8 chunks of 128 positions: the fused kernel's blocks loop over
+           chunks of 128 rows (the decode steps' blocks hold 137 positions) */
+        compare_fused_apart(qd, 1088, 512);
     }
     return check_done();
 }

@@ -25,11 +25,13 @@
 //   - given the gate/up pair that follows, kAoPfBlocks more blocks (clusters of their own)
 //     ask its blocks' first codes into L2 meanwhile, while the DRAM would idle
 //     (l2_prefetch_next).
-// The RMSNorm after it then has no residual add left (cuk_rmsnorm).  Taken where a block's
-// positions fit one chunk at any step (context <= 1024); the loop over chunks (online
-// softmax) exists for the tests' smaller chunks.
+// The RMSNorm after it then has no residual add left (cuk_rmsnorm).  Up to a context of
+// 1024 a block's positions fit one chunk at any step (its rows requested before the wait);
+// past that each block loops over chunks of 128 rows with an online softmax, the rows of
+// chunks after the first requested as it gets to them.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -372,7 +374,7 @@ extern "C" int cuk_attention_o_ok(const cuq_layer *o, int n_heads, int n_kv, int
         const char *e = getenv("GPTQ_CUDA_ATT_O");
         ao_mode = !(e && strcmp(e, "0") == 0);
     }
-    return ao_mode && hd == kAoHd && n_kv > 0 && n_heads % n_kv == 0 && max_seq <= kAoCluster * kAoMaxChunk && cuq_frag_ok(o) &&
+    return ao_mode && hd == kAoHd && n_kv > 0 && n_heads % n_kv == 0 && max_seq > 0 && cuq_frag_ok(o) &&
            !o->perm && o->in_pad == (int64_t)n_heads * kAoHd && o->row_blocks == n_heads;
 }
 
@@ -390,8 +392,9 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
     A.qw = reinterpret_cast<const uint4 *>(o->qw), A.meta = o->meta;
     A.out = (int)o->out, A.tiles = (int)((o->out + 15) / 16), A.tpb = (A.tiles + kAoCluster - 1) / kAoCluster;
     A.zero_base = o->zero_base, A.n_heads = n_heads, A.n_kv = n_kv;
-    // one chunk holds a block's positions at any step (max_seq <= 8 chunks); tests ask for less
-    const int ch = ao_chunk > 0 ? ao_chunk : (max_seq + kAoCluster - 1) / kAoCluster;
+    // one chunk holds a block's positions at any step up to a context of 8 chunks; past that
+    // the blocks loop over chunks of kAoMaxChunk rows (tests ask for smaller chunks)
+    const int ch = ao_chunk > 0 ? ao_chunk : std::min(kAoMaxChunk, (max_seq + kAoCluster - 1) / kAoCluster);
     A.chunk = ch, A.scale = 1.0f / sqrtf((float)hd);
     static int marks = -1;
     if (marks < 0) {
