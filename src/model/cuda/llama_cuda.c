@@ -60,6 +60,10 @@ struct llama_cuda {
     int *ids_h, *pos_h; /* pinned */
     float *logits_h;    /* pinned (max_batch, vocab) */
     cudaGraphExec_t decode_graph;
+    /* llama_cuda_time_steps: events around each decode graph replay, their summed time */
+    cudaEvent_t step_ev[2];
+    int step_timing, step_count;
+    double step_gpu_ms;
     int64_t n_params;
     int n_quantized, bits;
     double weight_bytes;
@@ -335,6 +339,8 @@ void llama_cuda_free(llama_cuda *m) {
     cudaFreeHost(m->ids_h), cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
     if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
     if (m->blas) cublasDestroy(m->blas);
+    for (int i = 0; i < 2; i++)
+        if (m->step_ev[i]) cudaEventDestroy(m->step_ev[i]);
     if (m->stream) cudaStreamDestroy(m->stream);
     hf_config_free(&m->cfg);
     free(m);
@@ -590,7 +596,9 @@ const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, 
             }
         }
         const int traced = trace_step_begin(m);
+        if (m->step_timing && cu_check(cudaEventRecord(m->step_ev[0], s), "timing the decode step")) return NULL;
         if (cu_check(cudaGraphLaunch(m->decode_graph, s), "decode step")) return NULL;
+        if (m->step_timing && cu_check(cudaEventRecord(m->step_ev[1], s), "timing the decode step")) return NULL;
         if (traced && trace_step_end(m)) return NULL;
     } else {
         if (cu_check(cudaMemcpyAsync(m->ids_d, m->ids_h, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice, s), "ids") ||
@@ -601,8 +609,22 @@ const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, 
     }
     if (cu_check(cudaStreamSynchronize(s), "forward pass")) return NULL;
     if (n > 1) note_memory(m);
+    if (m->step_timing && n == 1 && !all_logits) {
+        float ms = 0.f;
+        if (cu_check(cudaEventElapsedTime(&ms, m->step_ev[0], m->step_ev[1]), "timing the decode step")) return NULL;
+        m->step_gpu_ms += ms, m->step_count++;
+    }
     return m->logits_h;
 }
+
+int llama_cuda_time_steps(llama_cuda *m, int on) {
+    for (int i = 0; on && i < 2; i++)
+        if (!m->step_ev[i] && cu_check(cudaEventCreate(&m->step_ev[i]), "creating timing events")) return -1;
+    m->step_timing = on != 0, m->step_count = 0, m->step_gpu_ms = 0;
+    return 0;
+}
+
+double llama_cuda_step_gpu_ms(const llama_cuda *m) { return m->step_count ? m->step_gpu_ms / m->step_count : 0; }
 
 void llama_cuda_get_info(llama_cuda *m, llama_cuda_info *info) {
     memset(info, 0, sizeof *info);

@@ -25,6 +25,13 @@ const hf_config *llama_cuda_config(const llama_cuda *m);
  * (n, vocab) when all_logits.  NULL + error on a CUDA failure. */
 const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, int all_logits);
 
+/* on: events are recorded around each decode step's graph replay (llama_cuda_forward with
+ * one token, last logits); llama_cuda_step_gpu_ms is then their mean time since the call,
+ * the step as the GPU saw it (its input and logits copies included), without the host's
+ * launch and synchronization.  0 / -1 + error. */
+int llama_cuda_time_steps(llama_cuda *m, int on);
+double llama_cuda_step_gpu_ms(const llama_cuda *m);
+
 /* What the device holds and reads. */
 typedef struct {
     char device[256];       /* GPU name */
