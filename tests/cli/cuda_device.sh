@@ -17,6 +17,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q 
   out=$("$BIN" bench --model "$M" --device cuda --prompt-len 64 --gen 16 --json | tail -1)
   check "bench --device cuda JSON" grep -q '"device": "cuda"' <<<"$out"
   check "bench --device cuda names its decode GEMV (stories260K float: fp16)" grep -q '"decode_gemv": "fp16"' <<<"$out"
+  check "bench --device cuda reports the GPU's time per decode step" grep -qE '"decode_gpu_ms_per_token": (0\.0*[1-9]|[1-9])' <<<"$out"
   cpu=$("$BIN" perplexity --model "$M" --data "$D" --max-windows 8 --json | tail -1 | sed 's/.*"ppl": \([0-9.]*\).*/\1/')
   gpu=$("$BIN" perplexity --model "$M" --data "$D" --max-windows 8 --device cuda --json | tail -1 | sed 's/.*"ppl": \([0-9.]*\).*/\1/')
   echo "stories260K, 8 windows: ppl cpu $cpu, cuda $gpu"
