@@ -145,8 +145,9 @@ __device__ __forceinline__ void load_rows(uint32_t *ks, uint32_t *vs, const __ha
 // rows into x with one vector atomic.  This phase is arithmetic on few warps while the
 // DRAM idles: one tile's chain at a time in the GEMV's exact form took ~3 µs per layer of
 // the 7B decode; gathering the rows by shuffles (8 per tile) and adding them from two lanes
-// per tile took 2.5 µs of warp 0's time against 1.6 this way (decode 1.4% faster,
-// docs/PERFORMANCE.md, session 11).
+// per tile took 2.5 µs of warp 0's time against 1.6 this way (with the relaxed arrive and the
+// late cache row of attn_o_kernel: decode 0.8% faster, build against build; docs/PERFORMANCE.md,
+// session 11).
 template <int RG, int TPW>
 __device__ __forceinline__ void o_proj_tiles(const AoArgs &A, const Step (&ws)[TPW], const uint32_t (&bx)[4][4], int t0, int t1,
                                              int warp, int lane, float *ob) {
@@ -331,7 +332,7 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     // publishes nothing, so it need not wait for the block's writes to be performed
     cluster_arrive_relaxed();
     // this step's cache row, written only now: before the first cluster barrier its release
-    // would wait for these global stores (both changes: decode 0.9% faster, session 11)
+    // would wait for these global stores, and q's loads queued behind them (session 11)
     if (writer && p0 <= pos && pos < p1 && tid < 64) {
         reinterpret_cast<uint32_t *>(A.kc + (int64_t)pos * kvd + kvh * kAoHd)[tid] = knew;
         reinterpret_cast<uint32_t *>(A.vc + (int64_t)pos * kvd + kvh * kAoHd)[tid] = vnew;
