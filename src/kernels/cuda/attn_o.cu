@@ -15,8 +15,10 @@
 //   - after it, the block scores its positions (a thread per position), softmax and
 //     weighted values over its chunk (a warp per position in four, a lane per four
 //     dimensions; online across chunks when the context is long),
-//     and the cluster merges the 8 partial results through distributed shared memory
-//     (no global atomics, no L2 round trip; fixed order, deterministic);
+//     and each block pushes its partial result into every block of the cluster
+//     (st.async into distributed shared memory, completing on the receiver's mbarrier;
+//     no global atomics, no L2 round trip, no cluster barrier on the way), where the 8 are
+//     merged in rank order (deterministic);
 //   - every block then holds the head's output, makes it the mma's B fragments, multiplies
 //     its tiles of o_proj's block h on the tensor cores, four at a time in the one-token
 //     step form (frag::steps_mma_token0: this phase is arithmetic with the DRAM idle) and adds the 16-row
@@ -53,11 +55,12 @@ constexpr int kAoGroup = 4;      // o_proj tiles multiplied together per warp (o
 // Cache rows in shared memory are kAoRow words apart (64 used): 16-byte pieces for cp.async,
 // and 4 banks further per row, so that 8 lanes reading 16 bytes of 8 rows hit 32 banks.
 constexpr int kAoRow = 68;
+constexpr int kAoXRow = kAoHd + 4;  // floats of a pushed partial: o, m, l, 2 unused (16-byte pieces)
 
 struct AoArgs {
     const float *q, *k_in, *v_in;  // (n_heads·128), (n_kv·128): the projections, unrotated
     __half *kc, *vc;               // the layer's cache (max_seq, n_kv·128)
-    const float *inv_freq;         // (64)
+    float inv_freq[kAoHd / 2];     // RoPE's, by value: no global load (below) before the wait
     const int *pos0;               // position of the token
     float *x;                      // (out) residual
     const uint4 *qw;               // o_proj codes, tile layout (tiles, row_blocks = n_heads, 16 rows, 4 uint4)
@@ -92,9 +95,13 @@ __device__ __forceinline__ void ao_mark(BlockTrace &bt, const AoArgs &A, int poi
 // the SM's memory pipeline (as much lost as gained); bulk prefetches keep a block resident
 // until they complete, which held the next launch back.  Per-thread prefetch.global.L2 from
 // 32 blocks that do nothing else, after the heads' cache rows have mostly landed: 7B decode
-// 1.851 / 1.840 against 1.867 / 1.873 ms per token (docs/PERFORMANCE.md, session 10).
-constexpr int kAoPfBlocks = 32;     // 4 clusters
-constexpr int kAoPfDelayNs = 1500;  // after the wait: the heads' own late loads first (1000-2000 measured alike)
+// 1.851 / 1.840 against 1.867 / 1.873 ms per token (docs/PERFORMANCE.md, session 10).  They
+// must end before the heads do (the gate/up launch waits for the whole grid): once the
+// heads ended ~1 µs sooner (session 12: their partials pushed, no global load before the
+// wait), 48 blocks after 0.8 µs measured 1.803 / 1.804 against 1.828 / 1.821 ms for 32
+// after 1.5 µs.
+constexpr int kAoPfBlocks = 48;    // 6 clusters
+constexpr int kAoPfDelayNs = 800;  // after the wait: the heads' own late loads first
 
 __device__ __noinline__ void l2_prefetch_next(const AoArgs &A, BlockTrace &bt) {
     pdl_wait();
@@ -199,9 +206,14 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     float *sc = reinterpret_cast<float *>(vs + CH * kAoRow);             // (CH) weights of the chunk
     __shared__ __align__(16) float qs[kAoHd];
     __shared__ float qc[kAoHd / 2], qsn[kAoHd / 2];
-    __shared__ float opart[kAoHd], ml[2], red[4];
+    __shared__ __align__(16) float opart[kAoHd];
+    __shared__ float red[4];
     __shared__ __align__(16) float vpart[4 * kAoHd];  // the 4 warps' weighted values
     __shared__ __align__(16) uint32_t frw[64];  // the head's output as B fragments (token 0, one block of 128)
+    // the cluster's partials, pushed here by every block (rank r: o 0..127, m, l, 2 unused)
+    // with st.async, complete when xbar has seen their bytes
+    __shared__ __align__(16) float xin[kAoCluster][kAoXRow];
+    __shared__ __align__(8) uint64_t xbar;
 
     const unsigned c = cluster_rank();
     const int h = (int)blockIdx.x / kAoCluster, tid = threadIdx.x;
@@ -221,6 +233,14 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
             ws[i] = load_step(A.qw + ((int64_t)tile * A.n_heads * 16 + g) * 4 + t, A.meta + (int64_t)tile * meta_tile_bytes(A.n_heads),
                               A.n_heads, h, g);
     }
+    if (tid == 0) {  // one arrival (now), and the bytes of the 8 partials
+        mbar_init(&xbar, 1);
+        mbar_fence_init();
+        mbar_arrive_expect(&xbar, kAoCluster * kAoXRow * 4);
+    }
+    // xbar initialized (its fence is the release): waited for before the first push; a
+    // releasing arrive here would wait for the o_proj codes' loads above
+    cluster_arrive_relaxed();
     if (p0 < p1) load_rows(ks, vs, A.kc, A.vc, p0, min(p1, p0 + CH), pos, kvd, kvh);
     cp_async_commit();
     if (tid < kAoHd / 2) {
@@ -308,17 +328,24 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         }
     }
     opart[tid] = o;
-    if (tid == 0) ml[0] = m, ml[1] = l;
     __syncthreads();
     ao_mark(bt, A, 2);  // the block's partial is written
-    cluster_arrive();  // the partials are written ...
-    cluster_wait();    // ... in every block of the head
+    cluster_wait();     // every block's xbar is initialized (long since)
+    // push the partial to every block of the head (itself too): warp w to ranks 2w, 2w + 1,
+    // a lane 4 values, lane 0 also (m, l).  Each block then waits for the 8 partials on its own
+    // barrier, where a cluster barrier and remote loads after it were two more trips
+    for (int rr = 0; rr < 2; rr++) {
+        const unsigned r = 2 * (unsigned)warp + (unsigned)rr, row = dsmem_addr(&xin[c][0], r), bar = dsmem_addr(&xbar, r);
+        dsmem_push4(row + 16 * lane, reinterpret_cast<const float4 *>(opart)[lane], bar);
+        if (lane == 0) dsmem_push4(row + 4 * kAoHd, make_float4(m, l, 0.f, 0.f), bar);
+    }
+    cluster_arrive_relaxed();  // (the last barrier: no block leaves while its pushes may be in flight)
+    mbar_wait(&xbar, 0);
     ao_mark(bt, A, 3);
     // the head's output: the 8 partials rescaled to the common max, in rank order
-    float mc[kAoCluster], lc[kAoCluster], oc[kAoCluster], M = -INFINITY;  // all requested in one round trip
+    float mc[kAoCluster], lc[kAoCluster], oc[kAoCluster], M = -INFINITY;
 #pragma unroll
-    for (int r = 0; r < kAoCluster; r++)
-        mc[r] = dsmem_load(&ml[0], (unsigned)r), lc[r] = dsmem_load(&ml[1], (unsigned)r), oc[r] = dsmem_load(&opart[tid], (unsigned)r);
+    for (int r = 0; r < kAoCluster; r++) mc[r] = xin[r][kAoHd], lc[r] = xin[r][kAoHd + 1], oc[r] = xin[r][tid];
 #pragma unroll
     for (int r = 0; r < kAoCluster; r++) M = fmaxf(M, mc[r]);
     float L = 0.f, v = 0.f;
@@ -328,11 +355,8 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
         L = fmaf(w, lc[r], L);
         v = fmaf(w, oc[r], v);
     }
-    // done reading the other blocks' shared memory (waited for at the end); relaxed: this
-    // publishes nothing, so it need not wait for the block's writes to be performed
-    cluster_arrive_relaxed();
-    // this step's cache row, written only now: before the first cluster barrier its release
-    // would wait for these global stores, and q's loads queued behind them (session 11)
+    // this step's cache row, written only now: before a cluster barrier's release it would
+    // make the barrier wait for these global stores (session 11)
     if (writer && p0 <= pos && pos < p1 && tid < 64) {
         reinterpret_cast<uint32_t *>(A.kc + (int64_t)pos * kvd + kvh * kAoHd)[tid] = knew;
         reinterpret_cast<uint32_t *>(A.vc + (int64_t)pos * kvd + kvh * kAoHd)[tid] = vnew;
@@ -351,7 +375,7 @@ __global__ void __cluster_dims__(kAoCluster, 1, 1) __launch_bounds__(kAoThreads)
     __shared__ __align__(16) float obuf[4][TPW * 16];  // each warp's o_proj sums (o_proj_tiles)
     o_proj_tiles<TPW < kAoGroup ? TPW : kAoGroup, TPW>(A, ws, bx, t0, t1, warp, lane, obuf[warp]);
     ao_mark(bt, A, 6);
-    cluster_wait();  // no block leaves while another may still read its partials
+    cluster_wait();  // no block leaves while its pushes may be in flight
     trace_end(bt, 5, (unsigned)(A.n_heads * kAoCluster));
 }
 
@@ -380,7 +404,7 @@ extern "C" int cuk_attention_o_ok(const cuq_layer *o, int n_heads, int n_kv, int
 }
 
 extern "C" int cuk_attention_o_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc,
-                                      const float *inv_freq, const int *pos0, const cuq_layer *o, float *x, int max_seq,
+                                      const float *inv_freq_host, const int *pos0, const cuq_layer *o, float *x, int max_seq,
                                       int n_heads, int n_kv, int hd, const cuq_layer *next_gate, const cuq_layer *next_up,
                                       cudaStream_t s) {
     if (!cuk_attention_o_ok(o, n_heads, n_kv, hd, max_seq))
@@ -389,7 +413,8 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
     AoArgs A;
     A.q = q, A.k_in = k, A.v_in = v;
     A.kc = reinterpret_cast<__half *>(kc), A.vc = reinterpret_cast<__half *>(vc);
-    A.inv_freq = inv_freq, A.pos0 = pos0, A.x = x;
+    memcpy(A.inv_freq, inv_freq_host, sizeof A.inv_freq);
+    A.pos0 = pos0, A.x = x;
     A.qw = reinterpret_cast<const uint4 *>(o->qw), A.meta = o->meta;
     A.out = (int)o->out, A.tiles = (int)((o->out + 15) / 16), A.tpb = (A.tiles + kAoCluster - 1) / kAoCluster;
     A.zero_base = o->zero_base, A.n_heads = n_heads, A.n_kv = n_kv;
@@ -443,13 +468,22 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
             cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess)
             per_sm = 0;
     }
-    size_t smem = (size_t)ch * kAoRow * 8 + (size_t)kAoMaxChunk * 4;
-    const size_t pad = per_sm > 0 ? (size_t)per_sm / (bps + 1) + 1024 : 0;
-    if (pad > smem && pad <= 200 * 1024) smem = pad;
     const int tpw = (A.tpb + 3) / 4;
     void (*kern)(AoArgs) = tpw <= 2 ? attn_o_kernel<2> : tpw <= 4 ? attn_o_kernel<4> : tpw <= 8 ? attn_o_kernel<8> : attn_o_kernel<16>;
+    // the padding counts the kernel's static shared memory: a block's total is what decides
+    // which blocks (its own, the next gate/up's) share an SM
+    static int total = -1;
+    if (total < 0) {
+        const char *e = getenv("GPTQ_CUDA_AO_SMEM_TOTAL");
+        total = e && atoi(e) > 0 ? atoi(e) : 0;
+    }
+    cudaFuncAttributes fa;
+    const size_t st = cudaFuncGetAttributes(&fa, kern) == cudaSuccess ? fa.sharedSizeBytes : 0;
+    size_t smem = (size_t)ch * kAoRow * 8 + (size_t)kAoMaxChunk * 4;
+    const size_t pad = total > 0 ? (size_t)total : per_sm > 0 ? (size_t)per_sm / (bps + 1) + 1024 : 0;
+    if (pad > smem + st && pad <= 200 * 1024) smem = pad - st;
     static size_t smem_set = 0;
-    if (smem > 48 * 1024 && smem > smem_set) {
+    if (smem + st > 48 * 1024 && smem > smem_set) {
         for (auto kf : {attn_o_kernel<2>, attn_o_kernel<4>, attn_o_kernel<8>, attn_o_kernel<16>})
             if (cu_check(cudaFuncSetAttribute(kf, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
                          "attention + o_proj shared memory"))

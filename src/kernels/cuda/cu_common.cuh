@@ -165,6 +165,20 @@ __device__ __forceinline__ float dsmem_load(const float *p, unsigned rank) {
     return v;
 }
 
+// The address of `p` (this block's shared memory) in block `rank`'s, as a shared::cluster address.
+__device__ __forceinline__ unsigned dsmem_addr(const void *p, unsigned rank) {
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_u32(p)), "r"(rank));
+    return remote;
+}
+// 16 bytes into another block's shared memory (dsmem_addr), completing 16 bytes on its
+// mbarrier at bar (dsmem_addr too): the receiver waits on the barrier, not on a cluster barrier.
+__device__ __forceinline__ void dsmem_push4(unsigned dst, float4 v, unsigned bar) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];" ::"r"(dst), "f"(v.x),
+                 "f"(v.y), "f"(v.z), "f"(v.w), "r"(bar)
+                 : "memory");
+}
+
 // x[0..3] += v[0..3] as one vector reduction at L2 (sm_90; x 16-byte aligned).
 __device__ __forceinline__ void red_add4(float *x, const float (&v)[4]) {
     asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(x), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");

@@ -52,12 +52,15 @@ int64_t cuk_attention_split_floats(int n, int max_seq, int n_heads, int hd);
  * into x are atomic (32 heads per row).  cuk_attention_o_ok: whether it applies (a context
  * of max_seq <= 1024, and GPTQ_CUDA_ATT_O=0 / cuk_attention_o_set(0, 0) have not turned it
  * off); chunk > 0 sets the cache rows a block takes at a time (tests), 0 = by max_seq.
+ * inv_freq_host: RoPE's 64 inverse frequencies in host memory (passed by value: a block
+ * needs them before its dependency wait, where a global load queued behind its own cache
+ * rows' requests).
  * next_gate, next_up (may be NULL): the gate/up pair that follows (cuq_gemv_swiglu_frag_ex
- * with its norm folded); 32 more blocks then ask the first codes of its blocks into L2
+ * with its norm folded); 48 more blocks then ask the first codes of its blocks into L2
  * while the heads compute (off: GPTQ_CUDA_ATT_PF=0 / cuk_attention_o_set_prefetch(0); 1
  * on, -1 the variable again). */
 int cuk_attention_o_ok(const cuq_layer *o, int n_heads, int n_kv, int hd, int max_seq);
-int cuk_attention_o_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,
+int cuk_attention_o_decode(const float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq_host,
                            const int *pos0, const cuq_layer *o, float *x, int max_seq, int n_heads, int n_kv, int hd,
                            const cuq_layer *next_gate, const cuq_layer *next_up, cudaStream_t s);
 void cuk_attention_o_set(int on, int chunk);

@@ -40,6 +40,7 @@ struct llama_cuda {
     float *final_norm;
     cu_linear lm_head; /* its w borrows embed when tied */
     float *inv_freq;   /* (head_dim/2) */
+    float *inv_freq_h; /* (head_dim/2) the same on the host (the fused attention takes it by value) */
     uint16_t *k_cache, *v_cache; /* (n_layers, max_seq, kvd) fp16 */
     /* activations: (max_batch, ...) fp32 */
     float *x, *xn, *q, *k, *v, *att, *hb, *hb2, *out, *logits_d;
@@ -261,6 +262,8 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
         goto fail;
     }
     if (!(m->inv_freq = upload_f32(cm.rope_inv_freq, c->head_dim / 2))) goto fail;
+    m->inv_freq_h = xmalloc(sizeof(float) * (size_t)(c->head_dim / 2));
+    memcpy(m->inv_freq_h, cm.rope_inv_freq, sizeof(float) * (size_t)(c->head_dim / 2));
     m->n_params = cm.n_params;
     llama_free(&cm);
     cm_loaded = 0;
@@ -331,6 +334,7 @@ void llama_cuda_free(llama_cuda *m) {
     }
     if (m->lm_head.w == m->embed) m->lm_head.w = NULL;
     free_linear(&m->lm_head);
+    free(m->inv_freq_h);
     cudaFree(m->embed), cudaFree(m->final_norm), cudaFree(m->inv_freq), cudaFree(m->k_cache), cudaFree(m->v_cache);
     cudaFree(m->x), cudaFree(m->xn), cudaFree(m->q), cudaFree(m->k), cudaFree(m->v), cudaFree(m->att), cudaFree(m->hb);
     cudaFree(m->hb2), cudaFree(m->out), cudaFree(m->logits_d), cudaFree(m->xbuf), cudaFree(m->x16), cudaFree(m->w16);
@@ -414,7 +418,7 @@ static int forward_folded(llama_cuda *m) {
         float *const qkv_y[3] = {m->q, m->k, m->v};
         const cuq_frag_norm n1 = {m->x, L->attn_norm, c->norm_eps, 0, NULL, NULL}, n2 = {m->x, L->ffn_norm, c->norm_eps, 0, NULL, NULL};
         if (cuq_gemv_frag_ex(q3, qkv_y, 3, NULL, 1, &n1, 0, s) || add_biases(m, qkv, qkv_y, 3, 1) ||
-            cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, &L->lin[LIN_O].q, m->x, m->max_seq,
+            cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq_h, m->pos_d, &L->lin[LIN_O].q, m->x, m->max_seq,
                                    c->n_heads, c->n_kv_heads, hd, &L->lin[LIN_GATE].q, &L->lin[LIN_UP].q, s) ||
             cuq_gemv_swiglu_frag_ex(&L->lin[LIN_GATE].q, &L->lin[LIN_UP].q, m->hf, NULL, NULL, 1, &n2, s) ||
             cuq_gemv_frag_ex(&qd, &m->x, 1, m->hf, 1, NULL, 1, s))
@@ -465,7 +469,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
                 const int pre = m->prenorm && i + 1 < c->n_layers; /* the last layer's norm is the final one */
                 const cuq_frag_norm ffn = {m->x, L->ffn_norm, c->norm_eps, 1, rms_b, rms_a};
                 if (cuq_gemv_frag_opt(q3, qkv_y, 3, xf, n, &qo_opt, s) || add_biases(m, qkv, qkv_y, 3, n) ||
-                    cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
+                    cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq_h, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
                                            c->n_kv_heads, hd, dfr ? &gu[0]->q : NULL, dfr ? &gu[1]->q : NULL, s) ||
                     (dfr ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
                                 : cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
