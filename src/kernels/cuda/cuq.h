@@ -214,6 +214,10 @@ int cuq_acts_f16(const int32_t *perm, int64_t in, int64_t in_pad, uint16_t *x16,
 
 /* y (T, out) = x (T, in) · Wᵀ for dense fp16 W (out, in), 1 <= T <= CUQ_MAX_GEMV_T. */
 int cuh_gemv(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int T, cudaStream_t s);
+/* The same for one token of RMSNorm(x) · nw (the norm made inside: the lm_head after the
+ * last layer without a norm kernel). */
+int cuh_gemv_norm(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, const float *nw, float eps,
+                  cudaStream_t s);
 
 /* y (T, out) = x (T, in) · Wᵀ for any T through cuBLAS (fp16 operands, fp32 accumulation):
  * the layer is dequantized into w16 (out·in_pad halves of scratch) and x converted into x16

@@ -19,10 +19,13 @@ constexpr int kWarps = 4;  // warps per thread block
 // with programmatic dependent launch the requests overlap the previous kernel) and then
 // kept in a ring of U steps in registers: U·kRows 16-byte loads in flight per lane.
 // in % 8 != 0 or a misaligned row falls back to scalar loads for the whole row set.
+// nw non-NULL (T = 1): the input is RMSNorm(x) · nw, folded in: each warp multiplies x · nw
+// and sums x² over the whole vector as it streams (every warp reads all of x), then scales
+// its sums by 1 / rms: no norm kernel before the lm_head.
 template <int T, int U>
 __global__ void __launch_bounds__(kWarps * 32)
     hgemv_kernel(const __half *__restrict__ w, const float *__restrict__ x, float *__restrict__ y, int out, int in,
-                 int ntok) {
+                 int ntok, const float *__restrict__ nw, float eps) {
     BlockTrace bt = trace_begin();
     pdl_trigger();
     const int lane = threadIdx.x & 31;
@@ -38,6 +41,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int r = 0; r < kRows; r++)
 #pragma unroll
         for (int t = 0; t < T; t++) acc[r][t] = 0.f;
+    const bool fold = T == 1 && nw != nullptr;
+    float ss = 0.f;  // fold: Σ x² over the lane's inputs
 
     if (in % 8 == 0) {
         const int nvec = in / 8;
@@ -69,6 +74,12 @@ __global__ void __launch_bounds__(kWarps * 32)
                     xa[t] = reinterpret_cast<const float4 *>(xt[t])[2 * v];
                     xb[t] = reinterpret_cast<const float4 *>(xt[t])[2 * v + 1];
                 }
+                if (fold) {
+                    const float4 ga = reinterpret_cast<const float4 *>(nw)[2 * v], gb = reinterpret_cast<const float4 *>(nw)[2 * v + 1];
+                    float4 &a = xa[0], &b = xb[0];
+                    ss += a.x * a.x + a.y * a.y + a.z * a.z + a.w * a.w + b.x * b.x + b.y * b.y + b.z * b.z + b.w * b.w;
+                    a.x *= ga.x, a.y *= ga.y, a.z *= ga.z, a.w *= ga.w, b.x *= gb.x, b.y *= gb.y, b.z *= gb.z, b.w *= gb.w;
+                }
 #pragma unroll
                 for (int r = 0; r < kRows; r++) {
                     const __half2 *h = reinterpret_cast<const __half2 *>(&cw[r]);
@@ -88,13 +99,21 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
     } else {
         pdl_wait();
-        for (int i = lane; i < in; i += 32)
+        for (int i = lane; i < in; i += 32) {
+            const float g = fold ? nw[i] : 1.f;
+            if (fold) ss += xt[0][i] * xt[0][i];
 #pragma unroll
             for (int r = 0; r < kRows; r++) {
                 const float wf = __half2float(w[(int64_t)rows[r] * in + i]);
 #pragma unroll
-                for (int t = 0; t < T; t++) acc[r][t] = fmaf(wf, xt[t][i], acc[r][t]);
+                for (int t = 0; t < T; t++) acc[r][t] = fmaf(wf, xt[t][i] * g, acc[r][t]);
             }
+        }
+    }
+    if (fold) {
+        const float inv = 1.0f / sqrtf(warp_sum(ss) / in + eps);
+#pragma unroll
+        for (int r = 0; r < kRows; r++) acc[r][0] *= inv;
     }
 #pragma unroll
     for (int r = 0; r < kRows; r++)
@@ -121,22 +140,24 @@ __global__ void __launch_bounds__(kWarps * 32)
 int hgemv_depth = -1; /* ring depth U (1, 2, 4; 4 is used up to T = 2, 2 up to T = 4); GPTQ_CUDA_HGEMV_DEPTH */
 
 template <int T, int U>
-cudaError_t hgemv_launch_u(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int ntok, cudaStream_t s) {
+cudaError_t hgemv_launch_u(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int ntok, const float *nw,
+                           float eps, cudaStream_t s) {
     const int rows_per_block = kRows * kWarps;
     const unsigned grid = (unsigned)((out + rows_per_block - 1) / rows_per_block);
     return cu_launch(hgemv_kernel<T, U>, dim3(grid), dim3(kWarps * 32), 0, s, reinterpret_cast<const __half *>(w), x, y,
-                     (int)out, (int)in, ntok);
+                     (int)out, (int)in, ntok, nw, eps);
 }
 
 template <int T>
-cudaError_t hgemv_launch(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int ntok, cudaStream_t s) {
+cudaError_t hgemv_launch(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, int ntok, cudaStream_t s,
+                         const float *nw = nullptr, float eps = 0.f) {
     if (hgemv_depth < 0) {
         const char *e = getenv("GPTQ_CUDA_HGEMV_DEPTH");
         hgemv_depth = e && atoi(e) >= 1 ? atoi(e) : 4;
     }
-    if (hgemv_depth >= 4 && T <= 2) return hgemv_launch_u<T, 4>(w, out, in, y, x, ntok, s);
-    if (hgemv_depth >= 2 && T <= 4) return hgemv_launch_u<T, 2>(w, out, in, y, x, ntok, s);
-    return hgemv_launch_u<T, 1>(w, out, in, y, x, ntok, s);
+    if (hgemv_depth >= 4 && T <= 2) return hgemv_launch_u<T, 4>(w, out, in, y, x, ntok, nw, eps, s);
+    if (hgemv_depth >= 2 && T <= 4) return hgemv_launch_u<T, 2>(w, out, in, y, x, ntok, nw, eps, s);
+    return hgemv_launch_u<T, 1>(w, out, in, y, x, ntok, nw, eps, s);
 }
 
 // One thread per (row, block quarter): 4 words of codes -> 4·NK fp16 weights in kernel order.
@@ -204,6 +225,13 @@ extern "C" int cuh_gemv(const uint16_t *w, int64_t out, int64_t in, float *y, co
     else if (T <= 4) e = hgemv_launch<4>(w, out, in, y, x, T, s);
     else e = hgemv_launch<8>(w, out, in, y, x, T, s);
     return cu_check(e, "fp16 GEMV");
+}
+
+extern "C" int cuh_gemv_norm(const uint16_t *w, int64_t out, int64_t in, float *y, const float *x, const float *nw, float eps,
+                             cudaStream_t s) {
+    if (out < 1 || in < 1 || !nw)
+        return gptq_fail("cuh_gemv_norm: %lld x %lld weights, norm weights %s", (long long)out, (long long)in, nw ? "given" : "missing");
+    return cu_check(hgemv_launch<1>(w, out, in, y, x, 1, s, nw, eps), "fp16 GEMV with RMSNorm");
 }
 
 extern "C" int cuq_dequant_f16(const cuq_layer *L, uint16_t *w16, cudaStream_t s) {

@@ -41,9 +41,13 @@ __global__ void embed_kernel(const __half *__restrict__ emb, const int *__restri
 // norm weights are loaded before pdl_wait().  Other widths take the plain loops.
 constexpr int kNormVec = 4;
 
+// emb non-NULL (not ADD): x is first the embedding row emb[ids[t]] (the embedding kernel
+// folded in; x written); inv_out non-NULL: 1 / rms of token t to inv_out[t] (the next
+// deferred norm's input scale, llama_cuda.c).
 template <bool ADD>
 __global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, const float *__restrict__ y, const float *__restrict__ w, int dim,
-                               float eps, __half *frag) {
+                               float eps, __half *frag, const __half *__restrict__ emb, const int *__restrict__ ids,
+                               float *inv_out) {
     BlockTrace bt = trace_begin();
     pdl_trigger();
     __shared__ float red[32];
@@ -62,6 +66,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, con
     }
     pdl_wait();
     trace_wait(bt);
+    const __half *er = emb ? emb + (int64_t)ids[t] * dim : nullptr;
     if (vec) {
         float4 v[kNormVec];
         float ss = 0.f;
@@ -69,7 +74,15 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, con
         for (int k = 0; k < kNormVec; k++) {
             const int i = threadIdx.x + k * blockDim.x;
             if (i < nv) {
-                v[k] = reinterpret_cast<const float4 *>(xt)[i];
+                if (er) {
+                    const uint2 h = reinterpret_cast<const uint2 *>(er)[i];
+                    const float2 a = __half22float2(*reinterpret_cast<const __half2 *>(&h.x)),
+                                 b = __half22float2(*reinterpret_cast<const __half2 *>(&h.y));
+                    v[k] = make_float4(a.x, a.y, b.x, b.y);
+                    reinterpret_cast<float4 *>(xt)[i] = v[k];
+                } else {
+                    v[k] = reinterpret_cast<const float4 *>(xt)[i];
+                }
                 if (ADD) {
                     const float4 b = reinterpret_cast<const float4 *>(y + t * dim)[i];
                     v[k].x += b.x, v[k].y += b.y, v[k].z += b.z, v[k].w += b.w;
@@ -86,6 +99,7 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, con
         }
         ss = block_reduce<false>(ss, red);  // its barriers also order every read of x before the writes of out
         const float inv = 1.0f / sqrtf(ss / dim + eps);
+        if (inv_out && threadIdx.x == 0) inv_out[t] = inv;
 #pragma unroll
         for (int k = 0; k < kNormVec; k++) {
             const int i = threadIdx.x + k * blockDim.x;
@@ -105,12 +119,13 @@ __global__ void __launch_bounds__(1024) rmsnorm_kernel(float *out, float *x, con
     }
     float ss = 0.f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-        const float v = ADD ? xt[i] + y[t * dim + i] : xt[i];
-        if (ADD) xt[i] = v;
+        const float v = er ? __half2float(er[i]) : ADD ? xt[i] + y[t * dim + i] : xt[i];
+        if (ADD || er) xt[i] = v;
         ss += v * v;
     }
     ss = block_reduce<false>(ss, red);
     const float inv = 1.0f / sqrtf(ss / dim + eps);
+    if (inv_out && threadIdx.x == 0) inv_out[t] = inv;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         ot[i] = w[i] * (xt[i] * inv);
         if (frag) frag[cuq_frag_half(t, i, dim >> 7)] = __float2half_rn(ot[i]);
@@ -501,7 +516,7 @@ extern "C" int cuk_add_rmsnorm(float *out, float *x, const float *y, const float
                                uint32_t *frag, cudaStream_t s) {
     if (frag && dim % 128) return gptq_fail("rmsnorm: fragment order needs a width that is a multiple of 128, not %d", dim);
     return cu_check(cu_launch(rmsnorm_kernel<true>, dim3((unsigned)n), dim3(1024), 0, s, out, x, y, w, dim, eps,
-                              reinterpret_cast<__half *>(frag)),
+                              reinterpret_cast<__half *>(frag), (const __half *)nullptr, (const int *)nullptr, (float *)nullptr),
                     "residual add + rmsnorm");
 }
 
@@ -509,8 +524,17 @@ extern "C" int cuk_rmsnorm(float *out, const float *x, const float *w, int n, in
                            cudaStream_t s) {
     if (frag && dim % 128) return gptq_fail("rmsnorm: fragment order needs a width that is a multiple of 128, not %d", dim);
     return cu_check(cu_launch(rmsnorm_kernel<false>, dim3((unsigned)n), dim3(1024), 0, s, out, const_cast<float *>(x),
-                              (const float *)nullptr, w, dim, eps, reinterpret_cast<__half *>(frag)),
+                              (const float *)nullptr, w, dim, eps, reinterpret_cast<__half *>(frag), (const __half *)nullptr,
+                              (const int *)nullptr, (float *)nullptr),
                     "rmsnorm");
+}
+
+extern "C" int cuk_embed_rmsnorm(const uint16_t *emb, const int *ids, float *x, float *out, const float *w, int n, int dim,
+                                 float eps, uint32_t *frag, float *inv_out, cudaStream_t s) {
+    if (frag && dim % 128) return gptq_fail("embedding + rmsnorm: fragment order needs a width that is a multiple of 128, not %d", dim);
+    return cu_check(cu_launch(rmsnorm_kernel<false>, dim3((unsigned)n), dim3(1024), 0, s, out, x, (const float *)nullptr, w, dim,
+                              eps, reinterpret_cast<__half *>(frag), reinterpret_cast<const __half *>(emb), ids, inv_out),
+                    "embedding + rmsnorm");
 }
 
 extern "C" int cuk_rope_kv(float *q, const float *k, const float *v, uint16_t *kc, uint16_t *vc, const float *inv_freq,

@@ -20,6 +20,10 @@ int cuk_embed(const uint16_t *emb, const int *ids, float *x, int n, int dim, cud
 /* out (n, dim) = x / rms(x) · w; out may be x.  frag non-NULL (dim a multiple of 128, n <= 8):
  * out also in the fp16 fragment order of cuq_gemv_frag (cuq.h). */
 int cuk_rmsnorm(float *out, const float *x, const float *w, int n, int dim, float eps, uint32_t *frag, cudaStream_t s);
+/* x (n, dim) = emb[ids[t]], then out = x / rms(x) · w (frag as above): the embedding and the
+ * first norm in one kernel; inv_out (may be NULL): 1 / rms of each token. */
+int cuk_embed_rmsnorm(const uint16_t *emb, const int *ids, float *x, float *out, const float *w, int n, int dim, float eps,
+                      uint32_t *frag, float *inv_out, cudaStream_t s);
 /* x += y (n, dim), then out = x / rms(x) · w: a residual add fused with the next norm (frag as above). */
 int cuk_add_rmsnorm(float *out, float *x, const float *y, const float *w, int n, int dim, float eps, uint32_t *frag,
                     cudaStream_t s);

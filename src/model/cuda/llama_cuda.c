@@ -440,9 +440,13 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
     uint32_t *xf = fr ? m->xf : NULL, *af = fr ? m->af : NULL;
     cudaStream_t s = m->stream;
     if (fr && n == 1 && m->fold) return forward_folded(m);
-    if (cuk_embed(m->embed, m->ids_d, m->x, n, dim, s) ||
-        cuk_rmsnorm(m->xn, m->x, m->layers[0].attn_norm, n, dim, c->norm_eps, xf, s))
+    /* one-token decode with deferred norms: 1 / rms of the embedding (rms_b below) is layer
+     * 0's gate/up input scale */
+    const int dnorm = fr && n == 1 && m->attn_o && m->prenorm;
+    if (cuk_embed_rmsnorm(m->embed, m->ids_d, m->x, m->xn, m->layers[0].attn_norm, n, dim, c->norm_eps, xf,
+                          dnorm ? m->norm_inv + 1 : NULL, s))
         return -1;
+    int lm_fold = 0; /* the last down_proj left x unnormed: the lm_head makes the final norm */
     for (int i = 0; i < c->n_layers; i++) {
         const cu_layer *L = &m->layers[i];
         uint16_t *kc = m->k_cache + (size_t)i * m->max_seq * kvd, *vc = m->v_cache + (size_t)i * m->max_seq * kvd;
@@ -460,7 +464,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
                  * the right one: rms_b (q/k/v's, for gate/up) and rms_a (gate/up's, for down_proj
                  * and the next q/k/v).  Layer 0 takes the norm kernels (nothing before to ask). */
                 float *rms_a = m->norm_inv, *rms_b = m->norm_inv + 1;
-                const int dfr = m->prenorm && i > 0;
+                const int dfr = m->prenorm && i > 0, dgu = m->prenorm; /* layer 0's gate/up: rms_b from the first norm */
                 cuq_frag_opts qo_opt = {0}, dn_opt = {0};
                 qo_opt.rms_ssq = dfr ? m->ssq : NULL, qo_opt.rms_n = dim / 16, qo_opt.rms_eps = c->norm_eps;
                 qo_opt.rms_scale = dfr && i > 1 ? rms_a : NULL, qo_opt.rms_out = dfr ? rms_b : NULL;
@@ -470,14 +474,19 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
                 const cuq_frag_norm ffn = {m->x, L->ffn_norm, c->norm_eps, 1, rms_b, rms_a};
                 if (cuq_gemv_frag_opt(q3, qkv_y, 3, xf, n, &qo_opt, s) || add_biases(m, qkv, qkv_y, 3, n) ||
                     cuk_attention_o_decode(m->q, m->k, m->v, kc, vc, m->inv_freq_h, m->pos_d, qo, m->x, m->max_seq, c->n_heads,
-                                           c->n_kv_heads, hd, dfr ? &gu[0]->q : NULL, dfr ? &gu[1]->q : NULL, s) ||
-                    (dfr ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
+                                           c->n_kv_heads, hd, dgu ? &gu[0]->q : NULL, dgu ? &gu[1]->q : NULL, s) ||
+                    (dgu ? cuq_gemv_swiglu_frag_ex(&gu[0]->q, &gu[1]->q, m->hf, NULL, NULL, n, &ffn, s)
                                 : cuk_rmsnorm(m->xn, m->x, L->ffn_norm, n, dim, c->norm_eps, xf, s) ||
                                       cuq_gemv_swiglu_frag(&gu[0]->q, &gu[1]->q, m->hf, NULL, xf, n, s)))
                     return -1;
+                /* the last layer: x += down_proj, the final norm inside the fp16 lm_head */
+                lm_fold = !pre && m->prenorm && !down->bias && !m->lm_head.q.qw && !m->lm_head.bias;
+                cuq_frag_opts acc_opt = {0};
+                acc_opt.accumulate = 1;
                 if (pre ? cuq_gemv_frag_opt(&qd, &m->x, 1, m->hf, n, &dn_opt, s)
-                        : cuq_gemv_frag(&qd, &m->out, 1, m->hf, n, s) || add_biases(m, &down, &m->out, 1, n) ||
-                              cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, xf, s))
+                        : lm_fold ? cuq_gemv_frag_opt(&qd, &m->x, 1, m->hf, n, &acc_opt, s)
+                                  : cuq_gemv_frag(&qd, &m->out, 1, m->hf, n, s) || add_biases(m, &down, &m->out, 1, n) ||
+                                        cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, xf, s))
                     return -1;
                 continue;
             }
@@ -505,6 +514,7 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
             cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, NULL, s))
             return -1;
     }
+    if (lm_fold) return cuh_gemv_norm(m->lm_head.w, m->lm_head.out, m->lm_head.in, m->logits_d, m->x, m->final_norm, c->norm_eps, s);
     /* xn = final_norm(x) now */
     if (all_logits) return run_linear(m, &m->lm_head, m->logits_d, m->xn, n);
     return run_linear(m, &m->lm_head, m->logits_d, m->xn + (size_t)(n - 1) * dim, 1);
