@@ -26,6 +26,7 @@ int main(void) {
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <math.h>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -687,8 +688,81 @@ static void test_dense(void) {
             double e = rel_err(y, yref, T * out), tol = T <= CUQ_MAX_GEMV_T ? 2e-5 : 4e-3;
             CHECK(e <= tol, "dense %lldx%lld T=%d: normwise relative error %.3g", (long long)out, (long long)in, T, e);
         }
+        /* one token of RMSNorm(x) · nw with the norm made inside (the lm_head's form), each depth */
+        float *nw = xmalloc(sizeof(float) * (size_t)in);
+        for (int64_t i = 0; i < in; i++) nw[i] = 1.0f + 0.25f * nrand();
+        double ss = 0;
+        for (int64_t i = 0; i < in; i++) ss += (double)x[i] * x[i];
+        const float eps = 1e-5f;
+        const double inv = 1.0 / sqrt(ss / (double)in + eps);
+        for (int64_t o = 0; o < out; o++) {
+            double acc = 0;
+            for (int64_t i = 0; i < in; i++) acc += (double)f16_to_f32(w[o * in + i]) * (x[i] * inv * nw[i]);
+            yref[o] = (float)acc;
+        }
+        float *dnw = dupload(nw, sizeof(float) * (size_t)in);
+        static const int ndepth[] = {1, 2, 4};
+        for (size_t k = 0; k < sizeof ndepth / sizeof ndepth[0]; k++) {
+            cuh_gemv_set_depth(ndepth[k]);
+            CU(cudaMemset(dy, 0xff, sizeof(float) * (size_t)out));
+            const int rc = cuh_gemv_norm(dw, out, in, dy, dx, dnw, eps, 0);
+            CHECK(rc == 0, "dense + norm %lldx%lld: %s", (long long)out, (long long)in, gptq_last_error());
+            CU(cudaMemcpy(y, dy, sizeof(float) * (size_t)out, cudaMemcpyDeviceToHost));
+            const double e = rel_err(y, yref, out);
+            CHECK(e <= 2e-5, "dense + norm %lldx%lld depth %d: normwise relative error %.3g", (long long)out, (long long)in, ndepth[k], e);
+        }
+        cuh_gemv_set_depth(4);
+        cudaFree(dnw), free(nw);
         cudaFree(dw), cudaFree(x16), cudaFree(dx), cudaFree(dy);
         free(w), free(x), free(y), free(yref);
+    }
+}
+
+/* The embedding and the first norm in one kernel against the two kernels apart, with 1 / rms
+ * out; widths with and without the vector path and fragment order. */
+static void test_embed_norm(void) {
+    static const int dims[] = {64, 4096, 4100, 130};
+    const int vocab = 50, n = 3;
+    const int ids[3] = {7, 0, 49};
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
+        const int dim = dims[k], fr = dim % 128 == 0;
+        uint16_t *emb = xmalloc(sizeof(uint16_t) * (size_t)vocab * dim);
+        float *w = xmalloc(sizeof(float) * (size_t)dim), *a = xmalloc(sizeof(float) * (size_t)n * dim),
+              *b = xmalloc(sizeof(float) * (size_t)n * dim), *xa = xmalloc(sizeof(float) * (size_t)n * dim),
+              *xb = xmalloc(sizeof(float) * (size_t)n * dim), inv[3];
+        for (int64_t i = 0; i < (int64_t)vocab * dim; i++) emb[i] = f32_to_f16(0.02f * nrand());
+        for (int i = 0; i < dim; i++) w[i] = 1.0f + 0.1f * nrand();
+        uint16_t *demb = dupload(emb, sizeof(uint16_t) * (size_t)vocab * dim);
+        int *dids = dupload(ids, sizeof ids);
+        float *dw = dupload(w, sizeof(float) * (size_t)dim), *dx = dmalloc(sizeof(float) * (size_t)n * dim),
+              *dout = dmalloc(sizeof(float) * (size_t)n * dim), *dinv = dmalloc(sizeof(float) * 3);
+        uint32_t *fa = fr ? dmalloc(sizeof(uint32_t) * (size_t)n * dim / 2) : NULL, *fb = fr ? dmalloc(sizeof(uint32_t) * (size_t)n * dim / 2) : NULL;
+        int rc = cuk_embed(demb, dids, dx, n, dim, 0) || cuk_rmsnorm(dout, dx, dw, n, dim, 1e-5f, fa, 0);
+        CU(cudaMemcpy(a, dout, sizeof(float) * (size_t)n * dim, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(xa, dx, sizeof(float) * (size_t)n * dim, cudaMemcpyDeviceToHost));
+        CU(cudaMemset(dx, 0, sizeof(float) * (size_t)n * dim));
+        rc |= cuk_embed_rmsnorm(demb, dids, dx, dout, dw, n, dim, 1e-5f, fb, dinv, 0);
+        CHECK(rc == 0, "embedding + rmsnorm, width %d: %s", dim, gptq_last_error());
+        CU(cudaMemcpy(b, dout, sizeof(float) * (size_t)n * dim, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(xb, dx, sizeof(float) * (size_t)n * dim, cudaMemcpyDeviceToHost));
+        CU(cudaMemcpy(inv, dinv, sizeof inv, cudaMemcpyDeviceToHost));
+        CHECK(memcmp(a, b, sizeof(float) * (size_t)n * dim) == 0 && memcmp(xa, xb, sizeof(float) * (size_t)n * dim) == 0,
+              "embedding + rmsnorm, width %d: not the embedding and the norm apart", dim);
+        for (int t = 0; t < n; t++) {
+            double ss = 0;
+            for (int i = 0; i < dim; i++) ss += (double)xa[(int64_t)t * dim + i] * xa[(int64_t)t * dim + i];
+            const double want = 1.0 / sqrt(ss / dim + 1e-5);
+            CHECK(fabs(inv[t] - want) <= 1e-5 * want, "embedding + rmsnorm, width %d, token %d: 1 / rms %g, want %g", dim, t, inv[t], want);
+        }
+        if (fr) {
+            uint32_t *ha = xmalloc(sizeof(uint32_t) * (size_t)n * dim / 2), *hb = xmalloc(sizeof(uint32_t) * (size_t)n * dim / 2);
+            CU(cudaMemcpy(ha, fa, sizeof(uint32_t) * (size_t)n * dim / 2, cudaMemcpyDeviceToHost));
+            CU(cudaMemcpy(hb, fb, sizeof(uint32_t) * (size_t)n * dim / 2, cudaMemcpyDeviceToHost));
+            CHECK(memcmp(ha, hb, sizeof(uint32_t) * (size_t)n * dim / 2) == 0, "embedding + rmsnorm, width %d: fragments differ", dim);
+            free(ha), free(hb);
+        }
+        cudaFree(demb), cudaFree(dids), cudaFree(dw), cudaFree(dx), cudaFree(dout), cudaFree(dinv), cudaFree(fa), cudaFree(fb);
+        free(emb), free(w), free(a), free(b), free(xa), free(xb);
     }
 }
 
@@ -1086,6 +1160,7 @@ int main(void) {
     test_silu();
     test_frag();
     test_dense();
+    test_embed_norm();
     if (getenv("GPTQ_BENCH")) {
         cudaStream_t s;
         CU(cudaStreamCreate(&s));
