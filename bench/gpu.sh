@@ -27,6 +27,7 @@
 #             launches and clock counters of the consumers (bench/cuda_stream_gemv.cu)
 #   ab        the 4-bit model of `model` only, with the environment variable named by AB_VAR at
 #             each of AB_VALS (default 1 0 1 0: a switch's effect on decode)
+#   abenv     the 4-bit model only, once per entry of AB_ENVS (VAR=v,VAR2=v2 or -), the list twice
 #   abbin     the 4-bit model of `model` only, this build against others (bin/gptq_b, _c, _d, packed
 #             with GPTQ_PACK_B / _C / _D=FILE), alternating a b ... a b ...
 #   trace     the block timeline of one decode step of that model (GPTQ_CUDA_TRACE), summarized by
@@ -142,6 +143,17 @@ for step in "$@"; do
         echo "${AB_VAR:?AB_VAR names the variable}=$f"
         env "$AB_VAR=$f" "$D/bin/${AB_BIN:-gptq}" bench --device cuda --model $M/l7b-w4 --prompt-len ${PROMPT:-512} --gen 128 --reps 3 --json 2>&1 |
           tail -1 | tee -a "$OUT/bench-l7b-w4-$AB_VAR$f.txt"
+      done ;;
+    abenv) # the 4-bit model only, once per entry of AB_ENVS (space-separated; an entry is VAR=v[,VAR2=v2...],
+           # "-" for none), the whole list twice: several switches' effects in one call
+      M=/tmp/gptq-models; mkdir -p $M
+      [ -d $M/l7b ] || "$D/bin/gptq" random-model --shape llama2-7b --out $M/l7b 2>&1 | tail -2
+      [ -d $M/l7b-w4 ] || "$D/bin/gptq" quantize --model $M/l7b --out $M/l7b-w4 --method rtn --bits 4 --group 128 2>&1 | tail -2
+      for e in ${AB_ENVS:?AB_ENVS lists the settings} $AB_ENVS; do
+        echo "env $e"
+        [ "$e" = - ] && vars=() || IFS=, read -r -a vars <<< "$e"
+        env "${vars[@]}" "$D/bin/gptq" bench --device cuda --model $M/l7b-w4 --prompt-len ${PROMPT:-512} --gen 128 --reps 3 --json 2>&1 |
+          tail -1 | tee -a "$OUT/bench-l7b-w4-env.txt"
       done ;;
     abbin) # the 4-bit model only, this build against bin/gptq_b (GPTQ_PACK_B), alternating A B A B
       M=/tmp/gptq-models; mkdir -p $M

@@ -69,10 +69,12 @@ struct AoArgs {
     int n_heads, n_kv, chunk;
     float scale;
     // The blocks past the heads' (kAoPfBlocks, when pf_tiles > 0) ask the next GEMV's codes
-    // into L2 while the heads compute: bytes [pf_from, pf_to) of tiles [0, pf_tiles) of two
-    // layers (a tile pf_stride bytes), pf_delay ns after the dependency wait.
+    // into L2 while the heads compute: bytes [pf_from, pf_to) of pf_tiles tiles of each of two
+    // layers (a tile pf_stride bytes), from tile pf_first[l] on (mod pf_ntiles), pf_delay ns
+    // after the dependency wait.
     const char *pf[2];
     int64_t pf_stride;
+    int pf_first[2], pf_ntiles;
     int pf_tiles, pf_from, pf_to, pf_delay;
     int marks;  // which points the trace's two marks record (ao_mark; GPTQ_CUDA_AO_MARKS, benchmarks)
 };
@@ -115,7 +117,8 @@ __device__ __noinline__ void l2_prefetch_next(const AoArgs &A, BlockTrace &bt) {
     const int64_t total = (int64_t)2 * A.pf_tiles * lines;
     for (int64_t i = me; i < total; i += nt) {  // 128-byte lines, the tiles of both layers interleaved
         const int64_t piece = i / lines, line = i - piece * lines;
-        const char *a = A.pf[piece & 1] + (piece >> 1) * A.pf_stride + A.pf_from + line * 128;
+        const int l = (int)(piece & 1), t = (int)(piece >> 1) + A.pf_first[l];
+        const char *a = A.pf[l] + (int64_t)(t < A.pf_ntiles ? t : t - A.pf_ntiles) * A.pf_stride + A.pf_from + line * 128;
         asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
     }
     trace_end(bt, 11, (unsigned)nb);
@@ -429,7 +432,12 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
     }
     A.marks = marks;
     // the next gate/up pair's codes into L2 by blocks of their own: steps 1-3 (blocks 8-31)
-    // of its blocks' first tiles, step 0 being what those blocks ask for before their wait
+    // of its blocks' first gate tiles, step 0 being what those blocks ask for before their
+    // wait, and the same of their second up tiles.  Why up's second and not its first: with
+    // both halves of every block's first unit in L2 the pair's first steps leave the DRAM
+    // idle, and the later ones all wait on it; split over two units, the DRAM is busy from
+    // the first step.  7B decode: 1.761-1.766 against 1.792-1.796 ms per token (up's first
+    // tile 230 against 0 of 688, the pair's grid being 230; docs/PERFORMANCE.md, session 13).
     int pf_blocks = 0;
     A.pf_tiles = 0;
     if (ao_prefetch < 0) {
@@ -441,17 +449,23 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
         const int rb = (int)next_gate->row_blocks;
         A.pf[0] = reinterpret_cast<const char *>(next_gate->qw), A.pf[1] = reinterpret_cast<const char *>(next_up->qw);
         A.pf_stride = (int64_t)rb * 1024;
-        // GPTQ_CUDA_ATT_PF_BLOCKS / _UNITS / _DELAY override the blocks, the first units
-        // taken (1: each pair block's first tile) and the delay (benchmarks)
-        static int blocks = -1, units = 1, delay = kAoPfDelayNs;
+        // GPTQ_CUDA_ATT_PF_BLOCKS / _UNITS / _DELAY override the blocks, the units taken
+        // (1: a tile of each pair block) and the delay; _GATE_FIRST / _UP_FIRST the first
+        // tile taken of each layer (benchmarks)
+        static int blocks = -1, units = 1, delay = kAoPfDelayNs, gate_first = 0, up_first = -1;
         if (blocks < 0) {
             const char *e;
             blocks = (e = getenv("GPTQ_CUDA_ATT_PF_BLOCKS")) && atoi(e) > 0 ? atoi(e) / kAoCluster * kAoCluster : kAoPfBlocks;
             if ((e = getenv("GPTQ_CUDA_ATT_PF_UNITS")) && atoi(e) > 0) units = atoi(e);
             if ((e = getenv("GPTQ_CUDA_ATT_PF_DELAY")) && atoi(e) >= 0) delay = atoi(e);
+            if ((e = getenv("GPTQ_CUDA_ATT_PF_GATE_FIRST")) && atoi(e) >= 0) gate_first = atoi(e);
+            if ((e = getenv("GPTQ_CUDA_ATT_PF_UP_FIRST")) && atoi(e) >= 0) up_first = atoi(e);
         }
         const int grid = cuq_swiglu_frag_grid(next_gate, 1), tiles = (int)((next_gate->out + 15) / 16);
         A.pf_tiles = units * grid < tiles ? units * grid : tiles;
+        A.pf_ntiles = tiles;
+        A.pf_first[0] = gate_first % tiles;
+        A.pf_first[1] = (up_first < 0 ? grid : up_first) % tiles;  // default: each block's second unit
         A.pf_from = rb > 8 ? 8 * 1024 : 0, A.pf_to = (rb < 32 ? rb : 32) * 1024;  // small layers: whole tiles
         A.pf_delay = delay;
         pf_blocks = blocks;
