@@ -69,13 +69,13 @@ struct AoArgs {
     int n_heads, n_kv, chunk;
     float scale;
     // The blocks past the heads' (kAoPfBlocks, when pf_tiles > 0) ask the next GEMV's codes
-    // into L2 while the heads compute: bytes [pf_from, pf_to) of pf_tiles tiles of each of two
-    // layers (a tile pf_stride bytes), from tile pf_first[l] on (mod pf_ntiles), pf_delay ns
-    // after the dependency wait.
+    // into L2 while the heads compute: of each of two layers l, bytes [pf_from[l], pf_to) of
+    // pf_tiles tiles (a tile pf_stride bytes) from tile pf_first[l] on (mod pf_ntiles),
+    // pf_delay ns after the dependency wait.
     const char *pf[2];
     int64_t pf_stride;
-    int pf_first[2], pf_ntiles;
-    int pf_tiles, pf_from, pf_to, pf_delay;
+    int pf_first[2], pf_from[2], pf_ntiles;
+    int pf_tiles, pf_to, pf_delay;
     int marks;  // which points the trace's two marks record (ao_mark; GPTQ_CUDA_AO_MARKS, benchmarks)
 };
 
@@ -113,13 +113,15 @@ __device__ __noinline__ void l2_prefetch_next(const AoArgs &A, BlockTrace &bt) {
     }
     const int first = A.n_heads * kAoCluster, nb = (int)gridDim.x - first;
     const int me = ((int)blockIdx.x - first) * blockDim.x + threadIdx.x, nt = nb * blockDim.x;
-    const int lines = (A.pf_to - A.pf_from) >> 7;
-    const int64_t total = (int64_t)2 * A.pf_tiles * lines;
-    for (int64_t i = me; i < total; i += nt) {  // 128-byte lines, the tiles of both layers interleaved
-        const int64_t piece = i / lines, line = i - piece * lines;
-        const int l = (int)(piece & 1), t = (int)(piece >> 1) + A.pf_first[l];
-        const char *a = A.pf[l] + (int64_t)(t < A.pf_ntiles ? t : t - A.pf_ntiles) * A.pf_stride + A.pf_from + line * 128;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+    for (int l = 0; l < 2; l++) {  // 128-byte lines
+        const int lines = (A.pf_to - A.pf_from[l]) >> 7;
+        const int64_t total = (int64_t)A.pf_tiles * lines;
+        for (int64_t i = me; i < total; i += nt) {
+            const int64_t piece = i / lines, line = i - piece * lines;
+            const int t = (int)piece + A.pf_first[l];
+            const char *a = A.pf[l] + (int64_t)(t < A.pf_ntiles ? t : t - A.pf_ntiles) * A.pf_stride + A.pf_from[l] + line * 128;
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+        }
     }
     trace_end(bt, 11, (unsigned)nb);
 }
@@ -452,7 +454,7 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
         // GPTQ_CUDA_ATT_PF_BLOCKS / _UNITS / _DELAY override the blocks, the units taken
         // (1: a tile of each pair block) and the delay; _GATE_FIRST / _UP_FIRST the first
         // tile taken of each layer (benchmarks)
-        static int blocks = -1, units = 1, delay = kAoPfDelayNs, gate_first = 0, up_first = -1;
+        static int blocks = -1, units = 1, delay = kAoPfDelayNs, gate_first = 0, up_first = -1, up_from = 0;
         if (blocks < 0) {
             const char *e;
             blocks = (e = getenv("GPTQ_CUDA_ATT_PF_BLOCKS")) && atoi(e) > 0 ? atoi(e) / kAoCluster * kAoCluster : kAoPfBlocks;
@@ -460,13 +462,18 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
             if ((e = getenv("GPTQ_CUDA_ATT_PF_DELAY")) && atoi(e) >= 0) delay = atoi(e);
             if ((e = getenv("GPTQ_CUDA_ATT_PF_GATE_FIRST")) && atoi(e) >= 0) gate_first = atoi(e);
             if ((e = getenv("GPTQ_CUDA_ATT_PF_UP_FIRST")) && atoi(e) >= 0) up_first = atoi(e);
+            if ((e = getenv("GPTQ_CUDA_ATT_PF_UP_FROM")) && atoi(e) >= 0) up_from = atoi(e);
         }
         const int grid = cuq_swiglu_frag_grid(next_gate, 1), tiles = (int)((next_gate->out + 15) / 16);
         A.pf_tiles = units * grid < tiles ? units * grid : tiles;
         A.pf_ntiles = tiles;
         A.pf_first[0] = gate_first % tiles;
-        A.pf_first[1] = (up_first < 0 ? grid : up_first) % tiles;  // default: each block's second unit
-        A.pf_from = rb > 8 ? 8 * 1024 : 0, A.pf_to = (rb < 32 ? rb : 32) * 1024;  // small layers: whole tiles
+        A.pf_first[1] = (up_first < 0 ? grid + grid / 4 : up_first) % tiles;  // default: the blocks' second and third units
+        // gate's from the blocks' step 1 (step 0 is what they ask for themselves), up's whole;
+        // small layers: whole tiles
+        A.pf_to = (rb < 32 ? rb : 32) * 1024;
+        A.pf_from[0] = rb > 8 ? 8 * 1024 : 0;
+        A.pf_from[1] = up_from * 1024 < A.pf_to ? up_from * 1024 : 0;
         A.pf_delay = delay;
         pf_blocks = blocks;
     }
