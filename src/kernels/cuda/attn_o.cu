@@ -435,11 +435,12 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
     A.marks = marks;
     // the next gate/up pair's codes into L2 by blocks of their own: steps 1-3 (blocks 8-31)
     // of its blocks' first gate tiles, step 0 being what those blocks ask for before their
-    // wait, and the same of their second up tiles.  Why up's second and not its first: with
-    // both halves of every block's first unit in L2 the pair's first steps leave the DRAM
-    // idle, and the later ones all wait on it; split over two units, the DRAM is busy from
-    // the first step.  7B decode: 1.761-1.766 against 1.792-1.796 ms per token (up's first
-    // tile 230 against 0 of 688, the pair's grid being 230; docs/PERFORMANCE.md, session 13).
+    // wait, and as many whole up tiles from 1.25 units on (the blocks' second and third
+    // units).  Why not up's first tiles too: with both halves of every block's first unit in
+    // L2 the pair's first steps leave the DRAM idle and the later ones all queue on it;
+    // spread over the units, the DRAM is busy from the first step.  7B decode: the pair
+    // 17.6 against 19.0 µs per layer; 1.771 / 1.773 against 1.813 / 1.810 ms per token,
+    // build against build (docs/PERFORMANCE.md, session 13).
     int pf_blocks = 0;
     A.pf_tiles = 0;
     if (ao_prefetch < 0) {
@@ -453,7 +454,7 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
         A.pf_stride = (int64_t)rb * 1024;
         // GPTQ_CUDA_ATT_PF_BLOCKS / _UNITS / _DELAY override the blocks, the units taken
         // (1: a tile of each pair block) and the delay; _GATE_FIRST / _UP_FIRST the first
-        // tile taken of each layer (benchmarks)
+        // tile taken of each layer, _UP_FROM the row block up's start at (benchmarks)
         static int blocks = -1, units = 1, delay = kAoPfDelayNs, gate_first = 0, up_first = -1, up_from = 0;
         if (blocks < 0) {
             const char *e;
@@ -468,9 +469,9 @@ extern "C" int cuk_attention_o_decode(const float *q, const float *k, const floa
         A.pf_tiles = units * grid < tiles ? units * grid : tiles;
         A.pf_ntiles = tiles;
         A.pf_first[0] = gate_first % tiles;
-        A.pf_first[1] = (up_first < 0 ? grid + grid / 4 : up_first) % tiles;  // default: the blocks' second and third units
-        // gate's from the blocks' step 1 (step 0 is what they ask for themselves), up's whole;
-        // small layers: whole tiles
+        A.pf_first[1] = (up_first < 0 ? grid + grid / 4 : up_first) % tiles;
+        // gate's from the blocks' step 1 (step 0 is what they ask for themselves), up's whole
+        // (no block asks for a later unit's step 0 early); small layers: whole tiles
         A.pf_to = (rb < 32 ? rb : 32) * 1024;
         A.pf_from[0] = rb > 8 ? 8 * 1024 : 0;
         A.pf_from[1] = up_from * 1024 < A.pf_to ? up_from * 1024 : 0;
