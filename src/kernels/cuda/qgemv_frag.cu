@@ -604,7 +604,18 @@ int launch_multi(const FragParts &parts, int tiles, const uint4 *x4, int row_blo
     if (slots <= 0 || (MODE != 2 && tiles <= slots)) return 0;
     const int nt = (units + slots - 1) / slots;
     if (nt > MAXT) return 0;
-    const int grid = MODE == 2 && frag_dual == 2 ? (units < slots ? units : slots) : (units + nt - 1) / nt;
+    int grid = MODE == 2 && frag_dual == 2 ? (units < slots ? units : slots) : (units + nt - 1) / nt;
+    // GPTQ_CUDA_DUAL_GRID: the dual form's blocks (benchmarks; at least units / MAXT).  7B
+    // decode (q/k/v: 384 units, 264 slots): 264 1.773 / 1.763, 252 1.764 / 1.764, 240 1.764 /
+    // 1.764, 228 1.779 / 1.778, 216 1.804 / 1.811, 200 1.848 / 1.846 ms (session 13)
+    if (MODE == 2) {
+        static int dual_grid = -1;
+        if (dual_grid < 0) {
+            const char *e = getenv("GPTQ_CUDA_DUAL_GRID");
+            dual_grid = e && atoi(e) > 0 ? atoi(e) : 0;
+        }
+        if (dual_grid > 0 && dual_grid * MAXT >= units && dual_grid <= units) grid = dual_grid;
+    }
     multi_launches++;
     *err = cu_launch(kern, dim3((unsigned)grid), dim3(NW * 32), smem, s, parts, x4, row_blocks, T, hf, tiles);
     return 1;
