@@ -25,8 +25,8 @@
 //     results into x with vector atomics (red.global.add.v4.f32; 32 heads add into each
 //     row: the only order-dependent rounding of the step; the sums are fp32);
 //   - given the gate/up pair that follows, kAoPfBlocks more blocks (clusters of their own)
-//     ask its blocks' first codes into L2 meanwhile, while the DRAM would idle
-//     (l2_prefetch_next).
+//     ask some of its codes into L2 meanwhile, while the DRAM would idle: gate's for the
+//     pair blocks' first unit, up's for their later ones (l2_prefetch_next).
 // The RMSNorm after it then has no residual add left (cuk_rmsnorm).  Up to a context of
 // 1024 a block's positions fit one chunk at any step (its rows requested before the wait);
 // past that each block loops over chunks of 128 rows with an online softmax, the rows of
