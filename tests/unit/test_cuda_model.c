@@ -176,10 +176,10 @@ static void compare_fused_apart(const char *dir, int P, int V) {
     free(b);
 }
 
-/* A random Llama of 2 layers, 4 query heads on 2 cache heads, `hidden` wide, quantized RTN
- * 4-bit g128 into tmp/NAME-w4g128 (qd); 1 when it was made. */
-static int random_w4(const char *bin, const char *tmp, const char *name, int hidden, int inter, int seed, char *qd,
-                     size_t qdn) {
+/* A random Llama of 2 layers, `heads` query heads on `kv` cache heads, `hidden` wide,
+ * quantized RTN 4-bit g128 into tmp/NAME-w4g128 (qd); 1 when it was made. */
+static int random_w4_heads(const char *bin, const char *tmp, const char *name, int hidden, int inter, int heads, int kv, int seed,
+                           char *qd, size_t qdn) {
     char cfg[1100], dir[1100], cmd[8192];
     snprintf(cfg, sizeof cfg, "%s/%s.json", tmp, name);
     snprintf(dir, sizeof dir, "%s/%s", tmp, name);
@@ -189,10 +189,10 @@ static int random_w4(const char *bin, const char *tmp, const char *name, int hid
     if (!f) return 0;
     fprintf(f,
             "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": %d, "
-            "\"intermediate_size\": %d, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, "
+            "\"intermediate_size\": %d, \"num_attention_heads\": %d, \"num_key_value_heads\": %d, "
             "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, "
             "\"max_position_embeddings\": 256, \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\"}\n",
-            hidden, inter);
+            hidden, inter, heads, kv);
     fclose(f);
     snprintf(cmd, sizeof cmd,
              "'%s' random-model --shape '%s' --out '%s' --force --seed %d > '%s.log' 2>&1 && "
@@ -201,6 +201,10 @@ static int random_w4(const char *bin, const char *tmp, const char *name, int hid
     const int rc = system(cmd);
     CHECK(rc == 0, "%s: random-model / quantize failed (see %s.log)", name, dir);
     return rc == 0;
+}
+
+static int random_w4(const char *bin, const char *tmp, const char *name, int hidden, int inter, int seed, char *qd, size_t qdn) {
+    return random_w4_heads(bin, tmp, name, hidden, inter, 4, 2, seed, qd, qdn);
 }
 
 int main(void) {
@@ -294,6 +298,14 @@ int main(void) {
         /* a context past 8 chunks of 128 positions: the fused kernel's blocks loop over
            chunks of 128 rows (the decode steps' blocks hold 137 positions) */
         compare_fused_apart(qd, 1088, 512);
+    }
+    /* 20 heads of 128 on 4 cache heads: o_proj's 160 tiles make 5 per warp of the fused
+     * kernel, its 8-tile form (the 7B's 4096 rows make 8), against attention and o_proj
+     * apart (2560 wide, its logits are ~2.3e-2 from the CPU's either way), in one chunk and
+     * in chunks of 128 */
+    if (random_w4_heads(bin, tmp, "rand-h20", 2560, 1024, 20, 4, 9, qd, sizeof qd)) {
+        compare_fused_apart(qd, 5, 512);
+        compare_fused_apart(qd, 1032, 512);
     }
     return check_done();
 }

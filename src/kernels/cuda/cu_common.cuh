@@ -207,6 +207,9 @@ __device__ __forceinline__ void pdl_trigger() {
 // Whether cu_launch asks for programmatic serialization (launch.cu: on unless
 // GPTQ_CUDA_PDL=0 or cuk_set_pdl(0)).
 bool cu_pdl_on();
+// GPTQ_CUDA_CARVEOUT=N (0..100, benchmarks): the shared-memory carveout every cu_launch
+// kernel prefers (cudaFuncAttributePreferredSharedMemoryCarveout); -1 (default): the driver's.
+int cu_carveout();
 
 // kernel<<<grid, block, smem, s>>>(args...), with the programmatic-serialization
 // attribute when cu_pdl_on().  Returns the launch's error.
@@ -222,6 +225,7 @@ static inline cudaError_t cu_launch(void (*kernel)(P...), dim3 grid, dim3 block,
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
     cfg.numAttrs = cu_pdl_on() ? 1 : 0;
+    if (cu_carveout() >= 0) cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cu_carveout());
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
 }
 

@@ -17,6 +17,15 @@ bool cu_pdl_on() {
     return pdl != 0;
 }
 
+int cu_carveout() {
+    static int c = -2;
+    if (c == -2) {
+        const char *e = getenv("GPTQ_CUDA_CARVEOUT");
+        c = e && *e && atoi(e) >= 0 && atoi(e) <= 100 ? atoi(e) : -1;
+    }
+    return c;
+}
+
 extern "C" void cuk_set_pdl(int on) { pdl = on != 0; }
 
 extern "C" void cuk_trace_bind(void *buf) {
