@@ -57,9 +57,12 @@ struct llama_cuda {
     uint32_t *xf, *af, *hf; /* their fp16 activations in fragment order (cuq.h), (max decode tokens, ...):
                                the norms' output (dim), attention's (n_heads·hd), SwiGLU's (hidden) */
     uint16_t *w16, *x16; /* cuBLAS scratch: the widest dequantized layer, fp16 activations */
-    int *ids_d, *pos_d;
-    int *ids_h, *pos_h; /* pinned */
+    int *pos_d, *ids_d; /* (1 + max_batch) in one allocation: the position, then the ids */
+    int *pos_h, *ids_h; /* the same in pinned memory: one copy per call carries both */
     float *logits_h;    /* pinned (max_batch, vocab) */
+    float *logits_map;  /* logits_h as the GPU addresses it: the decode graph's lm_head writes there */
+    float *logits_dst;  /* where forward_device's lm_head writes (logits_d, or logits_map while the
+                           decode graph is captured) */
     cudaGraphExec_t decode_graph;
     /* llama_cuda_time_steps: events around each decode graph replay, their summed time */
     cudaEvent_t step_ev[2];
@@ -293,14 +296,18 @@ llama_cuda *llama_cuda_load(const char *dir, int max_seq, int max_batch) {
         !(m->att_part = dalloc(sizeof(float) * (size_t)cuk_attention_split_floats(
                                    B < CUQ_MAX_GEMV_T ? (int)B : CUQ_MAX_GEMV_T, max_seq, c->n_heads, c->head_dim),
                                "attention scratch")) ||
-        !(m->ids_d = dalloc(sizeof(int) * B, "ids")) || !(m->pos_d = dalloc(sizeof(int), "position")))
+        !(m->pos_d = dalloc(sizeof(int) * (1 + B), "position and ids")))
         goto fail;
+    m->ids_d = m->pos_d + 1;
     CUDA_TRY(cudaMemset(m->att_part, 0, sizeof(float) * (size_t)cuk_attention_split_floats(
                                              B < CUQ_MAX_GEMV_T ? (int)B : CUQ_MAX_GEMV_T, max_seq, c->n_heads, c->head_dim)),
              "attention scratch");
-    CUDA_TRY(cudaMallocHost((void **)&m->ids_h, sizeof(int) * B), "pinned memory");
-    CUDA_TRY(cudaMallocHost((void **)&m->pos_h, sizeof(int)), "pinned memory");
+    CUDA_TRY(cudaMallocHost((void **)&m->pos_h, sizeof(int) * (1 + B)), "pinned memory");
+    m->ids_h = m->pos_h + 1;
     CUDA_TRY(cudaMallocHost((void **)&m->logits_h, sizeof(float) * B * c->vocab_size), "pinned memory");
+    /* pinned memory is mapped into the GPU's address space (unified addressing) */
+    CUDA_TRY(cudaHostGetDevicePointer((void **)&m->logits_map, m->logits_h, 0), "mapping the logits");
+    m->logits_dst = m->logits_d;
     if (cuk_attention_setup(max_seq)) goto fail;
     if ((m->frag = frag_eligible(m))) {
         const int64_t T = CUQ_MAX_GEMV_T;
@@ -338,9 +345,9 @@ void llama_cuda_free(llama_cuda *m) {
     cudaFree(m->embed), cudaFree(m->final_norm), cudaFree(m->inv_freq), cudaFree(m->k_cache), cudaFree(m->v_cache);
     cudaFree(m->x), cudaFree(m->xn), cudaFree(m->q), cudaFree(m->k), cudaFree(m->v), cudaFree(m->att), cudaFree(m->hb);
     cudaFree(m->hb2), cudaFree(m->out), cudaFree(m->logits_d), cudaFree(m->xbuf), cudaFree(m->x16), cudaFree(m->w16);
-    cudaFree(m->ids_d), cudaFree(m->pos_d), cudaFree(m->att_part), cudaFree(m->xf), cudaFree(m->af), cudaFree(m->hf);
+    cudaFree(m->pos_d), cudaFree(m->att_part), cudaFree(m->xf), cudaFree(m->af), cudaFree(m->hf);
     cudaFree(m->ssq), cudaFree(m->norm_inv);
-    cudaFreeHost(m->ids_h), cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
+    cudaFreeHost(m->pos_h), cudaFreeHost(m->logits_h);
     if (m->decode_graph) cudaGraphExecDestroy(m->decode_graph);
     if (m->blas) cublasDestroy(m->blas);
     for (int i = 0; i < 2; i++)
@@ -425,7 +432,7 @@ static int forward_folded(llama_cuda *m) {
             return -1;
     }
     if (cuk_rmsnorm(m->xn, m->x, m->final_norm, 1, dim, c->norm_eps, NULL, s)) return -1;
-    return run_linear(m, &m->lm_head, m->logits_d, m->xn, 1);
+    return run_linear(m, &m->lm_head, m->logits_dst, m->xn, 1);
 }
 
 /* Everything after the H2D copies of ids and position, up to the logits on the device.
@@ -514,10 +521,10 @@ static int forward_device(llama_cuda *m, int n, int all_logits) {
             cuk_add_rmsnorm(m->xn, m->x, m->out, next_norm, n, dim, c->norm_eps, NULL, s))
             return -1;
     }
-    if (lm_fold) return cuh_gemv_norm(m->lm_head.w, m->lm_head.out, m->lm_head.in, m->logits_d, m->x, m->final_norm, c->norm_eps, s);
+    if (lm_fold) return cuh_gemv_norm(m->lm_head.w, m->lm_head.out, m->lm_head.in, m->logits_dst, m->x, m->final_norm, c->norm_eps, s);
     /* xn = final_norm(x) now */
-    if (all_logits) return run_linear(m, &m->lm_head, m->logits_d, m->xn, n);
-    return run_linear(m, &m->lm_head, m->logits_d, m->xn + (size_t)(n - 1) * dim, 1);
+    if (all_logits) return run_linear(m, &m->lm_head, m->logits_dst, m->xn, n);
+    return run_linear(m, &m->lm_head, m->logits_dst, m->xn + (size_t)(n - 1) * dim, 1);
 }
 
 /* GPTQ_CUDA_TRACE=FILE: decode step number GPTQ_CUDA_TRACE_STEP (default 200) records the
@@ -596,10 +603,21 @@ const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, 
             cudaGraph_t g;
             if (cu_check(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capturing the decode step"))
                 return NULL;
-            int rc = cu_check(cudaMemcpyAsync(m->ids_d, m->ids_h, sizeof(int), cudaMemcpyHostToDevice, s), "ids") ||
-                     cu_check(cudaMemcpyAsync(m->pos_d, m->pos_h, sizeof(int), cudaMemcpyHostToDevice, s), "position") ||
+            /* an fp16 lm_head (plain stores, one per logit) writes the logits straight into
+               pinned host memory, its stores crossing the bus while it streams its weights,
+               where a copy after it cost the step a node of its own (GPTQ_CUDA_ZERO_COPY=0:
+               the copy, benchmarks) */
+            static int zero_copy_env = -1;
+            if (zero_copy_env < 0) {
+                const char *e = getenv("GPTQ_CUDA_ZERO_COPY");
+                zero_copy_env = !(e && strcmp(e, "0") == 0);
+            }
+            const int zero_copy = zero_copy_env && !m->lm_head.q.qw && !m->lm_head.bias;
+            if (zero_copy) m->logits_dst = m->logits_map;
+            int rc = cu_check(cudaMemcpyAsync(m->pos_d, m->pos_h, sizeof(int) * 2, cudaMemcpyHostToDevice, s), "position and id") ||
                      forward_device(m, 1, 0) ||
-                     cu_check(cudaMemcpyAsync(m->logits_h, m->logits_d, lbytes, cudaMemcpyDeviceToHost, s), "logits");
+                     (!zero_copy && cu_check(cudaMemcpyAsync(m->logits_h, m->logits_d, lbytes, cudaMemcpyDeviceToHost, s), "logits"));
+            m->logits_dst = m->logits_d;
             cudaError_t e = cudaStreamEndCapture(s, &g);
             if (rc || cu_check(e, "capturing the decode step")) return NULL;
             e = cudaGraphInstantiate(&m->decode_graph, g, 0);
@@ -615,8 +633,8 @@ const float *llama_cuda_forward(llama_cuda *m, const int *ids, int n, int pos0, 
         if (m->step_timing && cu_check(cudaEventRecord(m->step_ev[1], s), "timing the decode step")) return NULL;
         if (traced && trace_step_end(m)) return NULL;
     } else {
-        if (cu_check(cudaMemcpyAsync(m->ids_d, m->ids_h, sizeof(int) * (size_t)n, cudaMemcpyHostToDevice, s), "ids") ||
-            cu_check(cudaMemcpyAsync(m->pos_d, m->pos_h, sizeof(int), cudaMemcpyHostToDevice, s), "position") ||
+        if (cu_check(cudaMemcpyAsync(m->pos_d, m->pos_h, sizeof(int) * (size_t)(1 + n), cudaMemcpyHostToDevice, s),
+                     "position and ids") ||
             forward_device(m, n, all_logits) ||
             cu_check(cudaMemcpyAsync(m->logits_h, m->logits_d, lbytes, cudaMemcpyDeviceToHost, s), "logits"))
             return NULL;
