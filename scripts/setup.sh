@@ -17,5 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The tests run the `python3` first on PATH.  Where that is not Debian's (pyenv, a venv),
+# python3-numpy does not reach it: numpy from PyPI then.
+if ! python3 -c 'import numpy' 2>/dev/null; then
+  echo "setup: numpy for $(command -v python3) from PyPI" >&2
+  python3 -m pip install -q numpy || { echo "setup: cannot install numpy for $(command -v python3)" >&2; exit 1; }
+fi
+
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
